@@ -1,0 +1,69 @@
+// PM2 process file for cemetery-backend: the seed guide's table, plus what a
+// zero-downtime reload needs. Read by `pm2 start|reload` locally (npm run pm2:*)
+// and on the host, where it ships inside every release next to dist/.
+// Tunables come from the environment, so the Pulumi stack config reaches PM2
+// without a second copy of this file.
+const path = require('node:path');
+
+// `pm2 start ecosystem.config.js --env production` (the seed's command) sets no
+// NODE_ENV in the CLI that evaluates this file, so look at its arguments too.
+const argv = process.argv.join(' ');
+const production = process.env.NODE_ENV === 'production' || / --env[ =]production\b/.test(argv);
+
+/** Seconds PM2 waits after SIGINT before SIGKILL; the app's own deadline is kept below it. */
+const KILL_TIMEOUT_MS = 8000;
+
+function instancesFrom(env) {
+  const raw = env.PM2_INSTANCES;
+  if (raw === undefined || raw === '') return production ? 'max' : 2;
+  if (raw === 'max') return 'max';
+  if (/^[1-9]\d{0,2}$/.test(raw)) return Number(raw);
+  throw new Error(`PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "${raw}"`);
+}
+
+function memoryLimitFrom(env) {
+  const raw = env.PM2_MAX_MEMORY_RESTART || '1G';
+  if (/^[1-9]\d*[KMG]$/.test(raw)) return raw;
+  throw new Error(`PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "${raw}"`);
+}
+
+const logDir = process.env.LOG_DIR || path.resolve(__dirname, '..', 'logs');
+
+module.exports = {
+  apps: [
+    {
+      name: 'cemetery-backend',
+      cwd: __dirname,
+      script: 'dist/server.js',
+      exec_mode: 'cluster',
+      instances: instancesFrom(process.env),
+      max_memory_restart: memoryLimitFrom(process.env),
+      autorestart: true,
+      watch: false,
+
+      // Zero downtime: a new worker gets traffic only after process.send('ready'),
+      // and the old one is retired only then; it drains and exits before SIGKILL.
+      wait_ready: true,
+      listen_timeout: 10000,
+      kill_timeout: KILL_TIMEOUT_MS,
+      // Crash loops back off (100 ms doubling to 15 s) instead of hammering the database.
+      exp_backoff_restart_delay: 100,
+      // Exit 78 is a configuration error: restarting cannot fix it.
+      stop_exit_codes: [78],
+
+      error_file: path.join(logDir, 'err.log'),
+      out_file: path.join(logDir, 'out.log'),
+      merge_logs: true,
+      log_date_format: 'YYYY-MM-DD HH:mm:ss.SSS Z',
+
+      env: {
+        NODE_ENV: 'development',
+        SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
+      },
+      env_production: {
+        NODE_ENV: 'production',
+        SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
+      },
+    },
+  ],
+};

@@ -1,0 +1,79 @@
+import pg from 'pg';
+import type { FastifyBaseLogger } from 'fastify';
+
+// DATE columns as 'YYYY-MM-DD' strings: a calendar date has no time zone.
+pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export function createPool(databaseUrl: string, max: number, logger: FastifyBaseLogger): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    connectionTimeoutMillis: 3000,
+    idleTimeoutMillis: 30000,
+    application_name: 'cemetery-backend',
+  });
+  // An idle client losing its server must not crash the worker; the next query reconnects.
+  pool.on('error', (err) => logger.warn({ err: err.message }, 'idle database client failed'));
+  return pool;
+}
+
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export async function pingDatabase(pool: pg.Pool): Promise<void> {
+  await pool.query('SELECT 1');
+}
+
+/**
+ * Retries until the database answers once, with capped exponential backoff,
+ * so a worker started before its database waits (and /readyz says 503)
+ * instead of crash-looping into PM2's errored state.
+ */
+export function watchUntilReachable(
+  pool: pg.Pool,
+  logger: FastifyBaseLogger,
+  { firstDelayMs = 250, maxDelayMs = 10000 } = {},
+): { stop: () => void; reachable: Promise<boolean> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let settle: (value: boolean) => void = () => undefined;
+  const reachable = new Promise<boolean>((resolve) => {
+    settle = resolve;
+    const attempt = async (delay: number, tries: number) => {
+      if (stopped) return resolve(false);
+      try {
+        await pingDatabase(pool);
+        if (tries > 0) logger.info({ tries }, 'database reachable');
+        return resolve(true);
+      } catch (err) {
+        if (stopped) return resolve(false);
+        logger.warn({ err: (err as Error).message, retryInMs: delay }, 'database unreachable, retrying');
+        timer = setTimeout(() => void attempt(Math.min(delay * 2, maxDelayMs), tries + 1), delay);
+      }
+    };
+    void attempt(firstDelayMs, 0);
+  });
+  return {
+    reachable,
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      settle(false);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+
+/** An error whose message is safe to show to the client, with its HTTP status. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const notFound = (what: string, id: number) => new HttpError(404, `${what} ${id} not found`);
+export const conflict = (message: string) => new HttpError(409, message);
+export const badRequest = (message: string) => new HttpError(400, message);
+
+type AjvError = { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> };
+
+/**
+ * Names the offending field in every validation message, e.g.
+ * "body/extra is not allowed" instead of Ajv's "body must NOT have additional properties".
+ */
+export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error {
+  const e = errors[0];
+  const field = `${dataVar}${e.instancePath}`;
+  if (e.keyword === 'additionalProperties') return new Error(`${field}/${String(e.params.additionalProperty)} is not allowed`);
+  if (e.keyword === 'required') return new Error(`${field}/${String(e.params.missingProperty)} is required`);
+  if (e.keyword === 'enum') return new Error(`${field} must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`);
+  return new Error(`${field} ${e.message ?? 'is invalid'}`);
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+type PgError = Error & { code?: string; constraint?: string; detail?: string };
+
+/** node-postgres raises these while it cannot reach the server at all. */
+function isConnectionFailure(err: PgError): boolean {
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', '57P01', '57P03'].includes(err.code ?? '') ||
+    (err.code?.startsWith('08') ?? false) ||
+    /timeout exceeded when trying to connect|Connection terminated/.test(err.message)
+  );
+}
+
+function classify(err: FastifyError & PgError): { status: number; message: string } {
+  if (err.validation) return { status: 400, message: err.message };
+  if (err instanceof HttpError) return { status: err.statusCode, message: err.message };
+  switch (err.code) {
+    case '23505':
+      return { status: 409, message: `already exists (${err.constraint ?? 'unique constraint'})` };
+    case '23503':
+      return { status: 409, message: `still referenced (${err.constraint ?? 'foreign key'})` };
+    case '23514':
+      return { status: 400, message: `violates ${err.constraint ?? 'a check constraint'}` };
+  }
+  if (isConnectionFailure(err)) return { status: 503, message: 'database unavailable' };
+  // Fastify's own client errors (bad JSON, wrong content type, body too large).
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { status: err.statusCode, message: err.message };
+  return { status: 500, message: 'internal error' };
+}
+
+export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const { status, message } = classify(err as FastifyError & PgError);
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  return reply.status(status).send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', message });
+}

@@ -1,0 +1,34 @@
+import pino from 'pino';
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
+import { createPool, watchUntilReachable } from './db';
+import { buildServer, type Lifecycle } from './server';
+import { installGracefulShutdown } from './shutdown';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`cemetery-backend: ${err.message}\n`);
+    process.exit(CONFIG_ERROR_EXIT_CODE);
+  }
+
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: config.releaseId } });
+  const pool = createPool(config.databaseUrl, config.dbPoolMax, logger);
+  const lifecycle: Lifecycle = { draining: false };
+  const app = buildServer({ pool, releaseId: config.releaseId, logger, lifecycle });
+
+  const watcher = watchUntilReachable(pool, logger);
+  app.addHook('onClose', async () => watcher.stop());
+  installGracefulShutdown({ app, pool, lifecycle, timeoutMs: config.shutdownTimeoutMs });
+
+  await app.listen({ port: config.port, host: config.host });
+  // PM2 (wait_ready) routes traffic to this worker and retires the old one only after this.
+  if (process.send) process.send('ready');
+}
+
+main().catch((err) => {
+  process.stderr.write(`cemetery-backend: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

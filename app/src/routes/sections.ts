@@ -1,0 +1,170 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { inTransaction, type Pool } from '../db';
+import { conflict, notFound } from '../errors';
+import { renderSectionMap, type MapPlot } from '../map';
+import { errorResponse, idParams, pageOf, pageQuery, section, type Page } from '../schemas';
+import { Filters, listPage } from './page';
+
+const SECTION_COLUMNS = 'id, name, description, created_at AS "createdAt"';
+
+type CreateSection = { name: string; description?: string; grid?: { rows: number; plotsPerRow: number } };
+
+/**
+ * Per-worker cache of a section's map data, keyed by the section's map_version
+ * (bumped by database triggers on any plot or burial change): each request
+ * costs one primary-key lookup, and a change is visible on the next request.
+ */
+class MapDataCache {
+  private readonly entries = new Map<number, { version: string; name: string; plots: MapPlot[] }>();
+  constructor(private readonly maxSections = 64) {}
+
+  async get(pool: Pool, sectionId: number) {
+    const head = await pool.query<{ name: string; version: string }>(
+      'SELECT name, map_version::text AS version FROM sections WHERE id = $1',
+      [sectionId],
+    );
+    if (head.rowCount === 0) return undefined;
+    const { name, version } = head.rows[0];
+    const cached = this.entries.get(sectionId);
+    if (cached && cached.version === version) return cached;
+    const plots = await pool.query<MapPlot>(
+      `SELECT p.id, p.row, p.number, p.status, b.deceased_name AS "deceasedName",
+              b.birth_date AS "birthDate", b.death_date AS "deathDate"
+         FROM plots p LEFT JOIN burials b ON b.plot_id = p.id
+        WHERE p.section_id = $1 ORDER BY p.row, p.number`,
+      [sectionId],
+    );
+    const entry = { version, name, plots: plots.rows };
+    this.entries.delete(sectionId);
+    this.entries.set(sectionId, entry);
+    if (this.entries.size > this.maxSections) this.entries.delete(this.entries.keys().next().value!);
+    return entry;
+  }
+}
+
+export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool }) => {
+  const mapCache = new MapDataCache();
+
+  app.get<{ Querystring: Page & { name?: string } }>(
+    '/api/sections',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { ...pageQuery, name: { type: 'string', minLength: 1, maxLength: 100 } },
+        },
+        response: { 200: pageOf(section) },
+      },
+    },
+    async (req) => {
+      const filters = new Filters().add((p) => `name ILIKE '%' || ${p} || '%'`, req.query.name);
+      return listPage(pool, { select: SECTION_COLUMNS, from: 'sections', ...filters, orderBy: 'id' }, req.query);
+    },
+  );
+
+  app.get<{ Params: { id: number } }>(
+    '/api/sections/:id',
+    {
+      schema: {
+        params: idParams,
+        response: {
+          200: {
+            ...section,
+            properties: {
+              ...section.properties,
+              plots: {
+                type: 'object',
+                properties: { available: { type: 'integer' }, reserved: { type: 'integer' }, occupied: { type: 'integer' } },
+              },
+            },
+          },
+          404: errorResponse,
+        },
+      },
+    },
+    async (req) => {
+      const { rows } = await pool.query(
+        `SELECT s.id, s.name, s.description, s.created_at AS "createdAt",
+                json_build_object(
+                  'available', count(*) FILTER (WHERE p.status = 'available'),
+                  'reserved',  count(*) FILTER (WHERE p.status = 'reserved'),
+                  'occupied',  count(*) FILTER (WHERE p.status = 'occupied')) AS plots
+           FROM sections s LEFT JOIN plots p ON p.section_id = s.id
+          WHERE s.id = $1 GROUP BY s.id`,
+        [req.params.id],
+      );
+      if (rows.length === 0) throw notFound('section', req.params.id);
+      return rows[0];
+    },
+  );
+
+  app.post<{ Body: CreateSection }>(
+    '/api/sections',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['name'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 100 },
+            description: { type: 'string', maxLength: 2000 },
+            grid: {
+              type: 'object',
+              required: ['rows', 'plotsPerRow'],
+              additionalProperties: false,
+              properties: {
+                rows: { type: 'integer', minimum: 1, maximum: 100 },
+                plotsPerRow: { type: 'integer', minimum: 1, maximum: 100 },
+              },
+            },
+          },
+        },
+        response: { 201: section },
+      },
+    },
+    async (req, reply) => {
+      const { name, description, grid } = req.body;
+      // The section and its grid of plots land together or not at all.
+      const created = await inTransaction(pool, async (client) => {
+        const { rows } = await client.query(
+          `INSERT INTO sections (name, description) VALUES ($1, $2)
+           ON CONFLICT (name) DO NOTHING RETURNING ${SECTION_COLUMNS}`,
+          [name, description ?? null],
+        );
+        if (rows.length === 0) throw conflict(`a section named "${name}" already exists`);
+        if (grid) {
+          await client.query(
+            `INSERT INTO plots (section_id, "row", number)
+             SELECT $1, r, n FROM generate_series(1, $2::int) r, generate_series(1, $3::int) n`,
+            [rows[0].id, grid.rows, grid.plotsPerRow],
+          );
+        }
+        return rows[0];
+      });
+      return reply.status(201).header('location', `/api/sections/${created.id}`).send(created);
+    },
+  );
+
+  app.get<{ Params: { id: number }; Querystring: { highlight?: number } }>(
+    '/api/sections/:id/map.svg',
+    {
+      schema: {
+        params: idParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { highlight: { type: 'integer', minimum: 1 } },
+        },
+      },
+    },
+    async (req, reply) => {
+      const data = await mapCache.get(pool, req.params.id);
+      if (!data) throw notFound('section', req.params.id);
+      return reply
+        .type('image/svg+xml; charset=utf-8')
+        .send(renderSectionMap({ id: req.params.id, name: data.name, plots: data.plots }, req.query.highlight));
+    },
+  );
+};

@@ -1,0 +1,14 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.[tj]s$': ['ts-jest', { tsconfig: { allowJs: true, isolatedModules: true } }] },
+  // Some dependencies ship only ES modules (cookie, via Fastify's inject); jest needs them as CommonJS.
+  transformIgnorePatterns: ['/node_modules/(?!(cookie)/)'],
+  // One real PostgreSQL for the whole run; each test file makes its own database in it.
+  globalSetup: '<rootDir>/test/support/global-setup.mjs',
+  globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
+  testTimeout: 60000,
+  maxWorkers: 2,
+};

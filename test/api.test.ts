@@ -1,0 +1,275 @@
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { createPool, type Pool } from '../app/src/db';
+import { buildServer } from '../app/src/server';
+import { createMigratedDatabase } from './support/db';
+
+let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
+let pool: Pool;
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  db = await createMigratedDatabase('api');
+  pool = createPool(db.url, 5, pino({ level: 'silent' }));
+  app = buildServer({ pool, releaseId: 'test-release', logger: false });
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+  await pool.end();
+  await db.drop();
+});
+
+const call = async (method: 'GET' | 'POST' | 'PUT', url: string, payload?: object) => {
+  const res = await app.inject({ method, url, payload });
+  return { status: res.statusCode, body: res.headers['content-type']?.toString().startsWith('application/json') ? res.json() : res.body, headers: res.headers };
+};
+
+let sectionSeq = 0;
+async function newSection(grid = { rows: 3, plotsPerRow: 4 }) {
+  const res = await call('POST', '/api/sections', { name: `Section ${++sectionSeq}`, grid });
+  expect(res.status).toBe(201);
+  const plots = await call('GET', `/api/plots?sectionId=${res.body.id}&limit=100`);
+  return { section: res.body, plots: plots.body.items as Array<{ id: number; row: number; number: number; status: string }> };
+}
+
+const count = async (table: string) => Number((await pool.query(`SELECT count(*) FROM ${table}`)).rows[0].count);
+
+describe('probes', () => {
+  test('healthz, readyz and version answer', async () => {
+    expect(await call('GET', '/healthz')).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(await call('GET', '/readyz')).toMatchObject({ status: 200, body: { status: 'ready' } });
+    const version = await call('GET', '/version');
+    expect(version.body).toEqual({ release: 'test-release', pid: process.pid, node: process.version, uptimeSeconds: expect.any(Number) });
+  });
+
+  test('readyz is 503 while the database is unreachable, and while draining', async () => {
+    const deadPool = createPool('postgres://nobody:x@127.0.0.1:1/none', 1, pino({ level: 'silent' }));
+    const lifecycle = { draining: false };
+    const dead = buildServer({ pool: deadPool, releaseId: 'x', logger: false, lifecycle });
+    const res = await dead.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({ status: 'unavailable', reason: 'database unreachable' });
+    // API calls that need the database say so with 503, not 500.
+    const list = await dead.inject({ method: 'GET', url: '/api/sections' });
+    expect(list.statusCode).toBe(503);
+    expect(list.json().message).toBe('database unavailable');
+    lifecycle.draining = true;
+    const draining = await dead.inject({ method: 'GET', url: '/healthz' });
+    expect(draining.headers.connection).toBe('close');
+    expect((await dead.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'draining' });
+    await dead.close();
+    await deadPool.end();
+  });
+});
+
+describe('sections', () => {
+  test('create with a grid makes every plot in one go', async () => {
+    const res = await call('POST', '/api/sections', { name: 'Garden of Rest', description: 'by the chapel', grid: { rows: 2, plotsPerRow: 5 } });
+    expect(res.status).toBe(201);
+    expect(res.headers.location).toBe(`/api/sections/${res.body.id}`);
+    const got = await call('GET', `/api/sections/${res.body.id}`);
+    expect(got.body).toMatchObject({ name: 'Garden of Rest', description: 'by the chapel', plots: { available: 10, reserved: 0, occupied: 0 } });
+  });
+
+  test('a duplicate name is 409 and writes nothing', async () => {
+    await call('POST', '/api/sections', { name: 'Twin' });
+    const [sections, plots] = [await count('sections'), await count('plots')];
+    const res = await call('POST', '/api/sections', { name: 'Twin', grid: { rows: 3, plotsPerRow: 3 } });
+    expect(res).toMatchObject({ status: 409, body: { message: 'a section named "Twin" already exists' } });
+    expect([await count('sections'), await count('plots')]).toEqual([sections, plots]);
+  });
+
+  test.each([
+    [{}, 'body/name is required'],
+    [{ name: '' }, 'body/name must NOT have fewer than 1 characters'],
+    [{ name: 'x', colour: 'red' }, 'body/colour is not allowed'],
+    [{ name: 'x', grid: { rows: 0, plotsPerRow: 3 } }, 'body/grid/rows must be >= 1'],
+    [{ name: 'x', grid: { rows: 2 } }, 'body/grid/plotsPerRow is required'],
+    [{ name: 'x', grid: { rows: 2, plotsPerRow: 101 } }, 'body/grid/plotsPerRow must be <= 100'],
+  ])('bad body %j is 400: %s', async (payload, message) => {
+    const before = await count('sections');
+    expect(await call('POST', '/api/sections', payload)).toMatchObject({ status: 400, body: { statusCode: 400, error: 'Bad Request', message } });
+    expect(await count('sections')).toBe(before);
+  });
+
+  test('malformed JSON is 400', async () => {
+    const res = await app.inject({ method: 'POST', url: '/api/sections', headers: { 'content-type': 'application/json' }, payload: '{"name":' });
+    expect(res.statusCode).toBe(400);
+  });
+
+  test('unknown id is 404, a non-numeric id 400', async () => {
+    expect(await call('GET', '/api/sections/999999')).toMatchObject({ status: 404, body: { message: 'section 999999 not found' } });
+    expect(await call('GET', '/api/sections/abc')).toMatchObject({ status: 400, body: { message: 'params/id must be integer' } });
+    expect(await call('GET', '/api/sections/0')).toMatchObject({ status: 400, body: { message: 'params/id must be >= 1' } });
+  });
+
+  test('list filters by name', async () => {
+    await call('POST', '/api/sections', { name: 'Willow Lane' });
+    const res = await call('GET', '/api/sections?name=willow');
+    expect(res.body.items.map((s: { name: string }) => s.name)).toEqual(['Willow Lane']);
+  });
+});
+
+describe('pagination', () => {
+  let sectionId: number;
+  beforeAll(async () => {
+    sectionId = (await newSection({ rows: 3, plotsPerRow: 4 })).section.id;
+  });
+
+  test('pages cover the list in order with the total', async () => {
+    const pages = [];
+    for (const offset of [0, 5, 10]) pages.push((await call('GET', `/api/plots?sectionId=${sectionId}&limit=5&offset=${offset}`)).body);
+    expect(pages.map((p) => p.items.length)).toEqual([5, 5, 2]);
+    expect(pages.every((p) => p.total === 12)).toBe(true);
+    const ids = pages.flatMap((p) => p.items.map((i: { id: number }) => i.id));
+    expect(new Set(ids).size).toBe(12);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+  });
+
+  test('an offset past the end is an empty page with the real total', async () => {
+    expect((await call('GET', `/api/plots?sectionId=${sectionId}&offset=12`)).body).toEqual({ items: [], total: 12, limit: 20, offset: 12 });
+  });
+
+  test('the default page size is 20, the largest 100', async () => {
+    expect((await call('GET', '/api/plots')).body.limit).toBe(20);
+    expect((await call('GET', '/api/plots?limit=100')).status).toBe(200);
+  });
+
+  test.each([
+    ['limit=0', 'querystring/limit must be >= 1'],
+    ['limit=101', 'querystring/limit must be <= 100'],
+    ['offset=-1', 'querystring/offset must be >= 0'],
+    ['limit=ten', 'querystring/limit must be integer'],
+    ['status=buried', 'querystring/status must be one of available, reserved, occupied'],
+    ['colour=red', 'querystring/colour is not allowed'],
+  ])('%s is 400: %s', async (query, message) => {
+    expect(await call('GET', `/api/plots?${query}`)).toMatchObject({ status: 400, body: { message } });
+  });
+});
+
+describe('plots', () => {
+  test('create, conflict on the same place, 404 for a missing section', async () => {
+    const { section } = await newSection({ rows: 1, plotsPerRow: 1 });
+    const created = await call('POST', '/api/plots', { sectionId: section.id, row: 2, number: 1 });
+    expect(created).toMatchObject({ status: 201, body: { sectionId: section.id, row: 2, number: 1, status: 'available' } });
+    expect(await call('POST', '/api/plots', { sectionId: section.id, row: 2, number: 1 })).toMatchObject({
+      status: 409,
+      body: { message: `section ${section.id} already has plot 1 in row 2` },
+    });
+    expect(await call('POST', '/api/plots', { sectionId: 999999, row: 1, number: 1 })).toMatchObject({ status: 404, body: { message: 'section 999999 not found' } });
+  });
+
+  test('status rules: reserve and release by hand; never occupy by hand; occupied is final', async () => {
+    const { plots } = await newSection({ rows: 1, plotsPerRow: 2 });
+    const [a, b] = plots;
+    expect(await call('PUT', `/api/plots/${a.id}/status`, { status: 'reserved' })).toMatchObject({ status: 200, body: { status: 'reserved' } });
+    expect(await call('PUT', `/api/plots/${a.id}/status`, { status: 'reserved' })).toMatchObject({ status: 200, body: { status: 'reserved' } });
+    expect(await call('PUT', `/api/plots/${a.id}/status`, { status: 'available' })).toMatchObject({ status: 200, body: { status: 'available' } });
+    const occupyByHand = await call('PUT', `/api/plots/${a.id}/status`, { status: 'occupied' });
+    expect(occupyByHand.status).toBe(409);
+    expect(occupyByHand.body.message).toMatch(/becomes occupied when a burial is recorded/);
+
+    await call('POST', '/api/burials', { plotId: b.id, deceasedName: 'Jan Novak', deathDate: '2001-05-02' });
+    expect(await call('PUT', `/api/plots/${b.id}/status`, { status: 'available' })).toMatchObject({
+      status: 409,
+      body: { message: `plot ${b.id} is occupied; its status cannot change` },
+    });
+    expect(await call('PUT', '/api/plots/999999/status', { status: 'reserved' })).toMatchObject({ status: 404 });
+    expect(await call('PUT', `/api/plots/${a.id}/status`, { status: 'sold' })).toMatchObject({
+      status: 400,
+      body: { message: 'body/status must be one of available, reserved, occupied' },
+    });
+  });
+});
+
+describe('burials', () => {
+  test('a burial occupies its plot; a second one there is 409 and writes nothing', async () => {
+    const { plots } = await newSection({ rows: 1, plotsPerRow: 1 });
+    const plotId = plots[0].id;
+    const res = await call('POST', '/api/burials', { plotId, deceasedName: '  Ada Lovelace ', birthDate: '1815-12-10', deathDate: '1852-11-27' });
+    expect(res).toMatchObject({ status: 201, body: { plotId, deceasedName: 'Ada Lovelace', birthDate: '1815-12-10', deathDate: '1852-11-27' } });
+    expect(res.headers.location).toBe(`/api/burials/${res.body.id}`);
+    expect((await call('GET', `/api/plots/${plotId}`)).body.status).toBe('occupied');
+    expect((await call('GET', `/api/burials/${res.body.id}`)).body).toEqual(res.body);
+
+    const before = await count('burials');
+    expect(await call('POST', '/api/burials', { plotId, deceasedName: 'Someone Else', deathDate: '1900-01-01' })).toMatchObject({
+      status: 409,
+      body: { message: `plot ${plotId} is already occupied` },
+    });
+    expect(await count('burials')).toBe(before);
+  });
+
+  test('a reserved plot can take a burial', async () => {
+    const { plots } = await newSection({ rows: 1, plotsPerRow: 1 });
+    await call('PUT', `/api/plots/${plots[0].id}/status`, { status: 'reserved' });
+    expect((await call('POST', '/api/burials', { plotId: plots[0].id, deceasedName: 'R. Reserved', deathDate: '1999-09-09' })).status).toBe(201);
+  });
+
+  test('two burials racing for one plot: one 201, one 409, one row', async () => {
+    const { plots } = await newSection({ rows: 1, plotsPerRow: 1 });
+    const plotId = plots[0].id;
+    const results = await Promise.all(
+      ['First', 'Second', 'Third'].map((name) => call('POST', '/api/burials', { plotId, deceasedName: name, deathDate: '2020-02-02' })),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409]);
+    expect((await call('GET', `/api/burials?plotId=${plotId}`)).body.total).toBe(1);
+  });
+
+  test.each([
+    [{ deceasedName: 'x', deathDate: '2000-01-01' }, 'body/plotId is required'],
+    [{ plotId: 1, deathDate: '2000-01-01' }, 'body/deceasedName is required'],
+    [{ plotId: 1, deceasedName: '   ', deathDate: '2000-01-01' }, 'body/deceasedName must match pattern "\\S"'],
+    [{ plotId: 1, deceasedName: 'x', deathDate: '01/02/2000' }, 'body/deathDate must match format "date"'],
+    [{ plotId: 1, deceasedName: 'x', deathDate: '2000-02-30' }, 'body/deathDate must match format "date"'],
+    [{ plotId: 1, deceasedName: 'x', deathDate: '2999-01-01' }, 'body/deathDate must not be in the future, got 2999-01-01'],
+    [{ plotId: 1, deceasedName: 'x', birthDate: '2001-01-01', deathDate: '2000-01-01' }, 'body/birthDate (2001-01-01) must not be after body/deathDate (2000-01-01)'],
+  ])('bad body %j is 400: %s', async (payload, message) => {
+    const before = await count('burials');
+    expect(await call('POST', '/api/burials', payload)).toMatchObject({ status: 400, body: { message } });
+    expect(await count('burials')).toBe(before);
+  });
+
+  test('a missing plot is 404', async () => {
+    expect(await call('POST', '/api/burials', { plotId: 999999, deceasedName: 'x', deathDate: '2000-01-01' })).toMatchObject({
+      status: 404,
+      body: { message: 'plot 999999 not found' },
+    });
+  });
+
+  test('list filters by section and by a part of the name, case-insensitive', async () => {
+    const { section, plots } = await newSection({ rows: 1, plotsPerRow: 2 });
+    await call('POST', '/api/burials', { plotId: plots[0].id, deceasedName: 'Maria Sklodowska', deathDate: '1934-07-04' });
+    await call('POST', '/api/burials', { plotId: plots[1].id, deceasedName: 'Pierre Curie', deathDate: '1906-04-19' });
+    expect((await call('GET', `/api/burials?sectionId=${section.id}`)).body.total).toBe(2);
+    const found = await call('GET', `/api/burials?sectionId=${section.id}&name=SKLOD`);
+    expect(found.body.items.map((b: { deceasedName: string }) => b.deceasedName)).toEqual(['Maria Sklodowska']);
+  });
+});
+
+describe('section map', () => {
+  test('renders every plot coloured by status, highlights one, and follows changes at once', async () => {
+    const { section, plots } = await newSection({ rows: 2, plotsPerRow: 3 });
+    const first = await app.inject({ method: 'GET', url: `/api/sections/${section.id}/map.svg?highlight=${plots[1].id}` });
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['content-type']).toBe('image/svg+xml; charset=utf-8');
+    expect(first.body.match(/data-status="available"/g)).toHaveLength(6);
+    expect(first.body.match(/class="hl"/g)).toHaveLength(1);
+    expect(first.body).toContain(`<g id="plot-${plots[1].id}" data-status="available">\n<rect x="76" y="80" width="28" height="28" rx="3" fill="#8bc34a" class="hl"/>`);
+
+    await call('PUT', `/api/plots/${plots[0].id}/status`, { status: 'reserved' });
+    await call('POST', '/api/burials', { plotId: plots[2].id, deceasedName: 'O\'Brien & <Sons>', birthDate: '1900-01-01', deathDate: '1980-06-30' });
+    const second = (await app.inject({ method: 'GET', url: `/api/sections/${section.id}/map.svg` })).body;
+    expect(second).toContain(`<g id="plot-${plots[0].id}" data-status="reserved">`);
+    expect(second).toContain(`<g id="plot-${plots[2].id}" data-status="occupied">`);
+    expect(second).toContain('<title>Row 1, plot 3: occupied, O&apos;Brien &amp; &lt;Sons&gt; (1900–1980)</title>');
+    expect(second).toContain('>available (4)</text>');
+  });
+
+  test('unknown section 404, bad highlight 400', async () => {
+    expect((await call('GET', '/api/sections/999999/map.svg')).status).toBe(404);
+    expect(await call('GET', '/api/sections/1/map.svg?highlight=x')).toMatchObject({ status: 400, body: { message: 'querystring/highlight must be integer' } });
+  });
+});

@@ -1,0 +1,12 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort, startEmbeddedPostgres } from '../../scripts/lib/embedded-postgres.mjs';
+
+export default async function globalSetup() {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'cemetery-test-pg-'));
+  const db = await startEmbeddedPostgres({ stateDir, port: await freePort(), persistent: false });
+  globalThis.__testPostgres = db;
+  // Workers start after this and inherit it.
+  process.env.TEST_PG_ADMIN_URL = db.urlFor('postgres');
+}
