@@ -7,35 +7,20 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import pg from 'pg';
 import { LOCAL_DB, localDatabaseUrl } from './lib/local-db.mjs';
-import { pm2, pm2List } from './lib/pm2.mjs';
+import { pm2, pm2List } from './lib/pm2.cjs';
+import { waitUntil } from './lib/wait.cjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const ECOSYSTEM = path.join(root, 'app', 'ecosystem.config.js');
 const APP_NAME = 'cemetery-backend';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, check, timeoutMs) {
-  const until = Date.now() + timeoutMs;
-  let lastError;
-  while (Date.now() < until) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`${what} not ready after ${timeoutMs / 1000} s${lastError ? `: ${lastError.message}` : ''}`);
-}
 
 async function startLocalDatabase() {
   const running = pm2List().some((p) => p.name === LOCAL_DB.name && p.pm2_env.status === 'online');
   if (!running) {
     pm2(['start', path.join(root, 'scripts', 'local-postgres.mjs'), '--name', LOCAL_DB.name, '--kill-timeout', '15000', '--no-autorestart']);
   }
-  await waitFor(
-    `local PostgreSQL (pm2 logs ${LOCAL_DB.name})`,
+  await waitUntil(
+    `local PostgreSQL (see: npx pm2 logs ${LOCAL_DB.name})`,
     async () => {
       const url = localDatabaseUrl();
       if (!url) return false;
@@ -44,7 +29,7 @@ async function startLocalDatabase() {
       await client.end();
       return true;
     },
-    90000,
+    { timeoutMs: 90000, intervalMs: 250 },
   );
   return localDatabaseUrl();
 }
@@ -59,7 +44,7 @@ async function start() {
   pm2(['startOrReload', ECOSYSTEM, '--update-env'], { env, inherit: true });
   const port = Number(process.env.PORT || 3000);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`${url}/readyz`, async () => (await fetch(`${url}/readyz`)).ok, 30000);
+  await waitUntil(`${url}/readyz to answer 200`, async () => (await fetch(`${url}/readyz`)).ok, { timeoutMs: 30000, intervalMs: 250 });
   const workers = pm2List().filter((p) => p.name === APP_NAME && p.pm2_env.status === 'online').length;
   console.log(`\ncemetery-backend is ready at ${url} (${workers} workers)`);
   if (!process.env.DATABASE_URL) console.log(`database: local PostgreSQL on 127.0.0.1:${LOCAL_DB.port} (data in .data/postgres)`);

@@ -17,6 +17,19 @@ const openConnections = (app: FastifyInstance) =>
   new Promise<number>((resolve) => app.server.getConnections((err, count) => resolve(err ? 0 : count)));
 
 /**
+ * Exits 0 once pending writes are done. Under PM2's cluster mode a worker's
+ * stdout goes to the log files through async streams that an immediate
+ * process.exit() would cut, losing the last lines. So let the event loop run
+ * dry (the IPC channel to PM2 is the one handle left, so unref it), with a
+ * backstop in case something else still holds the loop.
+ */
+function exitOnceFlushed(exit: (code: number) => void) {
+  process.exitCode = 0;
+  process.channel?.unref();
+  setTimeout(() => exit(0), 1000).unref();
+}
+
+/**
  * Graceful stop for SIGINT/SIGTERM and PM2's 'shutdown' message:
  * 1. drain: readiness turns 503 and each response tells its client to reconnect
  *    (in cluster mode the new connection lands on another worker), so no
@@ -43,7 +56,7 @@ export function installGracefulShutdown(opts: ShutdownOptions): (reason: string)
       await pool.end();
       clearTimeout(deadline);
       app.log.info('shutdown complete');
-      exit(0);
+      exitOnceFlushed(exit);
     })();
     return started;
   };

@@ -1,0 +1,115 @@
+/**
+ * The real app bundle under a real PM2 in cluster mode with 2 instances:
+ * balancing, zero-downtime reload under load, recovery from kill -9, and a
+ * SIGINT shutdown that leaves no database connection behind.
+ */
+import autocannon from 'autocannon';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pm2, pm2Async } from '../scripts/lib/pm2.cjs';
+import { waitUntil } from '../scripts/lib/wait.cjs';
+import { adminQuery, createMigratedDatabase } from './support/db';
+import { getFresh } from './support/http';
+import { APP_NAME, startCluster } from './support/pm2-cluster';
+
+jest.setTimeout(120000);
+
+let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
+let cluster: Awaited<ReturnType<typeof startCluster>>;
+let listUrl: string;
+
+const pidsOf = (procs: { pid: number }[]) => procs.map((p) => p.pid).sort();
+
+async function distinctServingPids(requests: number): Promise<Set<number>> {
+  const pids = new Set<number>();
+  for (let i = 0; i < requests; i++) {
+    const res = await getFresh(`${cluster.url}/version`);
+    expect(res.status).toBe(200);
+    pids.add(JSON.parse(res.body).pid);
+  }
+  return pids;
+}
+
+beforeAll(async () => {
+  db = await createMigratedDatabase('pm2');
+  cluster = await startCluster(db.url, 2);
+  const created = await fetch(`${cluster.url}/api/sections`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'Load', grid: { rows: 10, plotsPerRow: 10 } }),
+  });
+  expect(created.status).toBe(201);
+  const { id } = (await created.json()) as { id: number };
+  listUrl = `${cluster.url}/api/plots?sectionId=${id}&limit=20`;
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  await db?.drop();
+});
+
+test('both workers serve requests', async () => {
+  const online = cluster.online();
+  expect(online).toHaveLength(2);
+  expect(online.every((p) => p.pm2_env.exec_mode === 'cluster_mode')).toBe(true);
+  expect([...(await distinctServingPids(20))].sort()).toEqual(pidsOf(online));
+});
+
+test('pm2 reload under load: no failed or non-2xx request, every worker replaced', async () => {
+  const before = pidsOf(cluster.online());
+  const load = autocannon({ url: listUrl, connections: 10, duration: 10 });
+  await new Promise((r) => setTimeout(r, 2000));
+  await pm2Async(['reload', APP_NAME], { env: cluster.env });
+  const result = await load;
+  const after = await cluster.ready();
+
+  console.log(
+    `reload under load: ${result.requests.total} requests sent, ${result.errors} errors, ${result.timeouts} timeouts, ` +
+      `${result.non2xx} non-2xx, ${result['2xx']} 2xx`,
+  );
+  expect(result.requests.total).toBeGreaterThan(500);
+  expect(result.errors).toBe(0);
+  expect(result.timeouts).toBe(0);
+  expect(result.non2xx).toBe(0);
+  expect(result['2xx']).toBe(result.requests.total);
+  expect(pidsOf(after).filter((pid) => before.includes(pid))).toEqual([]);
+  expect(after.every((p) => p.pm2_env.restart_time === 1)).toBe(true);
+});
+
+test('a worker killed with kill -9 is restarted and service continues', async () => {
+  const [victim, survivor] = cluster.online();
+  process.kill(victim.pid, 'SIGKILL');
+  // Once PM2 has seen the death (the cluster master stops handing it connections),
+  // the survivor carries the traffic while the replacement boots.
+  await waitUntil('PM2 to notice the killed worker', () => !cluster.online().some((p) => p.pid === victim.pid));
+  const during = await Promise.all(Array.from({ length: 10 }, () => getFresh(`${cluster.url}/readyz`)));
+  expect(during.map((r) => r.status)).toEqual(Array(10).fill(200));
+
+  const after = await waitUntil('the killed worker to be replaced', () => {
+    const up = cluster.online();
+    return up.length === 2 && !up.some((p) => p.pid === victim.pid) ? up : undefined;
+  });
+  expect(after.map((p) => p.pid)).toContain(survivor.pid);
+  expect(after.find((p) => p.pm_id === victim.pm_id)!.pm2_env.restart_time).toBe(victim.pm2_env.restart_time + 1);
+  await cluster.ready();
+  expect((await distinctServingPids(20)).size).toBe(2);
+});
+
+test('SIGINT (pm2 stop) shuts workers down gracefully and leaves no database connection open', async () => {
+  // Warm both workers' pools.
+  await Promise.all(Array.from({ length: 20 }, () => getFresh(listUrl)));
+  const connections = async () =>
+    Number((await adminQuery('SELECT count(*) FROM pg_stat_activity WHERE datname = $1', [db.name])).rows[0].count);
+  expect(await connections()).toBeGreaterThan(0);
+  const workers = cluster.online();
+
+  pm2(['stop', APP_NAME], { env: cluster.env });
+
+  expect(cluster.workers().map((p) => p.pm2_env.status)).toEqual(['stopped', 'stopped']);
+  await waitUntil('database connections to close', async () => (await connections()) === 0, { timeoutMs: 3000 });
+  // Each worker finished its own shutdown (not killed at kill_timeout).
+  const out = await readFile(path.join(cluster.logDir, 'out.log'), 'utf8');
+  for (const { pid } of workers) {
+    expect(out).toMatch(new RegExp(`"pid":${pid},.*"msg":"shutdown complete"`));
+  }
+});

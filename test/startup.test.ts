@@ -1,0 +1,66 @@
+/** The release bundle (app/dist) started as a plain process: configuration errors and a database that is not there yet. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freePort } from '../scripts/lib/ports.cjs';
+import { waitUntil } from '../scripts/lib/wait.cjs';
+import { adminQuery, DIST } from './support/db';
+import { getFresh } from './support/http';
+
+const SERVER = path.join(DIST, 'server.js');
+const cleanEnv = () => {
+  const env = { ...process.env };
+  for (const key of ['DATABASE_URL', 'PORT', 'LOG_LEVEL', 'RELEASE_ID', 'DB_POOL_MAX', 'SHUTDOWN_TIMEOUT_MS']) delete env[key];
+  return env;
+};
+
+describe('configuration errors exit 78 with a message naming the variable', () => {
+  test.each([
+    [{}, 'DATABASE_URL is required'],
+    [{ DATABASE_URL: 'mysql://u:secret-pw@h/db' }, 'DATABASE_URL must be a postgres:// URL'],
+    [{ DATABASE_URL: 'postgres://u:p@h/db', PORT: '70000' }, 'PORT must be an integer from 1 to 65535, got "70000"'],
+    [{ DATABASE_URL: 'postgres://u:p@h/db', LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    [{ DATABASE_URL: 'postgres://u:p@h/db', RELEASE_ID: 'a b' }, 'RELEASE_ID must be 1-64 characters'],
+  ])('%j', (vars, message) => {
+    const result = spawnSync(process.execPath, [SERVER], { env: { ...cleanEnv(), ...vars }, encoding: 'utf8' });
+    expect(result.status).toBe(78);
+    expect(result.stderr).toContain(message);
+    expect(result.stderr).not.toContain('secret-pw');
+  });
+});
+
+describe('a database that is not reachable at start', () => {
+  let server: ChildProcess | undefined;
+  const dbName = `late_${process.pid}`;
+  afterAll(async () => {
+    server?.kill('SIGKILL');
+    await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  });
+
+  test('keeps the process up with /readyz 503, then serves once the database appears', async () => {
+    const port = await freePort();
+    const url = new URL(process.env.TEST_PG_ADMIN_URL!);
+    url.pathname = `/${dbName}`;
+    server = spawn(process.execPath, [SERVER], {
+      env: { ...cleanEnv(), DATABASE_URL: url.toString(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    server.stdout!.on('data', (d) => (output += d));
+    const base = `http://127.0.0.1:${port}`;
+
+    await waitUntil('/healthz', async () => (await getFresh(`${base}/healthz`)).status === 200, { timeoutMs: 10000 });
+    for (let i = 0; i < 3; i++) {
+      expect((await getFresh(`${base}/readyz`)).status).toBe(503);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(server.exitCode).toBeNull();
+    expect(output).toContain('database unreachable, retrying');
+
+    await adminQuery(`CREATE DATABASE ${dbName}`);
+    await waitUntil('/readyz 200', async () => (await getFresh(`${base}/readyz`)).status === 200, { timeoutMs: 15000 });
+
+    const exited = new Promise<number | null>((resolve) => server!.once('exit', (code) => resolve(code)));
+    server.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});

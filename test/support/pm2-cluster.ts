@@ -1,0 +1,59 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pm2, pm2List, type Pm2Process } from '../../scripts/lib/pm2.cjs';
+import { freePort } from '../../scripts/lib/ports.cjs';
+import { ROOT } from './db';
+import { getFresh } from './http';
+import { waitUntil } from '../../scripts/lib/wait.cjs';
+
+export const APP_NAME = 'cemetery-backend';
+export const ECOSYSTEM = path.join(ROOT, 'app', 'ecosystem.config.js');
+
+/**
+ * A real PM2 daemon of its own (PM2_HOME in a temp dir) running the real
+ * ecosystem file, on a free port: tests never touch a developer's PM2.
+ */
+export async function startCluster(databaseUrl: string, instances = 2) {
+  const home = await mkdtemp(path.join(tmpdir(), 'cemetery-pm2-'));
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PM2_HOME: home,
+    PM2_INSTANCES: String(instances),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    LOG_DIR: path.join(home, 'logs'),
+    LOG_LEVEL: 'info',
+    RELEASE_ID: 'pm2-test',
+  };
+  delete env.NODE_ENV; // jest sets NODE_ENV=test; the ecosystem file decides on its own
+  const url = `http://127.0.0.1:${port}`;
+  pm2(['start', ECOSYSTEM], { env });
+
+  const workers = () => pm2List(env).filter((p) => p.name === APP_NAME);
+  const online = () => workers().filter((p) => p.pm2_env.status === 'online');
+  const cluster = {
+    env,
+    url,
+    home,
+    logDir: env.LOG_DIR!,
+    workers,
+    online,
+    /** Waits for `count` online workers, all answering readiness. */
+    async ready(count = instances): Promise<Pm2Process[]> {
+      return waitUntil(`${count} online workers and /readyz 200`, async () => {
+        const up = online();
+        if (up.length !== count) return undefined;
+        return (await getFresh(`${url}/readyz`)).status === 200 ? up : undefined;
+      });
+    },
+    async stop() {
+      pm2(['kill'], { env, allowFailure: true });
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+  await cluster.ready();
+  return cluster;
+}

@@ -1,0 +1,103 @@
+/** Pure pieces: the PM2 process file, the status rules and the map renderer. */
+import { escapeXml, renderSectionMap, type MapPlot } from '../app/src/map';
+import { statusChangeRefusal } from '../app/src/routes/plots';
+import { ECOSYSTEM } from './support/pm2-cluster';
+
+function loadEcosystem(env: Record<string, string | undefined>, argv: string[] = ['node', 'pm2', 'start']) {
+  const saved = { env: process.env, argv: process.argv };
+  process.env = { ...saved.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
+  process.argv = argv;
+  try {
+    let app: Record<string, unknown> = {};
+    jest.isolateModules(() => {
+      app = require(ECOSYSTEM).apps[0];
+    });
+    return app;
+  } finally {
+    process.env = saved.env;
+    process.argv = saved.argv;
+  }
+}
+
+describe('app/ecosystem.config.js', () => {
+  test('carries the seed table and the zero-downtime settings', () => {
+    const app = loadEcosystem({ NODE_ENV: undefined, PM2_INSTANCES: undefined, PM2_MAX_MEMORY_RESTART: undefined });
+    expect(app).toMatchObject({
+      name: 'cemetery-backend',
+      exec_mode: 'cluster',
+      instances: 2,
+      max_memory_restart: '1G',
+      autorestart: true,
+      watch: false,
+      wait_ready: true,
+      merge_logs: true,
+      stop_exit_codes: [78],
+    });
+    // The app's own deadline ends before PM2 sends SIGKILL.
+    expect(Number((app.env as Record<string, string>).SHUTDOWN_TIMEOUT_MS)).toBeLessThan(app.kill_timeout as number);
+    expect(app.error_file).toMatch(/logs\/err\.log$/);
+    expect(app.out_file).toMatch(/logs\/out\.log$/);
+  });
+
+  test('production runs one worker per core; an environment variable overrides', () => {
+    expect(loadEcosystem({ NODE_ENV: 'production', PM2_INSTANCES: undefined }).instances).toBe('max');
+    expect(loadEcosystem({ NODE_ENV: undefined, PM2_INSTANCES: undefined }, ['node', 'pm2', 'start', 'x', '--env', 'production']).instances).toBe('max');
+    expect(loadEcosystem({ NODE_ENV: 'production', PM2_INSTANCES: '3' }).instances).toBe(3);
+    expect(loadEcosystem({ PM2_MAX_MEMORY_RESTART: '512M' }).max_memory_restart).toBe('512M');
+    expect(loadEcosystem({ LOG_DIR: '/srv/app/shared/logs' }).out_file).toBe('/srv/app/shared/logs/out.log');
+  });
+
+  test.each([
+    [{ PM2_INSTANCES: 'maxx' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "maxx"'],
+    [{ PM2_INSTANCES: '0' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "0"'],
+    [{ PM2_MAX_MEMORY_RESTART: '1GB' }, 'PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "1GB"'],
+  ])('rejects %j', (env, message) => {
+    expect(() => loadEcosystem(env)).toThrow(message);
+  });
+});
+
+describe('plot status rules', () => {
+  test.each([
+    ['available', 'reserved', true],
+    ['reserved', 'available', true],
+    ['reserved', 'reserved', true],
+    ['available', 'occupied', false],
+    ['reserved', 'occupied', false],
+    ['occupied', 'available', false],
+    ['occupied', 'reserved', false],
+  ] as const)('%s -> %s allowed: %s', (from, to, allowed) => {
+    expect(statusChangeRefusal(7, from, to) === undefined).toBe(allowed);
+  });
+});
+
+describe('section map', () => {
+  const plot = (id: number, row: number, number: number, status: MapPlot['status'], name: string | null = null): MapPlot => ({
+    id,
+    row,
+    number,
+    status,
+    deceasedName: name,
+    birthDate: name ? '1901-02-03' : null,
+    deathDate: name ? '1977-08-16' : null,
+  });
+
+  test('sizes the grid from the plots and counts each status in the legend', () => {
+    const svg = renderSectionMap({ id: 1, name: 'A & B', plots: [plot(1, 1, 1, 'available'), plot(2, 2, 3, 'occupied', 'E. Presley'), plot(3, 1, 2, 'reserved')] });
+    expect(svg).toMatch(/^<svg [^>]*width="140" height="144"/);
+    expect(svg).toContain('<title id="map-title">Section A &amp; B: 3 plots</title>');
+    expect(svg).toContain('>available (1)</text>');
+    expect(svg).toContain('>reserved (1)</text>');
+    expect(svg).toContain('>occupied (1)</text>');
+    expect(svg).toContain('<title>Row 2, plot 3: occupied, E. Presley (1901–1977)</title>');
+    expect(svg).not.toContain('class="hl"');
+  });
+
+  test('an empty section is a valid, empty map', () => {
+    expect(renderSectionMap({ id: 1, name: 'Empty', plots: [] })).toContain('Section Empty: 0 plots');
+  });
+
+  test('escapes XML', () => {
+    expect(escapeXml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;');
+  });
+});
