@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
 import { createPool, type Pool } from '../app/src/db';
 import { buildServer } from '../app/src/server';
@@ -256,8 +257,10 @@ describe('section map', () => {
     expect(first.statusCode).toBe(200);
     expect(first.headers['content-type']).toBe('image/svg+xml; charset=utf-8');
     expect(first.body.match(/data-status="available"/g)).toHaveLength(6);
-    expect(first.body.match(/class="hl"/g)).toHaveLength(1);
-    expect(first.body).toContain(`<g id="plot-${plots[1].id}" data-status="available">\n<rect x="76" y="80" width="28" height="28" rx="3" fill="#8bc34a" class="hl"/>`);
+    expect(first.body.match(/<style>#plot-\d+>rect\{stroke:#d50000;stroke-width:3\}<\/style>/g)).toEqual([
+      `<style>#plot-${plots[1].id}>rect{stroke:#d50000;stroke-width:3}</style>`,
+    ]);
+    expect(first.body).toContain(`<g id="plot-${plots[1].id}" data-status="available">\n<rect x="76" y="80" width="28" height="28" rx="3" fill="#8bc34a"/>`);
 
     await call('PUT', `/api/plots/${plots[0].id}/status`, { status: 'reserved' });
     await call('POST', '/api/burials', { plotId: plots[2].id, deceasedName: 'O\'Brien & <Sons>', birthDate: '1900-01-01', deathDate: '1980-06-30' });
@@ -266,6 +269,17 @@ describe('section map', () => {
     expect(second).toContain(`<g id="plot-${plots[2].id}" data-status="occupied">`);
     expect(second).toContain('<title>Row 1, plot 3: occupied, O&apos;Brien &amp; &lt;Sons&gt; (1900–1980)</title>');
     expect(second).toContain('>available (4)</text>');
+  });
+
+  test('is gzipped for clients that accept it', async () => {
+    const { section } = await newSection({ rows: 2, plotsPerRow: 2 });
+    const url = `/api/sections/${section.id}/map.svg`;
+    const plain = await app.inject({ method: 'GET', url });
+    const gzipped = await app.inject({ method: 'GET', url, headers: { 'accept-encoding': 'br;q=1, gzip;q=0.8' } });
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toBe('accept-encoding');
+    expect(gunzipSync(gzipped.rawPayload).toString('utf8')).toBe(plain.body);
   });
 
   test('unknown section 404, bad highlight 400', async () => {

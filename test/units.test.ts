@@ -90,7 +90,12 @@ describe('section map', () => {
     expect(svg).toContain('>reserved (1)</text>');
     expect(svg).toContain('>occupied (1)</text>');
     expect(svg).toContain('<title>Row 2, plot 3: occupied, E. Presley (1901–1977)</title>');
-    expect(svg).not.toContain('class="hl"');
+    expect(svg).not.toContain('stroke:#d50000');
+    // Highlighting adds one rule and changes nothing else.
+    const highlighted = renderSectionMap({ id: 1, name: 'A & B', plots: [plot(1, 1, 1, 'available')] }, 1);
+    const rule = '<style>#plot-1>rect{stroke:#d50000;stroke-width:3}</style>\n';
+    expect(highlighted).toContain(rule);
+    expect(highlighted.replace(rule, '')).toBe(renderSectionMap({ id: 1, name: 'A & B', plots: [plot(1, 1, 1, 'available')] }));
   });
 
   test('an empty section is a valid, empty map', () => {

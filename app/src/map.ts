@@ -31,8 +31,12 @@ function describe(plot: MapPlot): string {
   return `${place}, ${plot.deceasedName} (${years})`;
 }
 
-/** Renders the grid; `highlightPlotId` outlines one plot (the "you are here" of a visitor's map). */
-export function renderSectionMap(section: MapSection, highlightPlotId?: number): string {
+/** A section's map without the per-request part: rendered once per map version, then cached. */
+export type MapTemplate = { head: Buffer; body: Buffer };
+
+const HIGHLIGHT_STYLE = 'stroke:#d50000;stroke-width:3';
+
+export function renderMapTemplate(section: MapSection): MapTemplate {
   let rows = 0;
   let cols = 0;
   const counts: Record<PlotStatus, number> = { available: 0, reserved: 0, occupied: 0 };
@@ -45,37 +49,50 @@ export function renderSectionMap(section: MapSection, highlightPlotId?: number):
   const height = LEGEND_HEIGHT + MARGIN + rows * (CELL + GAP) + GAP;
   const title = `Section ${section.name}: ${section.plots.length} plots`;
 
-  const out: string[] = [];
-  out.push(
+  const head = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-labelledby="map-title">`,
     `<title id="map-title">${escapeXml(title)}</title>`,
-    `<style>text{font:10px sans-serif;fill:#212121}.n{text-anchor:middle;fill:#fff}.hl{stroke:#d50000;stroke-width:3}</style>`,
-  );
+    `<style>text{font:10px sans-serif;fill:#212121}.n{text-anchor:middle;fill:#fff}</style>`,
+    '',
+  ];
+  const body: string[] = [];
   // Legend with live counts.
   PLOT_STATUSES.forEach((status, i) => {
     const x = MARGIN + i * 130;
-    out.push(
+    body.push(
       `<rect x="${x}" y="10" width="14" height="14" fill="${COLOURS[status]}"/>`,
       `<text x="${x + 20}" y="21">${status} (${counts[status]})</text>`,
     );
   });
   for (let r = 1; r <= rows; r++) {
-    out.push(`<text x="8" y="${LEGEND_HEIGHT + MARGIN + (r - 1) * (CELL + GAP) + CELL / 2 + GAP}">R${r}</text>`);
+    body.push(`<text x="8" y="${LEGEND_HEIGHT + MARGIN + (r - 1) * (CELL + GAP) + CELL / 2 + GAP}">R${r}</text>`);
   }
   for (let c = 1; c <= cols; c++) {
-    out.push(`<text class="n" style="fill:#212121" x="${MARGIN + (c - 1) * (CELL + GAP) + GAP + CELL / 2}" y="${LEGEND_HEIGHT + MARGIN - 8}">${c}</text>`);
+    body.push(`<text class="n" style="fill:#212121" x="${MARGIN + (c - 1) * (CELL + GAP) + GAP + CELL / 2}" y="${LEGEND_HEIGHT + MARGIN - 8}">${c}</text>`);
   }
   for (const plot of section.plots) {
     const x = MARGIN + (plot.number - 1) * (CELL + GAP) + GAP;
     const y = LEGEND_HEIGHT + MARGIN + (plot.row - 1) * (CELL + GAP) + GAP;
-    const highlighted = plot.id === highlightPlotId;
-    out.push(
+    body.push(
       `<g id="plot-${plot.id}" data-status="${plot.status}">`,
-      `<rect x="${x}" y="${y}" width="${CELL}" height="${CELL}" rx="3" fill="${COLOURS[plot.status]}"${highlighted ? ' class="hl"' : ''}/>`,
+      `<rect x="${x}" y="${y}" width="${CELL}" height="${CELL}" rx="3" fill="${COLOURS[plot.status]}"/>`,
       `<text class="n" x="${x + CELL / 2}" y="${y + CELL / 2 + 3}">${plot.number}</text>`,
       `<title>${escapeXml(describe(plot))}</title></g>`,
     );
   }
-  out.push('</svg>');
-  return out.join('\n');
+  body.push('</svg>');
+  return { head: Buffer.from(head.join('\n')), body: Buffer.from(body.join('\n')) };
 }
+
+/**
+ * One response: the template with a rule that outlines the highlighted plot
+ * (the "you are here" of a visitor's map), so every request's SVG differs.
+ */
+export function assembleMap(template: MapTemplate, highlightPlotId?: number): Buffer {
+  if (highlightPlotId === undefined) return Buffer.concat([template.head, template.body]);
+  const rule = Buffer.from(`<style>#plot-${highlightPlotId}>rect{${HIGHLIGHT_STYLE}}</style>\n`);
+  return Buffer.concat([template.head, rule, template.body]);
+}
+
+export const renderSectionMap = (section: MapSection, highlightPlotId?: number): string =>
+  assembleMap(renderMapTemplate(section), highlightPlotId).toString('utf8');

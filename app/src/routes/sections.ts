@@ -1,7 +1,9 @@
+import { negotiate } from '@fastify/accept-negotiator';
 import type { FastifyPluginAsync } from 'fastify';
+import { gzipSync } from 'node:zlib';
 import { inTransaction, type Pool } from '../db';
 import { conflict, notFound } from '../errors';
-import { renderSectionMap, type MapPlot } from '../map';
+import { assembleMap, renderMapTemplate, type MapPlot, type MapTemplate } from '../map';
 import { errorResponse, idParams, pageOf, pageQuery, section, type Page } from '../schemas';
 import { Filters, listPage } from './page';
 
@@ -10,12 +12,13 @@ const SECTION_COLUMNS = 'id, name, description, created_at AS "createdAt"';
 type CreateSection = { name: string; description?: string; grid?: { rows: number; plotsPerRow: number } };
 
 /**
- * Per-worker cache of a section's map data, keyed by the section's map_version
- * (bumped by database triggers on any plot or burial change): each request
- * costs one primary-key lookup, and a change is visible on the next request.
+ * Per-worker cache of each section's rendered map template, keyed by the
+ * section's map_version (bumped by database triggers on any plot or burial
+ * change): a request costs one primary-key lookup, and a change shows on the
+ * next request.
  */
-class MapDataCache {
-  private readonly entries = new Map<number, { version: string; name: string; plots: MapPlot[] }>();
+class MapTemplateCache {
+  private readonly entries = new Map<number, { version: string; template: MapTemplate }>();
   constructor(private readonly maxSections = 64) {}
 
   async get(pool: Pool, sectionId: number) {
@@ -34,7 +37,7 @@ class MapDataCache {
         WHERE p.section_id = $1 ORDER BY p.row, p.number`,
       [sectionId],
     );
-    const entry = { version, name, plots: plots.rows };
+    const entry = { version, template: renderMapTemplate({ id: sectionId, name, plots: plots.rows }) };
     this.entries.delete(sectionId);
     this.entries.set(sectionId, entry);
     if (this.entries.size > this.maxSections) this.entries.delete(this.entries.keys().next().value!);
@@ -43,7 +46,7 @@ class MapDataCache {
 }
 
 export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool }) => {
-  const mapCache = new MapDataCache();
+  const mapCache = new MapTemplateCache();
 
   app.get<{ Querystring: Page & { name?: string } }>(
     '/api/sections',
@@ -160,11 +163,18 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { p
       },
     },
     async (req, reply) => {
-      const data = await mapCache.get(pool, req.params.id);
-      if (!data) throw notFound('section', req.params.id);
-      return reply
-        .type('image/svg+xml; charset=utf-8')
-        .send(renderSectionMap({ id: req.params.id, name: data.name, plots: data.plots }, req.query.highlight));
+      const cached = await mapCache.get(pool, req.params.id);
+      if (!cached) throw notFound('section', req.params.id);
+      const svg = assembleMap(cached.template, req.query.highlight);
+      reply.type('image/svg+xml; charset=utf-8').header('vary', 'accept-encoding');
+      // A 1,000-plot map is ~200 KB of SVG, ~20 KB gzipped. Compressed synchronously
+      // on purpose: the work stays on this worker's core (the unit PM2 scales by)
+      // instead of borrowing libuv's thread pool from the other workers. Not brotli:
+      // its multi-megabyte window made workers slow each other down (bench:cluster).
+      if (negotiate(req.headers['accept-encoding'] ?? '', ['gzip', 'identity']) === 'gzip') {
+        return reply.header('content-encoding', 'gzip').send(gzipSync(svg));
+      }
+      return reply.send(svg);
     },
   );
 };
