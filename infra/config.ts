@@ -1,0 +1,212 @@
+/**
+ * The stack configuration, in one place: every key, its default per
+ * environment, and what is allowed. Validated before any resource is declared,
+ * so a bad value fails `pulumi preview` with a message naming the key, the
+ * value and what is allowed.
+ */
+import { z } from 'zod';
+
+export const PROJECT = 'cemetery-backend';
+
+export const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
+export type Environment = (typeof ENVIRONMENTS)[number];
+
+/** prod, staging-*, anything else is dev; the `environment` key overrides. */
+export function environmentOfStack(stack: string): Environment {
+  if (stack === 'prod' || stack === 'production') return 'prod';
+  if (stack.startsWith('staging')) return 'staging';
+  return 'dev';
+}
+
+type Defaults = {
+  instanceType: string;
+  rootVolumeSizeGiB: number;
+  databaseMode: 'rds' | 'onHost';
+  rdsInstanceClass: string;
+  allocatedStorageGiB: number;
+  maxAllocatedStorageGiB: number;
+  backupRetentionDays: number;
+  multiAz: boolean;
+  deletionProtection: boolean;
+};
+
+const DEFAULTS: Record<Environment, Defaults> = {
+  dev: {
+    instanceType: 't3.medium', // 2 vCPU
+    rootVolumeSizeGiB: 20,
+    databaseMode: 'rds',
+    rdsInstanceClass: 'db.t4g.micro',
+    allocatedStorageGiB: 20,
+    maxAllocatedStorageGiB: 50,
+    backupRetentionDays: 1,
+    multiAz: false,
+    deletionProtection: false,
+  },
+  staging: {
+    instanceType: 't3.medium',
+    rootVolumeSizeGiB: 20,
+    databaseMode: 'onHost',
+    rdsInstanceClass: 'db.t4g.micro',
+    allocatedStorageGiB: 20,
+    maxAllocatedStorageGiB: 50,
+    backupRetentionDays: 1,
+    multiAz: false,
+    deletionProtection: false,
+  },
+  prod: {
+    instanceType: 'c7i.xlarge', // 4 vCPU
+    rootVolumeSizeGiB: 40,
+    databaseMode: 'rds',
+    rdsInstanceClass: 'db.m7g.large',
+    allocatedStorageGiB: 100,
+    maxAllocatedStorageGiB: 500,
+    backupRetentionDays: 14,
+    multiAz: true,
+    deletionProtection: true,
+  },
+};
+
+/** Shared by every environment. */
+export const COMMON_DEFAULTS = {
+  target: 'aws',
+  postgresVersion: '17',
+  appPort: 3000,
+  pm2Instances: 'max',
+  maxMemoryRestart: '1G',
+  nofileLimit: 65536,
+  // The seed guide's pm2-logrotate settings.
+  logrotateMaxSize: '10M',
+  logrotateRetain: 30,
+  logrotateCompress: true,
+  logrotateRotateInterval: '0 0 * * *',
+  nodeVersion: '24.21.0',
+  nodeDistMirror: 'https://nodejs.org/dist',
+} as const;
+
+// --- value shapes --------------------------------------------------------
+
+const INSTANCE_SIZES = ['nano', 'micro', 'small', 'medium', 'large', 'xlarge', 'metal'];
+/** vCPUs of an x86 instance size (the family does not change it for these sizes). */
+export function vcpusOfInstanceType(type: string): number {
+  const size = type.split('.')[1];
+  if (size === 'xlarge') return 4;
+  const n = /^(\d+)xlarge$/.exec(size);
+  if (n) return 4 * Number(n[1]);
+  if (size === 'metal') return 96;
+  return size === 'large' || size === 'medium' ? 2 : 1;
+}
+
+const cidrV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/(3[0-2]|[12]?\d)$/;
+const cronField = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+const str = (allowed: string) => z.string({ error: `expected ${allowed}` });
+const intIn = (min: number, max: number) =>
+  z.coerce.number({ error: `expected a whole number from ${min} to ${max}` }).int(`expected a whole number from ${min} to ${max}`).min(min, `expected a whole number from ${min} to ${max}`).max(max, `expected a whole number from ${min} to ${max}`);
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')], { error: 'expected true or false' });
+
+function schemaFor(env: Environment) {
+  const d = { ...DEFAULTS[env], ...COMMON_DEFAULTS };
+  return z
+    .object({
+      environment: z.enum(ENVIRONMENTS, { error: `expected one of ${ENVIRONMENTS.join(', ')}` }).default(env),
+      target: z.enum(['aws'], { error: 'expected aws' }).default(d.target),
+      region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1'),
+      instanceType: str('an EC2 instance type')
+        .regex(new RegExp(`^[a-z]+\\d+[a-z-]*\\.(\\d+xlarge|${INSTANCE_SIZES.join('|')})$`), 'expected an EC2 instance type such as t3.medium or c7i.xlarge')
+        .refine((t) => !/^[a-z]+\d+g[a-z]*\./.test(t), 'expected an x86_64 type: Graviton (…g) types need an arm64 AMI and Node.js build')
+        .default(d.instanceType),
+      rootVolumeSizeGiB: intIn(8, 16384).default(d.rootVolumeSizeGiB),
+      sshAllowedCidrs: z
+        .array(str('an IPv4 CIDR such as 203.0.113.7/32').regex(cidrV4, 'expected IPv4 CIDRs such as 203.0.113.7/32'), { error: 'expected a list of IPv4 CIDRs' })
+        .min(1, 'expected at least one IPv4 CIDR (who may reach SSH)'),
+      sshPublicKey: str('an OpenSSH public key').regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)'),
+      sshPrivateKey: str('an OpenSSH private key (set it with --secret)').regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/, 'expected an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----...)'),
+      sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default('admin'),
+      databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
+      rdsInstanceClass: str('an RDS class').regex(/^db\.[a-z]+\d+[a-z]*\.(\d+xlarge|micro|small|medium|large|xlarge)$/, 'expected an RDS instance class such as db.t4g.micro').default(d.rdsInstanceClass),
+      postgresVersion: str('a PostgreSQL version').regex(/^(14|15|16|17)(\.\d+)?$/, 'expected PostgreSQL 14 to 17, e.g. 17 or 17.6').default(d.postgresVersion),
+      allocatedStorageGiB: intIn(20, 65536).default(d.allocatedStorageGiB),
+      maxAllocatedStorageGiB: intIn(20, 65536).default(d.maxAllocatedStorageGiB),
+      backupRetentionDays: intIn(0, 35).default(d.backupRetentionDays),
+      multiAz: bool.default(d.multiAz),
+      deletionProtection: bool.default(d.deletionProtection),
+      appPort: intIn(1024, 65535).default(d.appPort),
+      pm2Instances: z
+        .union([z.literal('max'), intIn(1, 999)], { error: 'expected "max" or a whole number from 1 to 999' })
+        .default(d.pm2Instances),
+      maxMemoryRestart: str('a size').regex(/^[1-9]\d*[KMG]$/, 'expected a size in PM2 form such as 512M or 1G').default(d.maxMemoryRestart),
+      nofileLimit: intIn(1024, 1048576).default(d.nofileLimit),
+      logrotateMaxSize: str('a size').regex(/^[1-9]\d*[KMG]$/, 'expected a size such as 10M').default(d.logrotateMaxSize),
+      logrotateRetain: intIn(1, 1000).default(d.logrotateRetain),
+      logrotateCompress: bool.default(d.logrotateCompress),
+      logrotateRotateInterval: str('a cron expression')
+        .refine((v) => {
+          const fields = v.trim().split(/\s+/);
+          return (fields.length === 5 || fields.length === 6) && fields.every((f) => cronField.test(f));
+        }, "expected a cron expression of 5 or 6 fields such as '0 0 * * *'")
+        .default(d.logrotateRotateInterval),
+      nodeVersion: str('a Node.js version').regex(/^(2[0-9]|[3-9]\d)\.\d+\.\d+$/, 'expected an exact Node.js version, 20 or newer, such as 24.21.0').default(d.nodeVersion),
+      nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
+    })
+    .strict()
+    .superRefine((c, ctx) => {
+      const at = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+      if (c.maxAllocatedStorageGiB < c.allocatedStorageGiB) {
+        at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
+      }
+      if (c.environment === 'prod') {
+        if (c.sshAllowedCidrs.some((cidr) => cidr.endsWith('/0'))) at('sshAllowedCidrs', 'prod does not open SSH to the whole internet (0.0.0.0/0); list your VPN or runner ranges');
+        if (vcpusOfInstanceType(c.instanceType) < 4) at('instanceType', 'prod runs a multi-core cluster: expected 4 vCPU or more (xlarge or bigger)');
+        if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
+        if (c.databaseMode === 'rds' && c.backupRetentionDays < 7) at('backupRetentionDays', 'prod keeps at least 7 days of backups');
+      }
+    });
+}
+
+export type StackConfig = z.output<ReturnType<typeof schemaFor>>;
+
+export class StackConfigError extends Error {}
+
+const JSON_KEYS = new Set(['sshAllowedCidrs']);
+const SECRET_KEYS = new Set(['sshPrivateKey']);
+
+/**
+ * Validates raw stack config (`key -> string`, as Pulumi stores it, without
+ * the project prefix) for a stack. Throws a StackConfigError listing every bad
+ * key with its value (never a secret's) and what is allowed.
+ */
+export function parseStackConfig(raw: Record<string, string>, stack: string, awsRegion: string | undefined): StackConfig {
+  const input: Record<string, unknown> = { region: awsRegion };
+  for (const [key, value] of Object.entries(raw)) {
+    if (JSON_KEYS.has(key)) {
+      try {
+        input[key] = JSON.parse(value);
+      } catch {
+        input[key] = value;
+      }
+    } else {
+      input[key] = value;
+    }
+  }
+  const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
+  const parsed = schemaFor(env).safeParse(input);
+  if (parsed.success) return parsed.data;
+
+  const lines = parsed.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      const known = Object.keys(schemaFor(env).shape).filter((k) => k !== 'region');
+      return issue.keys.map((k) => `  ${PROJECT}:${k}: unknown key; known keys: ${known.join(', ')}`).join('\n');
+    }
+    const top = String(issue.path[0] ?? '');
+    const name = top === 'region' ? 'aws:region' : `${PROJECT}:${issue.path.join('.')}`;
+    const value = SECRET_KEYS.has(top) ? '[secret]' : JSON.stringify(valueAt(input, issue.path));
+    return `  ${name} = ${value}: ${issue.message}`;
+  });
+  throw new StackConfigError(`Invalid configuration for stack "${stack}" (${env}):\n${lines.join('\n')}`);
+}
+
+function valueAt(input: Record<string, unknown>, path: PropertyKey[]): unknown {
+  let value: unknown = input;
+  for (const p of path) value = (value as Record<PropertyKey, unknown> | undefined)?.[p];
+  return value;
+}

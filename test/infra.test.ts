@@ -1,0 +1,184 @@
+/** The Pulumi program under mocks, for every stack file in the repository. */
+import { performance } from 'node:perf_hooks';
+import * as pulumi from '@pulumi/pulumi';
+import { securityRules } from '../policy/rules';
+import { MOCK_PASSWORD, MOCK_PUBLIC_IP, runProgram, stackFiles, TEST_SSH_PUBLIC_KEY, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
+
+const STACKS = stackFiles();
+const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
+
+beforeAll(async () => {
+  for (const [stack, config] of Object.entries(STACKS)) {
+    const started = performance.now();
+    runs[stack] = await runProgram(stack, withUserSecrets(config));
+    console.log(`${stack}: program under mocks in ${Math.round(performance.now() - started)} ms, ${runs[stack].resources.length} resources`);
+  }
+});
+
+const ofType = (resources: RecordedResource[], type: string) => resources.filter((r) => r.type === type);
+const violations = (resources: RecordedResource[]) =>
+  resources.flatMap((r) => securityRules.filter((rule) => rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs).map((m) => `${rule.name}: ${r.name}: ${m}`)));
+
+/** The resource graph as a reviewer reads it; generated or per-user values replaced by their names. */
+function graph(resources: RecordedResource[]) {
+  const redact = (value: unknown): unknown =>
+    JSON.parse(JSON.stringify(value), (_k, v) => (v === MOCK_PASSWORD ? '[generated password]' : v === TEST_SSH_PUBLIC_KEY ? '[user ssh public key]' : v));
+  return resources
+    .map((r) => ({ resource: `${r.type} ${r.name}`, ...(redact(r.inputs) as object) }))
+    .sort((a, b) => a.resource.localeCompare(b.resource));
+}
+
+test('there is a dev and a prod stack file', () => {
+  expect(Object.keys(STACKS)).toEqual(expect.arrayContaining(['dev', 'prod']));
+});
+
+describe.each(Object.keys(STACKS))('stack %s', (stack) => {
+  test('runs and matches the reviewed resource graph', () => {
+    expect(graph(runs[stack].resources)).toMatchSnapshot();
+  });
+
+  test('components are namespaced and every AWS resource is tagged with the stack', () => {
+    const types = runs[stack].resources.map((r) => r.type);
+    expect(types.filter((t) => t.startsWith('cemetery:'))).toEqual(expect.arrayContaining(['cemetery:infra:Network', 'cemetery:infra:Host', 'cemetery:infra:Database']));
+    for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
+      expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });
+    }
+  });
+
+  test('passes every security rule', () => {
+    expect(violations(runs[stack].resources)).toEqual([]);
+  });
+
+  test('the database port is open to the host only, never to a CIDR', () => {
+    for (const sg of ofType(runs[stack].resources, 'aws:ec2/securityGroup:SecurityGroup')) {
+      for (const rule of sg.inputs.ingress ?? []) {
+        if (rule.fromPort <= 5432 && 5432 <= rule.toPort) {
+          expect(rule.cidrBlocks ?? []).toEqual([]);
+          expect(rule.securityGroups).toHaveLength(1);
+        }
+      }
+    }
+  });
+
+  test('outputs: address, URL, SSH command; the database URL is a secret', () => {
+    const { outputs } = runs[stack];
+    expect(outputs.publicIp).toEqual({ value: MOCK_PUBLIC_IP, secret: false });
+    expect(outputs.appUrl.value).toBe(`http://${MOCK_PUBLIC_IP}:3000`);
+    expect(outputs.sshCommand.value).toBe(`ssh admin@${MOCK_PUBLIC_IP}`);
+    expect(outputs.databaseUrl.secret).toBe(true);
+    expect(outputs.databaseUrl.value).toContain(MOCK_PASSWORD);
+  });
+});
+
+describe('environment differences', () => {
+  const rds = (stack: string) => ofType(runs[stack].resources, 'aws:rds/instance:Instance')[0].inputs;
+  const vm = (stack: string) => ofType(runs[stack].resources, 'aws:ec2/instance:Instance')[0].inputs;
+
+  test('RDS PostgreSQL 17, private, encrypted, in two private subnets', () => {
+    for (const stack of ['dev', 'prod']) {
+      expect(rds(stack)).toMatchObject({ engine: 'postgres', engineVersion: '17', publiclyAccessible: false, storageEncrypted: true, storageType: 'gp3' });
+    }
+    const subnets = ofType(runs.dev.resources, 'aws:ec2/subnet:Subnet');
+    const privateSubnets = subnets.filter((s) => s.name.includes('private'));
+    expect(new Set(privateSubnets.map((s) => s.inputs.availabilityZone))).toEqual(new Set(['eu-central-1a', 'eu-central-1b']));
+    expect(ofType(runs.dev.resources, 'aws:ec2/natGateway:NatGateway')).toEqual([]);
+  });
+
+  test('dev is destroyable; prod is protected with a final snapshot and multi-AZ', () => {
+    expect(rds('dev')).toMatchObject({ deletionProtection: false, skipFinalSnapshot: true, multiAz: false, backupRetentionPeriod: 1 });
+    expect(rds('dev').finalSnapshotIdentifier).toBeUndefined();
+    expect(rds('prod')).toMatchObject({ deletionProtection: true, skipFinalSnapshot: false, multiAz: true, backupRetentionPeriod: 14 });
+    expect(rds('prod').finalSnapshotIdentifier).toBe('cemetery-prod-final-prod');
+  });
+
+  test('the host: Debian 13 AMI, IMDSv2, encrypted gp3; dev 2 vCPU, prod 4', () => {
+    for (const stack of ['dev', 'prod']) {
+      expect(vm(stack)).toMatchObject({
+        ami: 'ami-0debian13mock',
+        metadataOptions: { httpTokens: 'required' },
+        rootBlockDevice: { encrypted: true, volumeType: 'gp3' },
+      });
+    }
+    expect(vm('dev').instanceType).toBe('t3.medium');
+    expect(vm('prod').instanceType).toBe('c7i.xlarge');
+  });
+
+  test('SSH is open only to the configured ranges in prod', () => {
+    const hostSg = ofType(runs.prod.resources, 'aws:ec2/securityGroup:SecurityGroup').find((s) => s.inputs.ingress.some((r: { fromPort: number }) => r.fromPort === 22))!;
+    expect(hostSg.inputs.ingress.find((r: { fromPort: number }) => r.fromPort === 22).cidrBlocks).toEqual(['198.51.100.0/28']);
+  });
+});
+
+describe('bad configuration fails the program with a message naming the key', () => {
+  const devConfig = () => withUserSecrets(STACKS.dev);
+  const prodConfig = () => withUserSecrets(STACKS.prod);
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['instance type that does not exist in form', { 'cemetery-backend:instanceType': 't3.hugee' }, /cemetery-backend:instanceType = "t3.hugee": expected an EC2 instance type/],
+    ['Graviton instance type', { 'cemetery-backend:instanceType': 'm7g.large' }, /cemetery-backend:instanceType = "m7g.large": expected an x86_64 type/],
+    ['max_memory_restart 1GB', { 'cemetery-backend:maxMemoryRestart': '1GB' }, /cemetery-backend:maxMemoryRestart = "1GB": expected a size in PM2 form/],
+    ['instances maxx', { 'cemetery-backend:pm2Instances': 'maxx' }, /cemetery-backend:pm2Instances = "maxx": expected "max" or a whole number from 1 to 999/],
+    ['instances 0', { 'cemetery-backend:pm2Instances': '0' }, /cemetery-backend:pm2Instances = "0": expected a whole number from 1 to 999/],
+    ['nofile 100', { 'cemetery-backend:nofileLimit': '100' }, /cemetery-backend:nofileLimit = "100": expected a whole number from 1024 to 1048576/],
+    ['negative storage', { 'cemetery-backend:allocatedStorageGiB': '-20' }, /cemetery-backend:allocatedStorageGiB = "-20": expected a whole number from 20 to 65536/],
+    ['max storage below allocated', { 'cemetery-backend:maxAllocatedStorageGiB': '10' }, /cemetery-backend:maxAllocatedStorageGiB = "10": expected a whole number from 20/],
+    ['unknown region form', { 'aws:region': 'europe-1' }, /aws:region = "europe-1": expected an AWS region/],
+    ['database mode', { 'cemetery-backend:databaseMode': 'sqlite' }, /cemetery-backend:databaseMode = "sqlite": expected rds or onHost/],
+    ['postgres version', { 'cemetery-backend:postgresVersion': '9.6' }, /cemetery-backend:postgresVersion = "9.6": expected PostgreSQL 14 to 17/],
+    ['SSH CIDR', { 'cemetery-backend:sshAllowedCidrs': '["10.0.0.0/33"]' }, /cemetery-backend:sshAllowedCidrs.0 = "10.0.0.0\/33": expected IPv4 CIDRs/],
+    ['backup retention', { 'cemetery-backend:backupRetentionDays': '36' }, /cemetery-backend:backupRetentionDays = "36": expected a whole number from 0 to 35/],
+    ['logrotate interval', { 'cemetery-backend:logrotateRotateInterval': 'daily' }, /cemetery-backend:logrotateRotateInterval = "daily": expected a cron expression/],
+    ['Node.js version', { 'cemetery-backend:nodeVersion': 'lts' }, /cemetery-backend:nodeVersion = "lts": expected an exact Node.js version/],
+    ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, instanceType/],
+    ['a missing SSH key', { 'cemetery-backend:sshPublicKey': '' }, /cemetery-backend:sshPublicKey = "": expected an OpenSSH public key/],
+  ];
+
+  test.each(cases)('%s', async (_what, override, message) => {
+    await expect(runProgram('dev', { ...devConfig(), ...override })).rejects.toThrow(message);
+  });
+
+  test.each([
+    ['SSH from 0.0.0.0/0 in prod', { 'cemetery-backend:sshAllowedCidrs': '["0.0.0.0/0"]' }, /cemetery-backend:sshAllowedCidrs = \["0.0.0.0\/0"\]: prod does not open SSH to the whole internet/],
+    ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
+    ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
+  ])('%s', async (_what, override, message) => {
+    await expect(runProgram('prod', { ...prodConfig(), ...override })).rejects.toThrow(message);
+  });
+
+  test('a secret is never echoed', async () => {
+    const err = await runProgram('dev', { ...devConfig(), 'cemetery-backend:sshPrivateKey': 'hunter2-not-a-key' }).catch((e: Error) => e);
+    expect(String(err)).toContain('cemetery-backend:sshPrivateKey = [secret]: expected an OpenSSH private key');
+    expect(String(err)).not.toContain('hunter2');
+  });
+
+  test('errors reach Pulumi as a RunError (printed without a stack trace)', async () => {
+    const err = await runProgram('dev', { ...devConfig(), 'cemetery-backend:nofileLimit': '100' }).catch((e: Error) => e);
+    expect(pulumi.RunError.isInstance(err)).toBe(true);
+  });
+});
+
+describe('CrossGuard rules (policy/)', () => {
+  test('report violations on a deliberately bad stack', async () => {
+    const { parseStackConfig } = await import('../infra/config');
+    const { createStack } = await import('../infra/stack');
+    // Valid config, then made bad behind the validator's back: what the policies must still catch.
+    const raw = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v]));
+    const cfg = { ...parseStackConfig(raw, 'prod', 'eu-central-1'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
+    const { resources } = await runProgram('prod', withUserSecrets(STACKS.prod), () => createStack(cfg));
+    expect(violations(resources)).toEqual([
+      'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod: ingress 22-22 is open to 0.0.0.0/0',
+      'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
+    ]);
+  });
+
+  test.each([
+    ['aws:rds/instance:Instance', { publiclyAccessible: true, storageEncrypted: false, tags: { Environment: 'dev' }, skipFinalSnapshot: true }, ['rds-private-and-encrypted', 'rds-private-and-encrypted']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 5400, toPort: 5500, cidrBlocks: ['0.0.0.0/0'] }] }, ['no-postgres-from-anywhere']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: '-1', fromPort: 0, toPort: 0, ipv6CidrBlocks: ['::/0'] }], tags: { Environment: 'prod' } }, ['no-postgres-from-anywhere', 'no-public-ssh-in-prod']],
+    ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'optional' }, rootBlockDevice: { encrypted: false } }, ['imdsv2-required', 'encrypted-root-volume']],
+    ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
+    ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],
+  ])('%s %j violates %j', (type, inputs, expected) => {
+    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs).map(() => r.name));
+    expect(fired).toEqual(expected);
+  });
+});

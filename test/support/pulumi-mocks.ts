@@ -1,0 +1,116 @@
+/**
+ * Runs the real Pulumi program (infra/) under Pulumi's mocks: the AWS API is
+ * the one part that cannot be reached from here. Records every resource the
+ * program registers, with its inputs, and resolves the stack outputs.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as pulumi from '@pulumi/pulumi';
+import { parse } from 'yaml';
+import { PROJECT, type StackConfig } from '../../infra/config';
+import { ROOT } from './db';
+
+export type RecordedResource = { type: string; name: string; inputs: Record<string, any> };
+
+export const MOCK_PASSWORD = 'mock-generated-password-0123456789';
+export const MOCK_PUBLIC_IP = '203.0.113.10';
+
+/** Per-user values the stack files leave to `pulumi config set` (see README). */
+export const TEST_SSH_PUBLIC_KEY = (() => {
+  const der = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
+  const raw = der.subarray(der.length - 32);
+  const field = (b: Buffer) => Buffer.concat([Buffer.alloc(4, 0), b]).fill(0, 0, 3).fill(b.length, 3, 4);
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')} test@cemetery`;
+})();
+export const TEST_SSH_PRIVATE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\n(test fixture: never used to connect under mocks)\n-----END OPENSSH PRIVATE KEY-----\n';
+const USER_SECRETS = { sshPublicKey: TEST_SSH_PUBLIC_KEY, sshPrivateKey: TEST_SSH_PRIVATE_KEY };
+
+/** Every Pulumi.<stack>.yaml at the top level, as raw config (`key -> string`, as Pulumi stores it). */
+export function stackFiles(): Record<string, Record<string, string>> {
+  const stacks: Record<string, Record<string, string>> = {};
+  for (const file of readdirSync(ROOT).filter((f) => /^Pulumi\.[\w-]+\.yaml$/.test(f))) {
+    const doc = parse(readFileSync(path.join(ROOT, file), 'utf8')) as { config?: Record<string, unknown> };
+    const config: Record<string, string> = {};
+    for (const [key, value] of Object.entries(doc.config ?? {})) {
+      if (value && typeof value === 'object' && 'secure' in value) continue; // a user's own encrypted value
+      config[key] = typeof value === 'string' ? value : JSON.stringify(value);
+    }
+    stacks[file.split('.')[1]] = config;
+  }
+  return stacks;
+}
+
+export const withUserSecrets = (config: Record<string, string>) => ({
+  ...Object.fromEntries(Object.entries(USER_SECRETS).map(([k, v]) => [`${PROJECT}:${k}`, v])),
+  ...config,
+});
+
+function mockState(type: string, name: string, inputs: Record<string, any>): Record<string, any> {
+  switch (type) {
+    case 'aws:ec2/eip:Eip':
+      return { ...inputs, publicIp: MOCK_PUBLIC_IP };
+    case 'aws:rds/instance:Instance':
+      return { ...inputs, address: `${name}.cluster-mock.eu-central-1.rds.amazonaws.com`, port: inputs.port ?? 5432 };
+    case 'random:index/randomPassword:RandomPassword':
+      return { ...inputs, result: MOCK_PASSWORD };
+    case 'aws:ec2/keyPair:KeyPair':
+      return { ...inputs, keyName: inputs.keyName ?? `${name}-key` };
+    case 'aws:rds/subnetGroup:SubnetGroup':
+      return { ...inputs, name: inputs.name ?? name };
+    default:
+      return inputs;
+  }
+}
+
+const resolve = <T>(output: pulumi.Output<T>) =>
+  new Promise<{ value: T; secret: boolean }>((done) =>
+    pulumi.all([output, (output as any).isSecret as Promise<boolean>]).apply(([value]) => {
+      void (output as any).isSecret.then((secret: boolean) => done({ value, secret }));
+    }),
+  );
+
+type StackOutputs = Record<string, pulumi.Output<unknown> | unknown>;
+
+/**
+ * Runs `program` as stack `stack` with `config` (full keys, e.g. "aws:region").
+ * `program` defaults to the real one: validate the config, then create the stack.
+ */
+export async function runProgram(
+  stack: string,
+  config: Record<string, string>,
+  program?: (cfg?: StackConfig) => StackOutputs,
+): Promise<{ resources: RecordedResource[]; outputs: Record<string, { value: unknown; secret: boolean }> }> {
+  const resources: RecordedResource[] = [];
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+        return { id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
+      },
+      call: (args) => {
+        if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
+        if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
+        throw new Error(`unmocked call ${args.token}`);
+      },
+    },
+    PROJECT,
+    stack,
+    false,
+  );
+  pulumi.runtime.setAllConfig(config, [`${PROJECT}:sshPrivateKey`]);
+
+  let outputs: StackOutputs;
+  if (program) {
+    outputs = program();
+  } else {
+    // Imported here so that each run sees the config just set.
+    const { createStack, loadStackConfig } = await import('../../infra/stack');
+    outputs = createStack(loadStackConfig());
+  }
+  const resolved: Record<string, { value: unknown; secret: boolean }> = {};
+  for (const [key, value] of Object.entries(outputs)) {
+    resolved[key] = pulumi.Output.isInstance(value) ? await resolve(value as pulumi.Output<unknown>) : { value, secret: false };
+  }
+  return { resources, outputs: resolved };
+}
