@@ -1,0 +1,112 @@
+/** scripts/teardown.ts: pure parts, and the CLI against a fake `pulumi` on PATH that records its arguments. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseTtl, shortName, staleStacks, type StackSummary } from '../scripts/teardown';
+import { ROOT } from './support/db';
+
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+const RECORDED_STACKS = JSON.parse(readFileSync(path.join(FIXTURES, 'pulumi-stack-ls.json'), 'utf8')) as StackSummary[];
+const NOW = new Date('2026-11-27T12:00:00Z');
+
+describe('stale staging stacks', () => {
+  test('only staging-* stacks older than the TTL (or never updated), never dev or prod, not while updating', () => {
+    const stale = staleStacks(RECORDED_STACKS, NOW, parseTtl('72h'));
+    expect(stale.map((s) => [shortName(s.name), s.reason])).toEqual([
+      ['staging-pr-44', 'never updated'],
+      ['staging-old-manual', 'last updated 1370 h ago'],
+      ['staging-pr-41', 'last updated 170 h ago'],
+    ]);
+  });
+
+  test('a longer TTL keeps more', () => {
+    expect(staleStacks(RECORDED_STACKS, NOW, parseTtl('30d')).map((s) => s.name)).toEqual(['staging-pr-44', 'staging-old-manual']);
+  });
+
+  test('qualified names count by their last part', () => {
+    expect(shortName('cemetery/cemetery-backend/staging-pr-42')).toBe('staging-pr-42');
+  });
+
+  test.each(['72', '0h', '3w', 'soon'])('--ttl %s is refused', (ttl) => {
+    expect(() => parseTtl(ttl)).toThrow(`--ttl must be a duration such as 90m, 72h or 7d, got "${ttl}"`);
+  });
+});
+
+describe('the teardown CLI', () => {
+  function run(args: string[], env: Record<string, string> = {}) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cemetery-teardown-'));
+    const log = path.join(dir, 'calls.jsonl');
+    writeFileSync(log, '');
+    const result = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'teardown.ts'), ...args], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        PATH: `${path.join(FIXTURES, 'bin')}:${process.env.PATH}`,
+        FAKE_PULUMI_LOG: log,
+        FAKE_PULUMI_STACKS: path.join(FIXTURES, 'pulumi-stack-ls.json'),
+        ...env,
+      },
+    });
+    const calls = readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+    return { status: result.status, out: result.stdout, err: result.stderr, calls };
+  }
+
+  test('destroys, then removes an existing stack', () => {
+    const r = run(['--stack', 'staging-pr-42']);
+    expect(r.status).toBe(0);
+    expect(r.calls).toEqual([
+      ['stack', 'ls', '--json'],
+      ['destroy', '--stack', 'staging-pr-42', '--yes', '--non-interactive', '--skip-preview'],
+      ['stack', 'rm', 'staging-pr-42', '--yes', '--non-interactive'],
+    ]);
+    expect(r.out).toContain('staging-pr-42: gone');
+  });
+
+  test('a stack that was never created is a success with a message', () => {
+    const r = run(['--stack', 'staging-pr-99']);
+    expect(r.status).toBe(0);
+    expect(r.out).toContain('staging-pr-99: no such stack, nothing to tear down');
+    expect(r.calls).toEqual([['stack', 'ls', '--json']]);
+  });
+
+  test.each(['dev', 'prod'])('refuses %s without --force, and runs nothing', (stack) => {
+    const r = run(['--stack', stack]);
+    expect(r.status).toBe(2);
+    expect(r.err).toContain(`refusing to tear down "${stack}"`);
+    expect(r.calls).toEqual([]);
+  });
+
+  test('--force tears down dev', () => {
+    const r = run(['--stack', 'dev', '--force']);
+    expect(r.status).toBe(0);
+    expect(r.calls.slice(1).map((c) => c.slice(0, 3))).toEqual([['destroy', '--stack', 'dev'], ['stack', 'rm', 'dev']]);
+  });
+
+  test('a failed destroy fails, names the stack, and keeps the stack', () => {
+    const r = run(['--stack', 'staging-pr-41'], { FAKE_PULUMI_FAIL: 'destroy' });
+    expect(r.status).toBe(1);
+    expect(r.err).toContain('pulumi destroy --stack staging-pr-41 --yes --non-interactive --skip-preview failed');
+    expect(r.calls.map((c) => c[0])).toEqual(['stack', 'destroy']);
+  });
+
+  test('--stale --dry-run lists and touches nothing', () => {
+    const r = run(['--stale', '--ttl', '72h', '--dry-run']);
+    expect(r.status).toBe(0);
+    expect(r.out).toMatch(/staging-pr-41: stale \(last updated \d+ h ago\), would tear down/);
+    expect(r.calls).toEqual([['stack', 'ls', '--json']]);
+  });
+
+  test('--stale tears down every stale staging stack and nothing else', () => {
+    const r = run(['--stale', '--ttl', '10000d']);
+    expect(r.status).toBe(0);
+    // Only the never-updated one is older than 10000 days.
+    expect(r.calls.filter((c) => c[0] === 'destroy').map((c) => c[2])).toEqual(['staging-pr-44']);
+  });
+
+  test.each([[[]], [['--stale']], [['--stack', 'x', '--stale', '--ttl', '1h']], [['--bogus']]])('bad usage %j exits 2', (args) => {
+    const r = run(args);
+    expect(r.status).toBe(2);
+    expect(r.calls).toEqual([]);
+  });
+});
