@@ -63,12 +63,12 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
   }
 }
 
-const resolve = <T>(output: pulumi.Output<T>) =>
-  new Promise<{ value: T; secret: boolean }>((done) =>
-    pulumi.all([output, (output as any).isSecret as Promise<boolean>]).apply(([value]) => {
-      void (output as any).isSecret.then((secret: boolean) => done({ value, secret }));
-    }),
-  );
+async function resolve(output: pulumi.Output<unknown>): Promise<{ value: unknown; secret: boolean }> {
+  const value = await new Promise<unknown>((done) => output.apply((v) => done(v)));
+  // Output.isSecret is internal but stable: what `pulumi stack output` shows as [secret].
+  const secret = await (output as unknown as { isSecret: Promise<boolean> }).isSecret;
+  return { value, secret };
+}
 
 type StackOutputs = Record<string, pulumi.Output<unknown> | unknown>;
 
@@ -110,7 +110,9 @@ export async function runProgram(
   }
   const resolved: Record<string, { value: unknown; secret: boolean }> = {};
   for (const [key, value] of Object.entries(outputs)) {
-    resolved[key] = pulumi.Output.isInstance(value) ? await resolve(value as pulumi.Output<unknown>) : { value, secret: false };
+    resolved[key] = pulumi.Output.isInstance(value) ? await resolve(value) : { value, secret: false };
   }
+  // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
+  await pulumi.runtime.disconnect();
   return { resources, outputs: resolved };
 }
