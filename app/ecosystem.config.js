@@ -3,12 +3,20 @@
 // and on the host, where it ships inside every release next to dist/.
 // Tunables come from the environment, so the Pulumi stack config reaches PM2
 // without a second copy of this file.
+const fs = require('node:fs');
 const path = require('node:path');
+const { parseEnv } = require('node:util');
+
+// On the host the app's environment (DATABASE_URL and the PM2 tunables) lives
+// in one 0600 file, shared/app.env, named by CEMETERY_ENV_FILE. Variables set
+// in the calling shell win over the file.
+const fileEnv = process.env.CEMETERY_ENV_FILE ? parseEnv(fs.readFileSync(process.env.CEMETERY_ENV_FILE, 'utf8')) : {};
+const settings = { ...fileEnv, ...process.env };
 
 // `pm2 start ecosystem.config.js --env production` (the seed's command) sets no
 // NODE_ENV in the CLI that evaluates this file, so look at its arguments too.
 const argv = process.argv.join(' ');
-const production = process.env.NODE_ENV === 'production' || / --env[ =]production\b/.test(argv);
+const production = settings.NODE_ENV === 'production' || / --env[ =]production\b/.test(argv);
 
 /** Seconds PM2 waits after SIGINT before SIGKILL; the app's own deadline is kept below it. */
 const KILL_TIMEOUT_MS = 8000;
@@ -27,7 +35,7 @@ function memoryLimitFrom(env) {
   throw new Error(`PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "${raw}"`);
 }
 
-const logDir = process.env.LOG_DIR || path.resolve(__dirname, '..', 'logs');
+const logDir = settings.LOG_DIR || path.resolve(__dirname, '..', 'logs');
 
 module.exports = {
   apps: [
@@ -36,8 +44,8 @@ module.exports = {
       cwd: __dirname,
       script: 'dist/server.js',
       exec_mode: 'cluster',
-      instances: instancesFrom(process.env),
-      max_memory_restart: memoryLimitFrom(process.env),
+      instances: instancesFrom(settings),
+      max_memory_restart: memoryLimitFrom(settings),
       autorestart: true,
       watch: false,
 
@@ -57,10 +65,12 @@ module.exports = {
       log_date_format: 'YYYY-MM-DD HH:mm:ss.SSS Z',
 
       env: {
+        ...fileEnv,
         NODE_ENV: 'development',
         SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
       },
       env_production: {
+        ...fileEnv,
         NODE_ENV: 'production',
         SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
       },

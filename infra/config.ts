@@ -109,8 +109,10 @@ function schemaFor(env: Environment) {
   return z
     .object({
       environment: z.enum(ENVIRONMENTS, { error: `expected one of ${ENVIRONMENTS.join(', ')}` }).default(env),
-      target: z.enum(['aws'], { error: 'expected aws' }).default(d.target),
-      region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1'),
+      target: z.enum(['aws', 'ssh'], { error: 'expected aws (a new EC2 host) or ssh (an existing Debian 12/13 host)' }).default(d.target),
+      sshHost: str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address').optional(),
+      sshPort: intIn(1, 65535).default(22),
+      region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1').optional(),
       instanceType: str('an EC2 instance type')
         .regex(new RegExp(`^[a-z]+\\d+[a-z-]*\\.(\\d+xlarge|${INSTANCE_SIZES.join('|')})$`), 'expected an EC2 instance type such as t3.medium or c7i.xlarge')
         .refine((t) => !/^[a-z]+\d+g[a-z]*\./.test(t), 'expected an x86_64 type: Graviton (…g) types need an arm64 AMI and Node.js build')
@@ -118,8 +120,9 @@ function schemaFor(env: Environment) {
       rootVolumeSizeGiB: intIn(8, 16384).default(d.rootVolumeSizeGiB),
       sshAllowedCidrs: z
         .array(str('an IPv4 CIDR such as 203.0.113.7/32').regex(cidrV4, 'expected IPv4 CIDRs such as 203.0.113.7/32'), { error: 'expected a list of IPv4 CIDRs' })
-        .min(1, 'expected at least one IPv4 CIDR (who may reach SSH)'),
-      sshPublicKey: str('an OpenSSH public key').regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)'),
+        .min(1, 'expected at least one IPv4 CIDR (who may reach SSH)')
+        .optional(),
+      sshPublicKey: str('an OpenSSH public key').regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
       sshPrivateKey: str('an OpenSSH private key (set it with --secret)').regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/, 'expected an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----...)'),
       sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default('admin'),
       databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
@@ -151,11 +154,19 @@ function schemaFor(env: Environment) {
     .strict()
     .superRefine((c, ctx) => {
       const at = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+      if (c.target === 'aws') {
+        if (!c.region) at('region', 'required for target aws: pulumi config set aws:region eu-central-1');
+        if (!c.sshAllowedCidrs) at('sshAllowedCidrs', 'required for target aws: the IPv4 CIDRs that may reach SSH');
+        if (!c.sshPublicKey) at('sshPublicKey', 'required for target aws: pulumi config set sshPublicKey "$(cat ~/.ssh/cemetery.pub)"');
+      } else {
+        if (!c.sshHost) at('sshHost', 'required for target ssh: the existing host to provision');
+        if (c.databaseMode !== 'onHost') at('databaseMode', 'target ssh has no RDS: expected onHost');
+      }
       if (c.maxAllocatedStorageGiB < c.allocatedStorageGiB) {
         at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
       }
       if (c.environment === 'prod') {
-        if (c.sshAllowedCidrs.some((cidr) => cidr.endsWith('/0'))) at('sshAllowedCidrs', 'prod does not open SSH to the whole internet (0.0.0.0/0); list your VPN or runner ranges');
+        if (c.sshAllowedCidrs?.some((cidr) => cidr.endsWith('/0'))) at('sshAllowedCidrs', 'prod does not open SSH to the whole internet (0.0.0.0/0); list your VPN or runner ranges');
         if (vcpusOfInstanceType(c.instanceType) < 4) at('instanceType', 'prod runs a multi-core cluster: expected 4 vCPU or more (xlarge or bigger)');
         if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
         if (c.databaseMode === 'rds' && c.backupRetentionDays < 7) at('backupRetentionDays', 'prod keeps at least 7 days of backups');

@@ -92,8 +92,10 @@ export class Database extends pulumi.ComponentResource {
       this.port = instance.port;
     }
 
+    // RDS enforces TLS (rds.force_ssl); its CA is not in Node's store, hence no-verify: encrypted, not pinned.
+    const tls = args.mode === 'rds' ? '?sslmode=no-verify' : '';
     this.url = pulumi.secret(
-      pulumi.interpolate`postgres://${DATABASE_USER}:${password.result}@${this.host}:${this.port}/${DATABASE_NAME}`,
+      pulumi.interpolate`postgres://${DATABASE_USER}:${password.result}@${this.host}:${this.port}/${DATABASE_NAME}${tls}`,
     );
     this.registerOutputs({ host: this.host, port: this.port, url: this.url });
   }

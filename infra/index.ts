@@ -11,3 +11,4 @@ export const instanceId = stack.instanceId;
 export const databaseEndpoint = stack.databaseEndpoint;
 /** Secret: `pulumi stack output databaseUrl --show-secrets`. */
 export const databaseUrl = stack.databaseUrl;
+export const releaseId = stack.releaseId;

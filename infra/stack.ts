@@ -3,6 +3,7 @@ import { parseStackConfig, PROJECT, StackConfigError, type StackConfig } from '.
 import { Database } from './database';
 import { Host } from './host';
 import { Network } from './network';
+import { Provisioning } from './provision';
 import { baseTags } from './tags';
 
 /** Reads this stack's config as Pulumi holds it and validates it; a bad value stops the program with one clear message. */
@@ -23,23 +24,13 @@ export function loadStackConfig(): StackConfig {
 export function createStack(cfg: StackConfig) {
   const tags = baseTags(cfg.environment);
   const name = `cemetery-${cfg.environment}`;
+  const machine = cfg.target === 'aws' ? awsMachine(name, cfg, tags) : existingMachine(cfg);
 
-  const network = new Network(name, { tags });
-  const host = new Host(name, {
-    vpcId: network.vpcId,
-    subnetId: network.publicSubnetId,
-    instanceType: cfg.instanceType,
-    rootVolumeSizeGiB: cfg.rootVolumeSizeGiB,
-    sshAllowedCidrs: cfg.sshAllowedCidrs,
-    sshPublicKey: cfg.sshPublicKey,
-    appPort: cfg.appPort,
-    tags,
-  });
   const database = new Database(name, {
     mode: cfg.databaseMode,
-    vpcId: network.vpcId,
-    privateSubnetIds: network.privateSubnetIds,
-    hostSecurityGroupId: host.securityGroupId,
+    vpcId: machine.vpcId,
+    privateSubnetIds: machine.privateSubnetIds,
+    hostSecurityGroupId: machine.securityGroupId,
     instanceClass: cfg.rdsInstanceClass,
     engineVersion: cfg.postgresVersion,
     allocatedStorageGiB: cfg.allocatedStorageGiB,
@@ -51,13 +42,55 @@ export function createStack(cfg: StackConfig) {
     tags,
   });
 
+  const provisioning = new Provisioning(name, {
+    host: machine.address,
+    port: cfg.sshPort,
+    user: cfg.sshUser,
+    privateKey: cfg.sshPrivateKey,
+    machineId: machine.id,
+    cfg,
+    databasePassword: database.password,
+    databaseUrl: database.url,
+  });
+
   return {
     environment: cfg.environment,
-    publicIp: host.publicIp,
-    appUrl: pulumi.interpolate`http://${host.publicIp}:${cfg.appPort}`,
-    sshCommand: pulumi.interpolate`ssh ${cfg.sshUser}@${host.publicIp}`,
-    instanceId: host.instanceId,
+    publicIp: machine.address,
+    appUrl: pulumi.interpolate`http://${machine.address}:${cfg.appPort}`,
+    sshCommand: pulumi.interpolate`ssh ${cfg.sshPort === 22 ? '' : `-p ${cfg.sshPort} `}${cfg.sshUser}@${machine.address}`,
+    instanceId: machine.id,
     databaseEndpoint: pulumi.interpolate`${database.host}:${database.port}`,
     databaseUrl: database.url,
+    releaseId: provisioning.releaseId,
   };
+}
+
+type Machine = {
+  id: pulumi.Output<string>;
+  address: pulumi.Output<string>;
+  vpcId: pulumi.Input<string>;
+  privateSubnetIds: pulumi.Input<string>[];
+  securityGroupId: pulumi.Input<string>;
+};
+
+/** target aws: the network and a new EC2 host. */
+function awsMachine(name: string, cfg: StackConfig, tags: Record<string, string>): Machine {
+  const network = new Network(name, { tags });
+  const host = new Host(name, {
+    vpcId: network.vpcId,
+    subnetId: network.publicSubnetId,
+    instanceType: cfg.instanceType,
+    rootVolumeSizeGiB: cfg.rootVolumeSizeGiB,
+    sshAllowedCidrs: cfg.sshAllowedCidrs!,
+    sshPublicKey: cfg.sshPublicKey!,
+    appPort: cfg.appPort,
+    tags,
+  });
+  return { id: host.instanceId, address: host.publicIp, vpcId: network.vpcId, privateSubnetIds: network.privateSubnetIds, securityGroupId: host.securityGroupId };
+}
+
+/** target ssh: an existing Debian host; nothing is created in a cloud. */
+function existingMachine(cfg: StackConfig): Machine {
+  const address = pulumi.output(cfg.sshHost!);
+  return { id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, vpcId: '', privateSubnetIds: [], securityGroupId: '' };
 }

@@ -21,8 +21,17 @@ const violations = (resources: RecordedResource[]) =>
 
 /** The resource graph as a reviewer reads it; generated or per-user values replaced by their names. */
 function graph(resources: RecordedResource[]) {
+  // Generated, per-user or content-hashed values would churn the snapshot; name them instead.
+  const replacements: Array<[RegExp, string]> = [
+    [new RegExp(MOCK_PASSWORD, 'g'), '[generated password]'],
+    [new RegExp(TEST_SSH_PUBLIC_KEY.replace(/[+/]/g, '\\$&'), 'g'), '[user ssh public key]'],
+    [/-----BEGIN OPENSSH PRIVATE KEY-----[^]*?-----END OPENSSH PRIVATE KEY-----\n?/g, '[user ssh private key]'],
+    [/scripts-[0-9a-f]{12}/g, 'scripts-[hash of scripts/host]'],
+    [/\br-[0-9a-f]{12}\b/g, '[release id]'],
+    [/^[0-9a-f]{12}$/, '[content hash]'],
+  ];
   const redact = (value: unknown): unknown =>
-    JSON.parse(JSON.stringify(value), (_k, v) => (v === MOCK_PASSWORD ? '[generated password]' : v === TEST_SSH_PUBLIC_KEY ? '[user ssh public key]' : v));
+    JSON.parse(JSON.stringify(value), (_k, v) => (typeof v === 'string' ? replacements.reduce((acc, [re, by]) => acc.replace(re, by), v) : v));
   return resources
     .map((r) => ({ resource: `${r.type} ${r.name}`, ...(redact(r.inputs) as object) }))
     .sort((a, b) => a.resource.localeCompare(b.resource));
@@ -39,7 +48,9 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
 
   test('components are namespaced and every AWS resource is tagged with the stack', () => {
     const types = runs[stack].resources.map((r) => r.type);
-    expect(types.filter((t) => t.startsWith('cemetery:'))).toEqual(expect.arrayContaining(['cemetery:infra:Network', 'cemetery:infra:Host', 'cemetery:infra:Database']));
+    const aws = types.some((t) => t.startsWith('aws:'));
+    const components = ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Network', 'cemetery:infra:Host'] : [])];
+    expect(types.filter((t) => t.startsWith('cemetery:')).sort()).toEqual(components.sort());
     for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
       expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });
     }
@@ -62,11 +73,63 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
 
   test('outputs: address, URL, SSH command; the database URL is a secret', () => {
     const { outputs } = runs[stack];
-    expect(outputs.publicIp).toEqual({ value: MOCK_PUBLIC_IP, secret: false });
-    expect(outputs.appUrl.value).toBe(`http://${MOCK_PUBLIC_IP}:3000`);
-    expect(outputs.sshCommand.value).toBe(`ssh admin@${MOCK_PUBLIC_IP}`);
+    const [ip, ssh] = stack === 'local' ? ['127.0.0.1', 'ssh -p 2222 admin@127.0.0.1'] : [MOCK_PUBLIC_IP, `ssh admin@${MOCK_PUBLIC_IP}`];
+    expect(outputs.publicIp).toEqual({ value: ip, secret: false });
+    expect(outputs.appUrl.value).toBe(`http://${ip}:3000`);
+    expect(outputs.sshCommand.value).toBe(ssh);
+    expect(outputs.releaseId.value).toMatch(/^r-[0-9a-f]{12}$/);
     expect(outputs.databaseUrl.secret).toBe(true);
     expect(outputs.databaseUrl.value).toContain(MOCK_PASSWORD);
+  });
+});
+
+// How Pulumi marks a secret value in resource inputs.
+const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+const SECRET_SIG_VALUE = '1b47061264138c4ac30d75fd1eb44270';
+
+describe('provisioning over SSH', () => {
+  const commands = (stack: string) => ofType(runs[stack].resources, 'command:remote:Command');
+  const secretsOf = (_stack: string) => [MOCK_PASSWORD, 'PRIVATE KEY'];
+
+  test.each(['dev', 'local'])('%s: the steps, in order, each depending on the one before', (stack) => {
+    const steps = commands(stack).map((c) => c.name.replace(/^cemetery-\w+-/, ''));
+    expect(steps).toEqual([
+      'wait-for-host',
+      'system-limits',
+      'app-user',
+      'nodejs',
+      'pm2',
+      'pm2-logrotate',
+      ...(stack === 'local' ? ['postgres'] : []),
+      'release',
+      'pm2-save',
+    ]);
+    const deps = runs[stack].dependencies;
+    const names = commands(stack).map((c) => c.name);
+    names.slice(1).forEach((name, i) => expect(deps[name]).toContain(names[i]));
+    expect(deps[names[0]]).toContain('cemetery-dev-host-scripts');
+  });
+
+  test.each(['dev', 'local', 'prod', 'staging'])('%s: no secret in a command line; secret steps read stdin with logging off', (stack) => {
+    for (const cmd of commands(stack)) {
+      for (const secret of secretsOf(stack)) expect(cmd.inputs.create).not.toContain(secret);
+      expect(cmd.inputs.create).toMatch(/^sudo bash \/home\/admin\/\.cemetery-provision\/scripts-[0-9a-f]{12}\/[a-z0-9-]+\.sh( [A-Z][A-Z0-9_]*=\S+| '[A-Z][A-Z0-9_]*=[^']*')*$/);
+      // The connection holds the private key, so Pulumi keeps the whole of it secret.
+      expect(cmd.inputs.connection[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
+      expect(cmd.inputs.connection.value).toMatchObject({ user: 'admin', dialErrorLimit: 60, perDialTimeout: 10 });
+      if (cmd.inputs.stdin !== undefined) expect(cmd.inputs.logging).toBe('none');
+    }
+    const release = commands(stack).find((c) => c.name.endsWith('-release'))!;
+    expect(release.inputs.stdin[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
+    expect(release.inputs.stdin.value).toContain(`DATABASE_URL=postgres://cemetery:${MOCK_PASSWORD}@`);
+  });
+
+  test('configuration reaches the steps: limits, Node.js, logrotate', () => {
+    const create = (step: string) => commands('prod').find((c) => c.name === `cemetery-prod-${step}`)!.inputs.create as string;
+    expect(create('system-limits')).toContain('APP_USER=cemetery NOFILE=65536');
+    expect(create('nodejs')).toContain('NODE_VERSION=24.21.0 NODE_MIRROR=https://nodejs.org/dist');
+    expect(create('pm2')).toContain('PM2_VERSION=7.0.4');
+    expect(create('pm2-logrotate')).toContain("MAX_SIZE=10M RETAIN=30 COMPRESS=true 'ROTATE_INTERVAL=0 0 * * *'");
   });
 });
 
@@ -128,7 +191,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['backup retention', { 'cemetery-backend:backupRetentionDays': '36' }, /cemetery-backend:backupRetentionDays = "36": expected a whole number from 0 to 35/],
     ['logrotate interval', { 'cemetery-backend:logrotateRotateInterval': 'daily' }, /cemetery-backend:logrotateRotateInterval = "daily": expected a cron expression/],
     ['Node.js version', { 'cemetery-backend:nodeVersion': 'lts' }, /cemetery-backend:nodeVersion = "lts": expected an exact Node.js version/],
-    ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, instanceType/],
+    ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, sshHost, sshPort, instanceType/],
     ['a missing SSH key', { 'cemetery-backend:sshPublicKey': '' }, /cemetery-backend:sshPublicKey = "": expected an OpenSSH public key/],
   ];
 

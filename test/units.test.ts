@@ -48,6 +48,15 @@ describe('app/ecosystem.config.js', () => {
     expect(loadEcosystem({ LOG_DIR: '/srv/app/shared/logs' }).out_file).toBe('/srv/app/shared/logs/out.log');
   });
 
+  test('on the host, reads its environment from CEMETERY_ENV_FILE; the shell wins', () => {
+    const file = require('node:path').join(require('node:os').tmpdir(), `cemetery-env-${process.pid}`);
+    require('node:fs').writeFileSync(file, 'DATABASE_URL=postgres://u:p@127.0.0.1:5432/db\nPM2_INSTANCES=4\nLOG_DIR=/srv/x/logs\nNODE_ENV=production\n', { mode: 0o600 });
+    const app = loadEcosystem({ CEMETERY_ENV_FILE: file, NODE_ENV: undefined, PM2_INSTANCES: undefined, LOG_DIR: undefined });
+    expect(app).toMatchObject({ instances: 4, out_file: '/srv/x/logs/out.log' });
+    expect((app.env_production as Record<string, string>).DATABASE_URL).toBe('postgres://u:p@127.0.0.1:5432/db');
+    expect(loadEcosystem({ CEMETERY_ENV_FILE: file, PM2_INSTANCES: '3' }).instances).toBe(3);
+  });
+
   test.each([
     [{ PM2_INSTANCES: 'maxx' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "maxx"'],
     [{ PM2_INSTANCES: '0' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "0"'],

@@ -80,8 +80,9 @@ export async function runProgram(
   stack: string,
   config: Record<string, string>,
   program?: (cfg?: StackConfig) => StackOutputs,
-): Promise<{ resources: RecordedResource[]; outputs: Record<string, { value: unknown; secret: boolean }> }> {
+): Promise<{ resources: RecordedResource[]; dependencies: Record<string, string[]>; outputs: Record<string, { value: unknown; secret: boolean }> }> {
   const resources: RecordedResource[] = [];
+  const dependencies: Record<string, string[]> = {};
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -99,6 +100,13 @@ export async function runProgram(
     false,
   );
   pulumi.runtime.setAllConfig(config, [`${PROJECT}:sshPrivateKey`]);
+  // The mocks API does not pass a resource's dependencies; the request to the monitor has them.
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource: (req: any, cb: unknown) => unknown };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    dependencies[req.getName()] = (req.getDependenciesList() as string[]).map((urn) => urn.split('::').pop()!);
+    return register(req, cb);
+  };
 
   let outputs: StackOutputs;
   if (program) {
@@ -114,5 +122,5 @@ export async function runProgram(
   }
   // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
   await pulumi.runtime.disconnect();
-  return { resources, outputs: resolved };
+  return { resources, dependencies, outputs: resolved };
 }

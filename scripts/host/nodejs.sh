@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Step 4: Node.js from the official linux-x64 tarball, checked against the
+# mirror's SHASUMS256.txt, under /opt, on PATH for login shells and services.
+source "$(dirname "$0")/lib.sh"
+require NODE_VERSION NODE_MIRROR
+
+name="node-v$NODE_VERSION-linux-x64"
+dir="/opt/$name"
+if [ "$("$dir/bin/node" --version 2>/dev/null || true)" != "v$NODE_VERSION" ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  base="${NODE_MIRROR%/}/v$NODE_VERSION"
+  log "downloading $base/$name.tar.gz"
+  curl -fsSL --retry 3 -o "$tmp/$name.tar.gz" "$base/$name.tar.gz" || fail "could not download $base/$name.tar.gz"
+  curl -fsSL --retry 3 -o "$tmp/SHASUMS256.txt" "$base/SHASUMS256.txt" || fail "could not download $base/SHASUMS256.txt"
+  grep -E "  $name\.tar\.gz\$" "$tmp/SHASUMS256.txt" >"$tmp/expected" || fail "$name.tar.gz is not listed in $base/SHASUMS256.txt"
+  (cd "$tmp" && sha256sum --check --status expected) || fail "checksum mismatch for $name.tar.gz (against $base/SHASUMS256.txt)"
+  tar -xzf "$tmp/$name.tar.gz" -C "$tmp"
+  rm -rf "$dir.partial"
+  mv "$tmp/$name" "$dir.partial"
+  mv -T "$dir.partial" "$dir"
+  log "installed $("$dir/bin/node" --version) in $dir"
+fi
+link "$dir" /opt/node
+for bin in node npm npx; do link "/opt/node/bin/$bin" "/usr/local/bin/$bin"; done
+write_file /etc/profile.d/nodejs.sh 0644 root:root <<'PROFILE'
+# Node.js for login shells (installed by cemetery-backend provisioning)
+case ":$PATH:" in *:/opt/node/bin:*) ;; *) PATH="/opt/node/bin:$PATH" ;; esac
+export PATH
+PROFILE
+log "node $(/usr/local/bin/node --version)"

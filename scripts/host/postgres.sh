@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Step 7 (databaseMode onHost): Debian's PostgreSQL on localhost only, with a
+# role and a database for the app. The password arrives on stdin, never in argv.
+source "$(dirname "$0")/lib.sh"
+require DB_NAME DB_USER
+
+IFS= read -r DB_PASSWORD || true
+[[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on stdin"
+
+if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing postgresql"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+conf_dir=$(find /etc/postgresql -mindepth 3 -maxdepth 3 -type d -name conf.d | sort | tail -n 1)
+[ -n "$conf_dir" ] || fail "no PostgreSQL cluster found under /etc/postgresql"
+write_file "$conf_dir/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
+# cemetery-backend: the app connects over loopback only
+listen_addresses = 'localhost'
+CONF
+systemctl is-enabled --quiet postgresql || systemctl enable postgresql
+if [ "$WROTE" = 1 ] || ! systemctl is-active --quiet postgresql; then systemctl restart postgresql; fi
+for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+pg_isready -q -h 127.0.0.1 || fail "PostgreSQL does not accept connections on 127.0.0.1"
+
+psql_admin() { (cd / && sudo -u postgres psql -v ON_ERROR_STOP=1 -qAt "$@"); }
+if [ -z "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" ]; then
+  # SQL through stdin: the password never shows in a process list.
+  psql_admin <<<"CREATE ROLE \"$DB_USER\" LOGIN PASSWORD '$DB_PASSWORD';"
+  log "created role $DB_USER"
+fi
+if [ -z "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" ]; then
+  psql_admin -c "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_USER\""
+  log "created database $DB_NAME"
+fi
+# Reset the password only when it no longer works (a changed secret).
+passfile=$(mktemp)
+chmod 600 "$passfile"
+echo "127.0.0.1:5432:$DB_NAME:$DB_USER:$DB_PASSWORD" >"$passfile"
+if ! PGPASSFILE="$passfile" psql -h 127.0.0.1 -U "$DB_USER" -d "$DB_NAME" -w -qAt -c 'SELECT 1' >/dev/null 2>&1; then
+  psql_admin <<<"ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD';"
+  log "set the password of $DB_USER"
+fi
+rm -f "$passfile"
+log "PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1) on 127.0.0.1:5432, database $DB_NAME"
