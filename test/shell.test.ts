@@ -1,4 +1,7 @@
-/** Every shell file in scripts/ passes shellcheck (installed by .ci/run; `apt-get install shellcheck` locally). */
+/**
+ * Every shell file in scripts/ passes shellcheck. CI installs it (.ci/run) and
+ * requires it; on a machine without it these checks are skipped with a notice.
+ */
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -11,9 +14,12 @@ test('there are host scripts to check', () => {
   expect(shellFiles).toEqual(expect.arrayContaining(['scripts/host/lib.sh', 'scripts/host/system-limits.sh', 'scripts/host/nodejs.sh']));
 });
 
-test.each(shellFiles)('%s passes shellcheck', (file) => {
+const haveShellcheck = !spawnSync('shellcheck', ['--version']).error;
+if (!haveShellcheck && process.env.CI) throw new Error('shellcheck is required in CI (.ci/run installs it)');
+if (!haveShellcheck) console.warn('shellcheck is not installed: skipping the shell lint (apt-get install shellcheck)');
+
+(haveShellcheck ? test.each(shellFiles) : test.skip.each(shellFiles))('%s passes shellcheck', (file) => {
   const result = spawnSync('shellcheck', ['-x', '-P', 'SCRIPTDIR', file], { cwd: ROOT, encoding: 'utf8' });
-  if (result.error) throw new Error(`shellcheck is not installed (apt-get install shellcheck): ${result.error.message}`);
   expect(result.stdout + result.stderr).toBe('');
   expect(result.status).toBe(0);
 });

@@ -9,7 +9,7 @@ fi
 systemctl is-system-running --wait >/dev/null || true
 # First-boot unattended upgrades hold the dpkg lock.
 for _ in $(seq 1 120); do
-  if ! fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; then break; fi
+  pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null || break
   sleep 5
 done
 log "host ready: $(. /etc/os-release && echo "$PRETTY_NAME"), $(nproc) vCPU"

