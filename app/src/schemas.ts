@@ -15,6 +15,10 @@ export const pageQuery = {
 
 export type Page = { limit: number; offset: number };
 
+/** The query of a list endpoint: paging plus its filters; anything else is a 400 naming it. */
+export const listQuery = (filters: Record<string, object>) =>
+  ({ type: 'object', additionalProperties: false, properties: { ...pageQuery, ...filters } }) as const;
+
 export const pageOf = (itemSchema: object) =>
   ({
     type: 'object',

@@ -13,7 +13,7 @@ import { ROOT } from './db';
 
 export type RecordedResource = { type: string; name: string; inputs: Record<string, any> };
 
-export const MOCK_PASSWORD = 'mock-generated-password-0123456789';
+export const MOCK_PASSWORD = 'MockGeneratedPassword0123456789';
 export const MOCK_PUBLIC_IP = '203.0.113.10';
 
 /** Per-user values the stack files leave to `pulumi config set` (see README). */

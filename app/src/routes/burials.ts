@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { inTransaction, type Pool } from '../db';
 import { badRequest, conflict, notFound } from '../errors';
-import { burial, errorResponse, idParams, pageOf, pageQuery, type Page } from '../schemas';
+import { burial, errorResponse, idParams, pageOf, type Page, listQuery } from '../schemas';
 import { Filters, listPage } from './page';
 
 const BURIAL_COLUMNS = `b.id, b.plot_id AS "plotId", p.section_id AS "sectionId", b.deceased_name AS "deceasedName",
@@ -17,16 +17,11 @@ export const burialRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { po
     '/api/burials',
     {
       schema: {
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            ...pageQuery,
-            sectionId: { type: 'integer', minimum: 1 },
-            plotId: { type: 'integer', minimum: 1 },
-            name: { type: 'string', minLength: 1, maxLength: 200 },
-          },
-        },
+        querystring: listQuery({
+          sectionId: { type: 'integer', minimum: 1 },
+          plotId: { type: 'integer', minimum: 1 },
+          name: { type: 'string', minLength: 1, maxLength: 200 },
+        }),
         response: { 200: pageOf(burial) },
       },
     },

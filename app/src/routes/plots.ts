@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { inTransaction, type Pool } from '../db';
 import { conflict, notFound } from '../errors';
 import type { PlotStatus } from '../map';
-import { errorResponse, idParams, pageOf, pageQuery, plot, plotStatus, type Page } from '../schemas';
+import { errorResponse, idParams, pageOf, plot, plotStatus, type Page, listQuery } from '../schemas';
 import { Filters, listPage } from './page';
 
 const PLOT_COLUMNS = 'id, section_id AS "sectionId", "row", number, status, updated_at AS "updatedAt"';
@@ -28,16 +28,11 @@ export const plotRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool
     '/api/plots',
     {
       schema: {
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            ...pageQuery,
-            sectionId: { type: 'integer', minimum: 1 },
-            status: plotStatus,
-            row: { type: 'integer', minimum: 1 },
-          },
-        },
+        querystring: listQuery({
+          sectionId: { type: 'integer', minimum: 1 },
+          status: plotStatus,
+          row: { type: 'integer', minimum: 1 },
+        }),
         response: { 200: pageOf(plot) },
       },
     },

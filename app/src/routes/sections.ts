@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { inTransaction, type Pool } from '../db';
 import { conflict, notFound } from '../errors';
 import { assembleMap, renderMapTemplate, type MapPlot, type MapTemplate } from '../map';
-import { errorResponse, idParams, pageOf, pageQuery, section, type Page } from '../schemas';
+import { errorResponse, idParams, pageOf, section, type Page, listQuery } from '../schemas';
 import { Filters, listPage } from './page';
 
 const SECTION_COLUMNS = 'id, name, description, created_at AS "createdAt"';
@@ -52,11 +52,7 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { p
     '/api/sections',
     {
       schema: {
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { ...pageQuery, name: { type: 'string', minLength: 1, maxLength: 100 } },
-        },
+        querystring: listQuery({ name: { type: 'string', minLength: 1, maxLength: 100 } }),
         response: { 200: pageOf(section) },
       },
     },
