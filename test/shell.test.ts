@@ -28,3 +28,33 @@ test.each(shellFiles.filter((f) => !f.endsWith('lib.sh')))('%s runs with strict 
   const source = require('node:fs').readFileSync(path.join(ROOT, file), 'utf8') as string;
   expect(/set -euo pipefail|source "\$\(dirname "\$0"\)\/lib\.sh"/.test(source)).toBe(true);
 });
+
+describe('a failing host step names itself', () => {
+  const runStep = (script: string, args: string[], input = '') =>
+    spawnSync('bash', [path.join(ROOT, 'scripts', 'host', script), ...args], { encoding: 'utf8', input });
+
+  test('a missing argument', () => {
+    const r = runStep('system-limits.sh', ['APP_USER=cemetery']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('cemetery-backend host step "system-limits" failed: missing argument NOFILE=...\n');
+  });
+
+  test('an argument that is not KEY=VALUE', () => {
+    const r = runStep('app-user.sh', ['--user', 'cemetery']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`cemetery-backend host step "app-user" failed: bad argument '--user' (expected KEY=VALUE)`);
+  });
+
+  test('a secret step without its secret on stdin changes nothing and says why', () => {
+    const r = runStep('postgres.sh', ['DB_NAME=cemetery', 'DB_USER=cemetery'], '');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('cemetery-backend host step "postgres" failed: expected the database password (16+ letters and digits) on stdin');
+  });
+
+  test('a command that fails inside a step is reported with the step, the line and the command', () => {
+    // useradd refuses the name, so nothing is created on the machine running the test.
+    const r = runStep('app-user.sh', ['APP_USER=not a valid name', 'APP_HOME=/nonexistent-cemetery-home']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/cemetery-backend host step "app-user" failed \(line \d+: useradd .*\)/);
+  });
+});

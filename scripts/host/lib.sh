@@ -3,7 +3,7 @@
 # Sourced by every host step (scripts/host/*.sh). Each step is run by Pulumi
 # (remote.Command) as: sudo bash <dir>/<step>.sh KEY=VALUE ...
 # Every step is idempotent: run again, it changes nothing and restarts nothing.
-set -euo pipefail
+set -Eeuo pipefail # -E: the ERR trap below also fires inside functions
 umask 022
 
 STEP="$(basename "$0" .sh)"
@@ -40,7 +40,7 @@ write_file() {
 
 # link TARGET NAME: a symlink, changed only when it points elsewhere.
 link() {
-  if [ "$(readlink "$2" 2>/dev/null)" != "$1" ]; then
+  if [ "$(readlink "$2" 2>/dev/null || true)" != "$1" ]; then
     ln -sfn "$1" "$2"
     log "linked $2 -> $1"
   fi

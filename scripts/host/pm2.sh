@@ -32,4 +32,4 @@ elif [ -n "$current" ] && [ "$current" != "$PM2_VERSION" ]; then
   as_user "$APP_USER" pm2 update >/dev/null
   log "updated the running PM2 daemon to $PM2_VERSION"
 fi
-log "pm2 $PM2_VERSION, pm2-$APP_USER.service $(systemctl is-active "pm2-$APP_USER")"
+log "pm2 $PM2_VERSION, pm2-$APP_USER.service $(systemctl is-active "pm2-$APP_USER" || true)"
