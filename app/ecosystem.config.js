@@ -18,7 +18,7 @@ const settings = { ...fileEnv, ...process.env };
 const argv = process.argv.join(' ');
 const production = settings.NODE_ENV === 'production' || / --env[ =]production\b/.test(argv);
 
-/** Seconds PM2 waits after SIGINT before SIGKILL; the app's own deadline is kept below it. */
+/** Milliseconds PM2 waits after SIGINT before SIGKILL; the app's own deadline is kept below it. */
 const KILL_TIMEOUT_MS = 8000;
 
 function instancesFrom(env) {
