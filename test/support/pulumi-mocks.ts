@@ -20,7 +20,12 @@ export const MOCK_PUBLIC_IP = '203.0.113.10';
 export const TEST_SSH_PUBLIC_KEY = (() => {
   const der = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
   const raw = der.subarray(der.length - 32);
-  const field = (b: Buffer) => Buffer.concat([Buffer.alloc(4, 0), b]).fill(0, 0, 3).fill(b.length, 3, 4);
+  // An SSH wire-format string: a 4-byte big-endian length, then the bytes.
+  const field = (b: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(b.length);
+    return Buffer.concat([length, b]);
+  };
   return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')} test@cemetery`;
 })();
 export const TEST_SSH_PRIVATE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\n(test fixture: never used to connect under mocks)\n-----END OPENSSH PRIVATE KEY-----\n';
