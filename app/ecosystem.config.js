@@ -35,6 +35,9 @@ function memoryLimitFrom(env) {
   throw new Error(`PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "${raw}"`);
 }
 
+/** What every worker gets, whatever the --env. */
+const appEnv = { ...fileEnv, SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500) };
+
 const logDir = settings.LOG_DIR || path.resolve(__dirname, '..', 'logs');
 
 module.exports = {
@@ -64,16 +67,8 @@ module.exports = {
       merge_logs: true,
       log_date_format: 'YYYY-MM-DD HH:mm:ss.SSS Z',
 
-      env: {
-        ...fileEnv,
-        NODE_ENV: 'development',
-        SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
-      },
-      env_production: {
-        ...fileEnv,
-        NODE_ENV: 'production',
-        SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500),
-      },
+      env: { ...appEnv, NODE_ENV: 'development' },
+      env_production: { ...appEnv, NODE_ENV: 'production' },
     },
   ],
 };

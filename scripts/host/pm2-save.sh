@@ -5,4 +5,5 @@ require APP_USER
 
 systemctl is-enabled --quiet "pm2-$APP_USER" || fail "pm2-$APP_USER.service is not enabled (the pm2 step comes first)"
 as_user "$APP_USER" pm2 save --force >/dev/null
-log "saved $(as_user "$APP_USER" pm2 jlist | /opt/node/bin/node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(String(JSON.parse(s.slice(s.indexOf("["))).length)))') processes for pm2-$APP_USER.service"
+count=$(pm2_apps "$APP_USER" | /opt/node/bin/node -e 'process.stdout.write(String(JSON.parse(require("fs").readFileSync(0, "utf8")).length))')
+log "saved $count processes for pm2-$APP_USER.service"

@@ -24,11 +24,9 @@ as_user "$APP_USER" bash -c 'set -a; . "$1"; set +a; node "$2/dist/migrate.js"' 
   || fail "migrations of release $RELEASE_ID failed"
 link "$release" "$APP_HOME/current"
 
-running=$(as_user "$APP_USER" pm2 jlist | /opt/node/bin/node -e '
-  let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-    const apps = JSON.parse(s.slice(s.indexOf("["))).filter((p) => p.name === "cemetery-backend");
-    process.stdout.write(apps.length ? String((apps[0].pm2_env.env || {}).RELEASE_ID || apps[0].pm2_env.RELEASE_ID || "?") : "");
-  });')
+running=$(pm2_apps "$APP_USER" | /opt/node/bin/node -e '
+  const apps = JSON.parse(require("fs").readFileSync(0, "utf8")).filter((p) => p.name === "cemetery-backend");
+  process.stdout.write(apps.length ? String((apps[0].pm2_env.env || {}).RELEASE_ID || apps[0].pm2_env.RELEASE_ID || "?") : "");')
 pm2_app() { as_user "$APP_USER" env CEMETERY_ENV_FILE="$env_file" NODE_ENV=production pm2 "$@" "$APP_HOME/current/ecosystem.config.js" --env production >/dev/null; }
 if [ -z "$running" ]; then
   pm2_app start

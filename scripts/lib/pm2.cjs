@@ -27,11 +27,17 @@ function pm2Async(args, { env = process.env } = {}) {
   });
 }
 
-/** The process list as PM2 reports it (`pm2 jlist`). */
-function pm2List(env = process.env) {
-  const out = pm2(['jlist'], { env });
-  // The first call may print daemon start-up lines ("[PM2] Spawning ...") before the JSON line.
+/**
+ * The process list from `pm2 jlist` output. A call that has to start the daemon
+ * prints "[PM2] Spawning ..." lines first; the JSON is the last line.
+ */
+function parseJlist(out) {
   return JSON.parse(out.trim().split('\n').pop());
 }
 
-module.exports = { PM2_BIN, pm2, pm2Async, pm2List };
+/** The process list as PM2 reports it (`pm2 jlist`). */
+function pm2List(env = process.env) {
+  return parseJlist(pm2(['jlist'], { env }));
+}
+
+module.exports = { PM2_BIN, pm2, pm2Async, pm2List, parseJlist };

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseStackConfig } from '../../infra/config';
 import { HOST_LAYOUT } from '../../infra/provision';
+import { parseJlist } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 import { ROOT } from '../support/db';
@@ -44,11 +45,7 @@ const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmE
 const root = (command: string) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`);
 const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=/opt/node/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
 
-type Pm2Proc = { name: string; pid: number; pm_id: number; pm2_env: { status: string; restart_time: number } };
-const pm2List = async (): Promise<Pm2Proc[]> => {
-  const out = await asApp('pm2 jlist');
-  return JSON.parse(out.slice(out.indexOf('[')));
-};
+const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
 const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
 
 beforeAll(async () => {
