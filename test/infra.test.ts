@@ -1,7 +1,10 @@
 /** The Pulumi program under mocks, for every stack file in the repository. */
 import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
+import { parseStackConfig, PROJECT } from '../infra/config';
+import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
 import { securityRules } from '../policy/rules';
+import { missingUploads } from './standin/uploads';
 import { MOCK_PASSWORD, MOCK_PUBLIC_IP, runProgram, stackFiles, TEST_SSH_PUBLIC_KEY, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
 
 const STACKS = stackFiles();
@@ -26,7 +29,6 @@ function graph(resources: RecordedResource[]) {
     [new RegExp(MOCK_PASSWORD, 'g'), '[generated password]'],
     [new RegExp(TEST_SSH_PUBLIC_KEY.replace(/[+/]/g, '\\$&'), 'g'), '[user ssh public key]'],
     [/-----BEGIN OPENSSH PRIVATE KEY-----[^]*?-----END OPENSSH PRIVATE KEY-----\n?/g, '[user ssh private key]'],
-    [/scripts-[0-9a-f]{12}/g, 'scripts-[hash of scripts/host]'],
     [/\br-[0-9a-f]{12}\b/g, '[release id]'],
     [/^[0-9a-f]{12}$/, '[content hash]'],
   ];
@@ -113,7 +115,7 @@ describe('provisioning over SSH', () => {
   test.each(['dev', 'local', 'prod', 'staging'])('%s: no secret in a command line; secret steps read stdin with logging off', (stack) => {
     for (const cmd of commands(stack)) {
       for (const secret of secretsOf(stack)) expect(cmd.inputs.create).not.toContain(secret);
-      expect(cmd.inputs.create).toMatch(/^sudo bash \/home\/admin\/\.cemetery-provision\/scripts-[0-9a-f]{12}\/[a-z0-9-]+\.sh( [A-Z][A-Z0-9_]*=\S+| '[A-Z][A-Z0-9_]*=[^']*')*$/);
+      expect(cmd.inputs.create).toMatch(/^sudo bash \/home\/admin\/\.cemetery-provision\/host\/[a-z0-9-]+\.sh( [A-Z][A-Z0-9_]*=\S+| '[A-Z][A-Z0-9_]*=[^']*')*$/);
       // The connection holds the private key, so Pulumi keeps the whole of it secret.
       expect(cmd.inputs.connection[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
       expect(cmd.inputs.connection.value).toMatchObject({ user: 'admin', dialErrorLimit: 60, perDialTimeout: 10 });
@@ -130,6 +132,41 @@ describe('provisioning over SSH', () => {
     expect(create('nodejs')).toContain('NODE_VERSION=24.21.0 NODE_MIRROR=https://nodejs.org/dist');
     expect(create('pm2')).toContain('PM2_VERSION=7.0.4');
     expect(create('pm2-logrotate')).toContain("MAX_SIZE=10M RETAIN=30 COMPRESS=true 'ROTATE_INTERVAL=0 0 * * *'");
+  });
+});
+
+describe('uploads land where the steps look for them (the provider copy rules, on an in-memory host)', () => {
+  const checkOf = (stack: string) => {
+    const raw = withUserSecrets(STACKS[stack]);
+    const cfg = parseStackConfig(
+      Object.fromEntries(Object.entries(raw).filter(([k]) => k.startsWith(`${PROJECT}:`)).map(([k, v]) => [k.slice(PROJECT.length + 1), v])),
+      stack,
+      raw['aws:region'],
+    );
+    const layout = provisioningLayout(cfg.sshUser, releaseId());
+    const reads = Object.fromEntries(hostSteps(cfg, releaseId(), layout).map((s) => [`cemetery-${cfg.environment}-${s.name}`, s.reads ?? []]));
+    return { layout, opts: { home: `/home/${cfg.sshUser}`, base: layout.base, reads } };
+  };
+
+  test.each(Object.keys(STACKS))('%s: every script, library and upload a step uses is there when it runs', async (stack) => {
+    const { opts } = checkOf(stack);
+    expect(await missingUploads(runs[stack], opts)).toEqual([]);
+  });
+
+  test('the check finds files that land elsewhere (directories copied as if with scp)', async () => {
+    const { layout, opts } = checkOf('dev');
+    // What the product did before: each directory's remotePath named as the directory itself.
+    const scpStyle = {
+      ...runs.dev,
+      resources: runs.dev.resources.map((r) =>
+        r.name === 'cemetery-dev-host-scripts' ? { ...r, inputs: { ...r.inputs, remotePath: layout.scriptsDir } }
+        : r.name === 'cemetery-dev-release-bundle' ? { ...r, inputs: { ...r.inputs, remotePath: `${layout.uploadDir}/dist` } }
+        : r,
+      ),
+    };
+    const missing = await missingUploads(scpStyle, opts);
+    expect(missing).toContain(`cemetery-dev-wait-for-host: ${layout.scriptsDir}/wait-for-host.sh`);
+    expect(missing).toContain(`cemetery-dev-release: ${layout.uploadDir}/dist/server.js`);
   });
 });
 

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import os from 'node:os';
 import path from 'node:path';
 import { parseStackConfig } from '../../infra/config';
-import { HOST_LAYOUT } from '../../infra/provision';
+import { HOST_LAYOUT } from '../../infra/host-steps';
 import { parseJlist } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';

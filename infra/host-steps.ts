@@ -1,0 +1,137 @@
+/**
+ * What provisioning sends to the host, as pure functions (no Pulumi here): the
+ * layout of the uploads, the copies, the step list and each step's command
+ * line. infra/provision.ts turns them into resources; the tests read them too.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { StackConfig } from './config';
+import { DATABASE_NAME, DATABASE_USER } from './database';
+
+const ROOT = path.resolve(__dirname, '..');
+export const HOST_SCRIPTS_DIR = path.join(ROOT, 'scripts', 'host');
+export const APP_DIR = path.join(ROOT, 'app');
+export const APP_DIST_DIR = path.join(APP_DIR, 'dist');
+export const PROCESS_FILE = path.join(APP_DIR, 'ecosystem.config.js');
+
+/** Where things live on the host: one place for the steps, the tests and the README. */
+export const HOST_LAYOUT = {
+  appUser: 'cemetery',
+  appHome: '/srv/cemetery-backend',
+  appName: 'cemetery-backend',
+  /** PM2 on the host is the version the repository pins (package.json). */
+  pm2Version: (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies.pm2,
+  logrotateVersion: '3.0.0',
+};
+
+/** Single-quotes a word for a POSIX shell. */
+export const shellQuote = (word: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+
+export function listFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const full = path.join(dir, name);
+      return statSync(full).isDirectory() ? listFiles(full) : [full];
+    });
+}
+
+/** A short content hash of files (names and bytes). */
+export function hashFiles(files: string[]): string {
+  const hash = createHash('sha256');
+  for (const file of files) hash.update(path.basename(file)).update('\0').update(readFileSync(file)).update('\0');
+  return hash.digest('hex').slice(0, 12);
+}
+
+/** The release: app/dist and the process file; its id is their content hash. */
+export function releaseId(): string {
+  if (!existsSync(path.join(APP_DIST_DIR, 'server.js'))) {
+    throw new Error('app/dist is missing: run `npm run build` before `pulumi up` (the release ships the bundle)');
+  }
+  return `r-${hashFiles([...listFiles(APP_DIST_DIR), PROCESS_FILE])}`;
+}
+
+/** A CopyToRemote: a local file or directory (never with a trailing slash) and its `remotePath`. */
+export type HostCopy = { name: string; source: string; remotePath: string };
+
+/**
+ * The uploads and where they land. @pulumi/command 1.2.1 puts a directory
+ * whose path has no trailing slash *inside* `remotePath`, whether that exists
+ * or not (provider/pkg/provider/remote/copyController.go, sftpCopy, the table
+ * in its comment), and a file onto `remotePath` itself when that is not an
+ * existing directory. So the directories are copied into their parent and the
+ * paths the steps use are `<remotePath>/<basename>`.
+ */
+export function provisioningLayout(sshUser: string, release: string) {
+  const base = `${sshUser === 'root' ? '/root' : `/home/${sshUser}`}/.cemetery-provision`;
+  // A fixed place for the scripts: a changed script re-runs only the steps whose script changed (their triggers).
+  const scriptsDir = `${base}/${path.basename(HOST_SCRIPTS_DIR)}`;
+  // One upload per release, named by its content: a code change is a new upload.
+  const uploadDir = `${base}/${release}`;
+  const copies: HostCopy[] = [
+    { name: 'host-scripts', source: HOST_SCRIPTS_DIR, remotePath: base },
+    { name: 'release-bundle', source: APP_DIST_DIR, remotePath: uploadDir },
+    { name: 'release-process-file', source: PROCESS_FILE, remotePath: `${uploadDir}/${path.basename(PROCESS_FILE)}` },
+  ];
+  return { base, scriptsDir, uploadDir, copies };
+}
+export type ProvisioningLayout = ReturnType<typeof provisioningLayout>;
+
+export type HostStep = {
+  /** The resource name, as a preview shows it. */
+  name: string;
+  script: string;
+  args: Record<string, string | number | boolean>;
+  /** Secret-bearing steps read their secret from stdin; their logging is off. */
+  stdin?: 'databasePassword' | 'appEnvironment';
+  /** Uploaded files the step reads besides its script (checked against the copies in npm test). */
+  reads?: string[];
+};
+
+/** The provisioning steps for a stack, in order. */
+export function hostSteps(cfg: StackConfig, release: string, layout: ProvisioningLayout): HostStep[] {
+  const { appUser, appHome } = HOST_LAYOUT;
+  const steps: HostStep[] = [
+    { name: 'wait-for-host', script: 'wait-for-host.sh', args: {} },
+    { name: 'system-limits', script: 'system-limits.sh', args: { APP_USER: appUser, NOFILE: cfg.nofileLimit } },
+    { name: 'app-user', script: 'app-user.sh', args: { APP_USER: appUser, APP_HOME: appHome } },
+    { name: 'nodejs', script: 'nodejs.sh', args: { NODE_VERSION: cfg.nodeVersion, NODE_MIRROR: cfg.nodeDistMirror } },
+    { name: 'pm2', script: 'pm2.sh', args: { APP_USER: appUser, APP_HOME: appHome, PM2_VERSION: HOST_LAYOUT.pm2Version } },
+    {
+      name: 'pm2-logrotate',
+      script: 'pm2-logrotate.sh',
+      args: {
+        APP_USER: appUser,
+        LOGROTATE_VERSION: HOST_LAYOUT.logrotateVersion,
+        MAX_SIZE: cfg.logrotateMaxSize,
+        RETAIN: cfg.logrotateRetain,
+        COMPRESS: cfg.logrotateCompress,
+        ROTATE_INTERVAL: cfg.logrotateRotateInterval,
+      },
+    },
+  ];
+  if (cfg.databaseMode === 'onHost') {
+    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword' });
+  }
+  const { uploadDir } = layout;
+  steps.push(
+    {
+      name: 'release',
+      script: 'release.sh',
+      args: { APP_USER: appUser, APP_HOME: appHome, RELEASE_ID: release, UPLOAD_DIR: uploadDir, APP_PORT: cfg.appPort },
+      stdin: 'appEnvironment',
+      reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
+    },
+    { name: 'pm2-save', script: 'pm2-save.sh', args: { APP_USER: appUser } },
+  );
+  return steps;
+}
+
+/** The command line of a step: `sudo bash <scriptsDir>/<script> KEY=VALUE ...`; never a secret. */
+export const stepCommand = (layout: ProvisioningLayout, step: HostStep) =>
+  ['sudo', 'bash', `${layout.scriptsDir}/${step.script}`, ...Object.entries(step.args).map(([k, v]) => shellQuote(`${k}=${v}`))].join(' ');
+
+/** What a step runs, for its triggers: its script and the shared library. */
+export const stepScriptHash = (step: HostStep) => hashFiles([path.join(HOST_SCRIPTS_DIR, step.script)]);
+export const libHash = () => hashFiles([path.join(HOST_SCRIPTS_DIR, 'lib.sh')]);

@@ -1,0 +1,155 @@
+/**
+ * A stand-in for the Pulumi engine, for the @pulumi/command resources of the
+ * program: it keeps each resource's saved state across successive `up`s of one
+ * test run and applies the engine's rules (pulumi/pulumi pkg/resource/deploy:
+ * step_generator.go, deployment_executor.go; pulumi-go-provider v1.3.0
+ * infer/resource.go, which @pulumi/command 1.2.1 is built on):
+ *
+ * 1. Inputs equal to the saved inputs: nothing runs ("same" step). A change in
+ *    a dependency alone never re-runs a resource.
+ * 2. `triggers` changed (replaceOnChanges on `triggers`, command.go line 42,
+ *    copy.go line 38; infer Diff marks it replace), or `--replace`: replace,
+ *    create-before-delete. The new one is created in place; the old one's
+ *    `delete` runs after every other step (the engine's delete phase).
+ * 3. Any other input changed: update (the provider's Update).
+ * 4. A failed create saves nothing (infer Create returns no partial state for
+ *    a plain error: the next `up` creates again); a failed update or replace
+ *    keeps the old saved state (infer Update returns no properties). The
+ *    engine starts no further step after a failure (no --continue-on-error),
+ *    so nothing that depends on it runs.
+ * 5. destroy: every `delete` in reverse dependency order.
+ *
+ * Resources of other types (AWS, random) are left to Pulumi's mocks.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
+import * as pulumi from '@pulumi/pulumi';
+import { listFiles } from '../../infra/host-steps';
+import type { RecordedResource } from '../support/pulumi-mocks';
+import { providers, type Inputs, type Log, type Outputs, type Source } from './provider';
+
+/** What the program registered: from runProgram under mocks. */
+export type Program = { resources: RecordedResource[]; dependencies: Record<string, string[]> };
+export type Op = 'create' | 'update' | 'replace' | 'delete';
+export type Step = { name: string; op: Op; seconds: number };
+export type UpResult = { steps: Step[]; failed?: { name: string; op: Op; message: string } };
+type Saved = { name: string; type: string; inputs: Inputs; outputs: Outputs; dependencies: string[] };
+
+const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+
+/** The engine's asset and archive hashes change with any file's name or bytes. */
+function sourceOf(kind: Source['kind'], file: string): Source {
+  const hash = createHash('sha256');
+  const files = statSync(file).isDirectory() ? listFiles(file) : [file];
+  for (const f of files) hash.update(f.slice(file.length)).update('\0').update(readFileSync(f)).update('\0');
+  return { kind, path: file, hash: hash.digest('hex') };
+}
+
+/** Mock-recorded inputs as plain values: secrets unwrapped, assets as path and hash. */
+async function plain(value: unknown): Promise<unknown> {
+  if (value instanceof pulumi.asset.FileArchive) return sourceOf('archive', await value.path);
+  if (value instanceof pulumi.asset.FileAsset) return sourceOf('asset', await value.path);
+  if (Array.isArray(value)) return Promise.all(value.map(plain));
+  if (value && typeof value === 'object') {
+    if (SECRET_SIG in value) return plain((value as unknown as { value: unknown }).value);
+    const entries = await Promise.all(Object.entries(value).filter(([, v]) => v !== undefined).map(async ([k, v]) => [k, await plain(v)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
+}
+
+/** Sources compare by hash and path, as the engine's asset equality does. */
+const changedKeys = (olds: Inputs, news: Inputs) => [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => !isDeepStrictEqual(olds[k], news[k]));
+
+export class Engine {
+  readonly state = new Map<string, Saved>();
+  /** Originals of replaced resources, deleted at the end of the first `up` that gets there. */
+  private pendingDeletes: Saved[] = [];
+  constructor(private readonly log: Log = () => {}) {}
+
+  /** The program's command resources, in registration order where dependencies allow (as the engine starts them). */
+  static async plan(program: Program) {
+    const own = program.resources.filter((r) => r.type in providers);
+    const names = new Set(own.map((r) => r.name));
+    const deps = (name: string) => (program.dependencies[name] ?? []).filter((d) => names.has(d));
+    const ordered: Array<{ name: string; type: string; inputs: Inputs; dependencies: string[] }> = [];
+    const done = new Set<string>();
+    while (ordered.length < own.length) {
+      const next = own.find((r) => !done.has(r.name) && deps(r.name).every((d) => done.has(d)));
+      if (!next) throw new Error('dependency cycle among the remote resources');
+      ordered.push({ name: next.name, type: next.type, inputs: (await plain(next.inputs)) as Inputs, dependencies: deps(next.name) });
+      done.add(next.name);
+    }
+    return ordered;
+  }
+
+  /** `pulumi up` (with `--replace` for the names in `replace`). */
+  async up(program: Program, opts: { replace?: string[] } = {}): Promise<UpResult> {
+    const steps: Step[] = [];
+    const plan = await Engine.plan(program);
+    for (const r of plan) {
+      const old = this.state.get(r.name);
+      const changed = old ? changedKeys(old.inputs, r.inputs) : [];
+      const op: Op | undefined = !old ? 'create' : changed.includes('triggers') || opts.replace?.includes(r.name) ? 'replace' : changed.length ? 'update' : undefined;
+      if (!op) continue;
+      const provider = providers[r.type];
+      const started = Date.now();
+      try {
+        const outputs = op === 'update' ? await provider.update(old!.inputs, old!.outputs, r.inputs, this.log) : await provider.create(r.inputs, this.log);
+        if (op === 'replace') this.pendingDeletes.push(old!);
+        this.state.set(r.name, { name: r.name, type: r.type, inputs: r.inputs, outputs, dependencies: r.dependencies });
+        steps.push({ name: r.name, op, seconds: (Date.now() - started) / 1000 });
+      } catch (err) {
+        return { steps, failed: { name: r.name, op, message: (err as Error).message } };
+      }
+    }
+    // Resources no longer in the program, then the replaced originals: deleted last.
+    const gone = [...this.state].filter(([name]) => !plan.some((r) => r.name === name));
+    for (const [name, saved] of gone.reverse()) {
+      const failed = await this.remove(name, saved, steps);
+      if (failed) return { steps, failed };
+    }
+    while (this.pendingDeletes.length) {
+      const saved = this.pendingDeletes[this.pendingDeletes.length - 1];
+      const started = Date.now();
+      try {
+        await providers[saved.type].delete(saved.inputs, saved.outputs, this.log);
+      } catch (err) {
+        return { steps, failed: { name: saved.name, op: 'delete' as const, message: (err as Error).message } };
+      }
+      this.pendingDeletes.pop();
+      steps.push({ name: saved.name, op: 'delete', seconds: (Date.now() - started) / 1000 });
+    }
+    return { steps };
+  }
+
+  /** `pulumi destroy`: every saved resource's delete, dependents first. */
+  async destroy(): Promise<UpResult> {
+    const steps: Step[] = [];
+    const order = [...this.state.keys()];
+    for (const name of order.reverse()) {
+      const failed = await this.remove(name, this.state.get(name)!, steps);
+      if (failed) return { steps, failed };
+    }
+    return { steps };
+  }
+
+  private async remove(name: string, saved: Saved, steps: Step[]) {
+    const started = Date.now();
+    try {
+      await providers[saved.type].delete(saved.inputs, saved.outputs, this.log);
+    } catch (err) {
+      return { name, op: 'delete' as const, message: (err as Error).message };
+    }
+    this.state.delete(name);
+    steps.push({ name, op: 'delete', seconds: (Date.now() - started) / 1000 });
+    return undefined;
+  }
+}
+
+/** Throws with the engine's failure, for callers that expect success. */
+export function succeeded(result: UpResult): Step[] {
+  if (result.failed) throw new Error(`${result.failed.name} (${result.failed.op}) failed: ${result.failed.message}`);
+  return result.steps;
+}

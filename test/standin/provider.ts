@@ -1,0 +1,89 @@
+/**
+ * The two @pulumi/command 1.2.1 resources that provisioning uses, as the
+ * provider runs them (provider/pkg/provider/remote/):
+ * - Command (commandController.go): Create runs `create` (lines 31-60; no
+ *   `create`, nothing runs); Update runs `update` if set, else `create`, with
+ *   the previous stdout/stderr (lines 63-83); Delete runs `delete` with the
+ *   saved state, if set (lines 86-92). Outputs stdout/stderr are saved only
+ *   when the command succeeds (commandOutputs.go lines 100-106).
+ * - CopyToRemote (copyController.go): Create copies (lines 118-135); Update
+ *   copies only if the source's hash or `remotePath` changed (lines 137-154);
+ *   no Delete: nothing is removed from the host.
+ * A failed command's error reads as the provider's: `Process exited with
+ * status N: running "<cmd>":` and the combined output (commandOutputs.go line 101).
+ */
+import type { Client } from 'ssh2';
+import { copyToRemote } from './copy-to-remote';
+import { sftpFs } from './remote-fs';
+import { dial, execOn, openSftp, type Connection } from './ssh';
+
+export const COMMAND = 'command:remote:Command';
+export const COPY = 'command:remote:CopyToRemote';
+
+export type Source = { kind: 'archive' | 'asset'; path: string; hash: string };
+export type Inputs = Record<string, any> & { connection: Connection };
+export type Outputs = { stdout?: string; stderr?: string };
+export type Log = (line: string) => void;
+
+export interface ResourceProvider {
+  create(inputs: Inputs, log: Log): Promise<Outputs>;
+  update(olds: Inputs, oldOutputs: Outputs, news: Inputs, log: Log): Promise<Outputs>;
+  delete(olds: Inputs, oldOutputs: Outputs, log: Log): Promise<void>;
+}
+
+async function withClient<T>(connection: Connection, fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = await dial(connection);
+  try {
+    return await fn(client);
+  } finally {
+    client.end();
+  }
+}
+
+/** CommandOutputs.run: one command on a fresh connection. */
+async function run(inputs: Inputs, command: string, previous: Outputs, log: Log): Promise<Outputs> {
+  return withClient(inputs.connection, async (client) => {
+    const env: Record<string, string> = {};
+    if (inputs.addPreviousOutputInEnv !== false) {
+      if (previous.stdout) env.PULUMI_COMMAND_STDOUT = previous.stdout;
+      if (previous.stderr) env.PULUMI_COMMAND_STDERR = previous.stderr;
+    }
+    const r = await execOn(client, command, { stdin: inputs.stdin, env: { ...inputs.environment, ...env } });
+    const logging = inputs.logging ?? 'stdoutAndStderr';
+    const shown = logging === 'none' ? '' : logging === 'stdout' ? r.stdout : logging === 'stderr' ? r.stderr : r.combined;
+    if (shown.trim()) log(shown.trimEnd());
+    if (r.code !== 0) {
+      const status = r.code === null ? `Process exited with signal ${r.signal}` : `Process exited with status ${r.code}`;
+      throw new Error(`${status}: running ${JSON.stringify(command)}:\n${r.combined}`);
+    }
+    return { stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, '') };
+  });
+}
+
+export const commandProvider: ResourceProvider = {
+  create: (inputs, log) => (inputs.create === undefined ? Promise.resolve({}) : run(inputs, inputs.create, {}, log)),
+  update: (_olds, oldOutputs, news, log) => {
+    const command = news.update ?? news.create;
+    return command === undefined ? Promise.resolve(oldOutputs) : run(news, command, oldOutputs, log);
+  },
+  delete: async (olds, oldOutputs, log) => {
+    if (olds.delete !== undefined) await run(olds, olds.delete, oldOutputs, log);
+  },
+};
+
+async function copy(inputs: Inputs) {
+  const source = inputs.source as Source;
+  await withClient(inputs.connection, async (client) => copyToRemote(sftpFs(await openSftp(client)), source.path, inputs.remotePath));
+  return {};
+}
+
+export const copyProvider: ResourceProvider = {
+  create: (inputs) => copy(inputs),
+  update: async (olds, _oldOutputs, news) => {
+    const needCopy = (news.source as Source).hash !== (olds.source as Source).hash || news.remotePath !== olds.remotePath;
+    return needCopy ? copy(news) : {};
+  },
+  delete: async () => {},
+};
+
+export const providers: Record<string, ResourceProvider> = { [COMMAND]: commandProvider, [COPY]: copyProvider };
