@@ -7,10 +7,19 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { parseEnv } = require('node:util');
 
+// On a host this file is loaded as <appHome>/current/ecosystem.config.js, and
+// Node gives it its real path, <appHome>/releases/<id>/. PM2 keeps `cwd` and
+// `script` from the first start and every reload runs them again: they name
+// `current`, so a reload after `current` moves runs the new release's code.
+const appHome = path.basename(path.dirname(__dirname)) === 'releases' ? path.resolve(__dirname, '..', '..') : undefined;
+
 // On the host the app's environment (DATABASE_URL and the PM2 tunables) lives
-// in one 0600 file, shared/app.env, named by CEMETERY_ENV_FILE. Variables set
-// in the calling shell win over the file.
-const fileEnv = process.env.CEMETERY_ENV_FILE ? parseEnv(fs.readFileSync(process.env.CEMETERY_ENV_FILE, 'utf8')) : {};
+// in one 0600 file, shared/app.env (CEMETERY_ENV_FILE names another). This file
+// reads only the PM2 tunables from it and passes the app the file's path: the
+// app reads the file itself, so no secret enters PM2's process list or
+// dump.pm2. Variables set in the calling shell win over the file.
+const envFile = process.env.CEMETERY_ENV_FILE || (appHome && path.join(appHome, 'shared', 'app.env'));
+const fileEnv = envFile ? parseEnv(fs.readFileSync(envFile, 'utf8')) : {};
 const settings = { ...fileEnv, ...process.env };
 
 // `pm2 start ecosystem.config.js --env production` (the seed's command) sets no
@@ -35,16 +44,16 @@ function memoryLimitFrom(env) {
   throw new Error(`PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "${raw}"`);
 }
 
-/** What every worker gets, whatever the --env. */
-const appEnv = { ...fileEnv, SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500) };
+/** What every worker gets, whatever the --env: the env file's path, never its contents. */
+const appEnv = { SHUTDOWN_TIMEOUT_MS: String(KILL_TIMEOUT_MS - 1500), ...(envFile ? { CEMETERY_ENV_FILE: envFile } : {}) };
 
-const logDir = settings.LOG_DIR || path.resolve(__dirname, '..', 'logs');
+const logDir = settings.LOG_DIR || path.join(appHome || path.resolve(__dirname, '..'), 'logs');
 
 module.exports = {
   apps: [
     {
       name: 'cemetery-backend',
-      cwd: __dirname,
+      cwd: appHome ? path.join(appHome, 'current') : __dirname,
       script: 'dist/server.js',
       exec_mode: 'cluster',
       instances: instancesFrom(settings),

@@ -74,6 +74,10 @@ export const COMMON_DEFAULTS = {
   logrotateRotateInterval: '0 0 * * *',
   nodeVersion: '24.21.0',
   nodeDistMirror: 'https://nodejs.org/dist',
+  // Releases (and their uploads) kept on the host for rollback; the live one and the previous one always stay.
+  releasesToKeep: 5,
+  // How long a new release may take to answer /readyz on its own before the switch is refused.
+  releaseHealthTimeoutSeconds: 60,
 } as const;
 
 // --- value shapes --------------------------------------------------------
@@ -143,6 +147,8 @@ function schemaFor(env: Environment) {
         .default(d.logrotateRotateInterval),
       nodeVersion: str('a Node.js version').regex(/^(2[0-9]|[3-9]\d)\.\d+\.\d+$/, 'expected an exact Node.js version, 20 or newer, such as 24.21.0').default(d.nodeVersion),
       nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
+      releasesToKeep: intIn(2, 100).default(d.releasesToKeep),
+      releaseHealthTimeoutSeconds: intIn(5, 600).default(d.releaseHealthTimeoutSeconds),
     })
     .strict()
     .superRefine((c, ctx) => {

@@ -85,7 +85,9 @@ export type HostStep = {
   args: Record<string, string | number | boolean>;
   /** Secret-bearing steps read their secret from stdin; their logging is off. */
   stdin?: 'databasePassword' | 'appEnvironment';
-  /** Uploaded files the step reads besides its script (checked against the copies in npm test). */
+  /** Helpers from scripts/host the step runs besides its script and lib.sh (they are in its triggers). */
+  uses?: string[];
+  /** Uploaded files the step reads (checked against the copies in npm test). */
   reads?: string[];
 };
 
@@ -97,7 +99,8 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     { name: 'system-limits', script: 'system-limits.sh', args: { APP_USER: appUser, NOFILE: cfg.nofileLimit } },
     { name: 'app-user', script: 'app-user.sh', args: { APP_USER: appUser, APP_HOME: appHome } },
     { name: 'nodejs', script: 'nodejs.sh', args: { NODE_VERSION: cfg.nodeVersion, NODE_MIRROR: cfg.nodeDistMirror } },
-    { name: 'pm2', script: 'pm2.sh', args: { APP_USER: appUser, APP_HOME: appHome, PM2_VERSION: HOST_LAYOUT.pm2Version } },
+    // NODE_VERSION: a new Node.js re-runs this step, which restarts the daemon onto it.
+    { name: 'pm2', script: 'pm2.sh', args: { APP_USER: appUser, APP_HOME: appHome, PM2_VERSION: HOST_LAYOUT.pm2Version, NODE_VERSION: cfg.nodeVersion } },
     {
       name: 'pm2-logrotate',
       script: 'pm2-logrotate.sh',
@@ -109,22 +112,31 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
         COMPRESS: cfg.logrotateCompress,
         ROTATE_INTERVAL: cfg.logrotateRotateInterval,
       },
+      uses: ['pm2-module.cjs'],
     },
   ];
   if (cfg.databaseMode === 'onHost') {
     steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword' });
   }
   const { uploadDir } = layout;
-  steps.push(
-    {
-      name: 'release',
-      script: 'release.sh',
-      args: { APP_USER: appUser, APP_HOME: appHome, RELEASE_ID: release, UPLOAD_DIR: uploadDir, APP_PORT: cfg.appPort },
-      stdin: 'appEnvironment',
-      reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
+  // The release tool saves PM2's process list after every switch: no separate `pm2 save` step.
+  steps.push({
+    name: 'release',
+    script: 'release.sh',
+    args: {
+      APP_USER: appUser,
+      APP_HOME: appHome,
+      APP_NAME: HOST_LAYOUT.appName,
+      APP_PORT: cfg.appPort,
+      RELEASE_ID: release,
+      UPLOAD_DIR: uploadDir,
+      KEEP_RELEASES: cfg.releasesToKeep,
+      HEALTH_TIMEOUT: cfg.releaseHealthTimeoutSeconds,
     },
-    { name: 'pm2-save', script: 'pm2-save.sh', args: { APP_USER: appUser } },
-  );
+    stdin: 'appEnvironment',
+    uses: ['release.cjs'],
+    reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
+  });
   return steps;
 }
 
@@ -132,6 +144,6 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
 export const stepCommand = (layout: ProvisioningLayout, step: HostStep) =>
   ['sudo', 'bash', `${layout.scriptsDir}/${step.script}`, ...Object.entries(step.args).map(([k, v]) => shellQuote(`${k}=${v}`))].join(' ');
 
-/** What a step runs, for its triggers: its script and the shared library. */
-export const stepScriptHash = (step: HostStep) => hashFiles([path.join(HOST_SCRIPTS_DIR, step.script)]);
+/** What a step runs, for its triggers: its script and the helpers it uses (lib.sh has a trigger of its own). */
+export const stepScriptHash = (step: HostStep) => hashFiles([step.script, ...(step.uses ?? [])].map((f) => path.join(HOST_SCRIPTS_DIR, f)));
 export const libHash = () => hashFiles([path.join(HOST_SCRIPTS_DIR, 'lib.sh')]);

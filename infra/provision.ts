@@ -63,7 +63,6 @@ export class Provisioning extends pulumi.ComponentResource {
 HOST=0.0.0.0
 PORT=${cfg.appPort}
 DATABASE_URL=${args.databaseUrl}
-RELEASE_ID=${this.releaseId}
 LOG_DIR=${HOST_LAYOUT.appHome}/logs
 PM2_INSTANCES=${cfg.pm2Instances}
 PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}

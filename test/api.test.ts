@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
 import { createPool, type Pool } from '../app/src/db';
+import path from 'node:path';
+import { shippedMigrations } from '../app/src/release';
 import { buildServer } from '../app/src/server';
-import { createMigratedDatabase } from './support/db';
+import { createMigratedDatabase, ROOT } from './support/db';
 
 let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
 let pool: Pool;
@@ -12,7 +14,7 @@ let app: FastifyInstance;
 beforeAll(async () => {
   db = await createMigratedDatabase('api');
   pool = createPool(db.url, 5, pino({ level: 'silent' }));
-  app = buildServer({ pool, releaseId: 'test-release', logger: false });
+  app = buildServer({ pool, release: { id: 'test-release', build: 'test-build' }, requiredMigrations: shippedMigrations(path.join(ROOT, 'app', 'migrations')), logger: false });
   await app.ready();
 });
 
@@ -42,13 +44,21 @@ describe('probes', () => {
     expect(await call('GET', '/healthz')).toMatchObject({ status: 200, body: { status: 'ok' } });
     expect(await call('GET', '/readyz')).toMatchObject({ status: 200, body: { status: 'ready' } });
     const version = await call('GET', '/version');
-    expect(version.body).toEqual({ release: 'test-release', pid: process.pid, node: process.version, uptimeSeconds: expect.any(Number) });
+    expect(version.body).toEqual({ release: 'test-release', build: 'test-build', pid: process.pid, node: process.version, uptimeSeconds: expect.any(Number) });
+  });
+
+  test("readyz is 503 until the release's own migrations are applied", async () => {
+    const ahead = buildServer({ pool, release: { id: 'next', build: 'next' }, requiredMigrations: [...shippedMigrations(path.join(ROOT, 'app', 'migrations')), '1999999999999_not-yet'], logger: false });
+    const res = await ahead.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({ status: 'unavailable', reason: 'migrations not applied: 1999999999999_not-yet' });
+    await ahead.close();
   });
 
   test('readyz is 503 while the database is unreachable, and while draining', async () => {
     const deadPool = createPool('postgres://nobody:x@127.0.0.1:1/none', 1, pino({ level: 'silent' }));
     const lifecycle = { draining: false };
-    const dead = buildServer({ pool: deadPool, releaseId: 'x', logger: false, lifecycle });
+    const dead = buildServer({ pool: deadPool, release: { id: 'x', build: 'x' }, logger: false, lifecycle });
     const res = await dead.inject({ method: 'GET', url: '/readyz' });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toEqual({ status: 'unavailable', reason: 'database unreachable' });

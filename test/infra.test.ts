@@ -104,7 +104,6 @@ describe('provisioning over SSH', () => {
       'pm2-logrotate',
       ...(stack === 'local' ? ['postgres'] : []),
       'release',
-      'pm2-save',
     ]);
     const deps = runs[stack].dependencies;
     const names = commands(stack).map((c) => c.name);
@@ -144,7 +143,10 @@ describe('uploads land where the steps look for them (the provider copy rules, o
       raw['aws:region'],
     );
     const layout = provisioningLayout(cfg.sshUser, releaseId());
-    const reads = Object.fromEntries(hostSteps(cfg, releaseId(), layout).map((s) => [`cemetery-${cfg.environment}-${s.name}`, s.reads ?? []]));
+    // What each step reads besides its script and lib.sh: the helpers it uses, and the upload.
+    const reads = Object.fromEntries(
+      hostSteps(cfg, releaseId(), layout).map((s) => [`cemetery-${cfg.environment}-${s.name}`, [...(s.uses ?? []).map((f) => `${layout.scriptsDir}/${f}`), ...(s.reads ?? [])]]),
+    );
     return { layout, opts: { home: `/home/${cfg.sshUser}`, base: layout.base, reads } };
   };
 

@@ -1,5 +1,7 @@
 /** The release bundle (app/dist) started as a plain process: configuration errors and a database that is not there yet. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../scripts/lib/ports.cjs';
 import { waitUntil } from '../scripts/lib/wait.cjs';
@@ -7,9 +9,14 @@ import { adminQuery, DIST } from './support/db';
 import { getFresh } from './support/http';
 
 const SERVER = path.join(DIST, 'server.js');
+const envFile = (text: string) => {
+  const file = path.join(os.tmpdir(), `cemetery-startup-${process.pid}-${Math.random().toString(36).slice(2)}.env`);
+  writeFileSync(file, text, { mode: 0o600 });
+  return file;
+};
 const cleanEnv = () => {
   const env = { ...process.env };
-  for (const key of ['DATABASE_URL', 'PORT', 'LOG_LEVEL', 'RELEASE_ID', 'DB_POOL_MAX', 'SHUTDOWN_TIMEOUT_MS']) delete env[key];
+  for (const key of ['DATABASE_URL', 'PORT', 'LOG_LEVEL', 'DB_POOL_MAX', 'SHUTDOWN_TIMEOUT_MS', 'CEMETERY_ENV_FILE']) delete env[key];
   return env;
 };
 
@@ -19,7 +26,9 @@ describe('configuration errors exit 78 with a message naming the variable', () =
     [{ DATABASE_URL: 'mysql://u:secret-pw@h/db' }, 'DATABASE_URL must be a postgres:// URL'],
     [{ DATABASE_URL: 'postgres://u:p@h/db', PORT: '70000' }, 'PORT must be an integer from 1 to 65535, got "70000"'],
     [{ DATABASE_URL: 'postgres://u:p@h/db', LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
-    [{ DATABASE_URL: 'postgres://u:p@h/db', RELEASE_ID: 'a b' }, 'RELEASE_ID must be 1-64 characters'],
+    [{ CEMETERY_ENV_FILE: '/nonexistent/app.env' }, 'CEMETERY_ENV_FILE /nonexistent/app.env cannot be read (ENOENT)'],
+    // The file is read by the app itself: its bad value is reported like the environment's.
+    [{ CEMETERY_ENV_FILE: envFile('DATABASE_URL=postgres://u:p@h/db\nLOG_LEVEL=loud\n') }, 'LOG_LEVEL must be one of'],
   ])('%j', (vars, message) => {
     const result = spawnSync(process.execPath, [SERVER], { env: { ...cleanEnv(), ...vars }, encoding: 'utf8' });
     expect(result.status).toBe(78);
@@ -36,7 +45,7 @@ describe('a database that is not reachable at start', () => {
     await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
   });
 
-  test('keeps the process up with /readyz 503, then serves once the database appears', async () => {
+  test('keeps the process up with /readyz 503, then serves once the database appears and is migrated', async () => {
     const port = await freePort();
     const url = new URL(process.env.TEST_PG_ADMIN_URL!);
     url.pathname = `/${dbName}`;
@@ -57,6 +66,15 @@ describe('a database that is not reachable at start', () => {
     expect(output).toContain('database unreachable, retrying');
 
     await adminQuery(`CREATE DATABASE ${dbName}`);
+    // Reachable is not ready: the release's migrations must be applied first.
+    const unmigrated = await waitUntil('/readyz to see the database', async () => {
+      const res = await fetch(`${base}/readyz`, { headers: { connection: 'close' } });
+      const body = (await res.json()) as { reason?: string };
+      return body.reason?.startsWith('migrations not applied') ? body : undefined;
+    }, { timeoutMs: 15000 });
+    expect(unmigrated.reason).toContain('cemetery-schema');
+    const migrated = spawnSync(process.execPath, [path.join(DIST, 'migrate.js')], { env: { ...cleanEnv(), DATABASE_URL: url.toString() }, encoding: 'utf8' });
+    expect(migrated.status).toBe(0);
     await waitUntil('/readyz 200', async () => (await getFresh(`${base}/readyz`)).status === 200, { timeoutMs: 15000 });
 
     const exited = new Promise<number | null>((resolve) => server!.once('exit', (code) => resolve(code)));

@@ -1,9 +1,12 @@
 /** Pure pieces: the PM2 process file, the status rules and the map renderer. */
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { escapeXml, renderSectionMap, type MapPlot } from '../app/src/map';
 import { statusChangeRefusal } from '../app/src/routes/plots';
 import { ECOSYSTEM } from './support/pm2-cluster';
 
-function loadEcosystem(env: Record<string, string | undefined>, argv: string[] = ['node', 'pm2', 'start']) {
+function loadEcosystem(env: Record<string, string | undefined>, argv: string[] = ['node', 'pm2', 'start'], file = ECOSYSTEM) {
   const saved = { env: process.env, argv: process.argv };
   process.env = { ...saved.env, ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
@@ -11,7 +14,7 @@ function loadEcosystem(env: Record<string, string | undefined>, argv: string[] =
   try {
     let app: Record<string, unknown> = {};
     jest.isolateModules(() => {
-      app = require(ECOSYSTEM).apps[0];
+      app = require(file).apps[0];
     });
     return app;
   } finally {
@@ -48,13 +51,27 @@ describe('app/ecosystem.config.js', () => {
     expect(loadEcosystem({ LOG_DIR: '/srv/app/shared/logs' }).out_file).toBe('/srv/app/shared/logs/out.log');
   });
 
-  test('on the host, reads its environment from CEMETERY_ENV_FILE; the shell wins', () => {
-    const file = require('node:path').join(require('node:os').tmpdir(), `cemetery-env-${process.pid}`);
-    require('node:fs').writeFileSync(file, 'DATABASE_URL=postgres://u:p@127.0.0.1:5432/db\nPM2_INSTANCES=4\nLOG_DIR=/srv/x/logs\nNODE_ENV=production\n', { mode: 0o600 });
+  test('reads the PM2 tunables from CEMETERY_ENV_FILE and passes the app only its path, never its secrets; the shell wins', () => {
+    const file = path.join(os.tmpdir(), `cemetery-env-${process.pid}`);
+    writeFileSync(file, 'DATABASE_URL=postgres://u:p@127.0.0.1:5432/db\nPM2_INSTANCES=4\nLOG_DIR=/srv/x/logs\nNODE_ENV=production\n', { mode: 0o600 });
     const app = loadEcosystem({ CEMETERY_ENV_FILE: file, NODE_ENV: undefined, PM2_INSTANCES: undefined, LOG_DIR: undefined });
     expect(app).toMatchObject({ instances: 4, out_file: '/srv/x/logs/out.log' });
-    expect((app.env_production as Record<string, string>).DATABASE_URL).toBe('postgres://u:p@127.0.0.1:5432/db');
+    expect(app.env_production).toEqual({ CEMETERY_ENV_FILE: file, SHUTDOWN_TIMEOUT_MS: '6500', NODE_ENV: 'production' });
+    expect(JSON.stringify(app)).not.toContain('postgres://');
     expect(loadEcosystem({ CEMETERY_ENV_FILE: file, PM2_INSTANCES: '3' }).instances).toBe(3);
+  });
+
+  test('inside a release on a host, PM2 runs `current` (so a reload picks up the new release) with the shared env file', () => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cemetery-home-'));
+    mkdirSync(path.join(home, 'releases', 'r-abc'), { recursive: true });
+    mkdirSync(path.join(home, 'shared'));
+    writeFileSync(path.join(home, 'shared', 'app.env'), 'PM2_INSTANCES=3\nDATABASE_URL=postgres://u:secret@h/db\n', { mode: 0o600 });
+    const file = path.join(home, 'releases', 'r-abc', 'ecosystem.config.js');
+    copyFileSync(ECOSYSTEM, file);
+    const app = loadEcosystem({ CEMETERY_ENV_FILE: undefined, PM2_INSTANCES: undefined, LOG_DIR: undefined }, ['node', 'pm2', 'start'], file);
+    expect(app).toMatchObject({ cwd: path.join(home, 'current'), script: 'dist/server.js', instances: 3, out_file: path.join(home, 'logs', 'out.log') });
+    expect((app.env_production as Record<string, string>).CEMETERY_ENV_FILE).toBe(path.join(home, 'shared', 'app.env'));
+    expect(JSON.stringify(app)).not.toContain('secret');
   });
 
   test.each([

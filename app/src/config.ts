@@ -34,10 +34,6 @@ const schema = z.object({
   PORT: integer('PORT', 1, 65535, 3000),
   HOST: z.string().min(1).default('0.0.0.0'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: (issue) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${String(issue.input)}"` }).default('info'),
-  RELEASE_ID: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'RELEASE_ID must be 1-64 characters of A-Z a-z 0-9 . _ -')
-    .default('dev'),
   DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 100, 600000, 5000),
@@ -48,7 +44,6 @@ export type AppConfig = {
   port: number;
   host: string;
   logLevel: (typeof LOG_LEVELS)[number];
-  releaseId: string;
   dbPoolMax: number;
   shutdownTimeoutMs: number;
 };
@@ -67,7 +62,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     port: c.PORT,
     host: c.HOST,
     logLevel: c.LOG_LEVEL,
-    releaseId: c.RELEASE_ID,
     dbPoolMax: c.DB_POOL_MAX,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
   };

@@ -39,6 +39,14 @@ export async function pingDatabase(pool: pg.Pool): Promise<void> {
   await pool.query('SELECT 1');
 }
 
+/** Which of `names` node-pg-migrate has not recorded as applied (all of them before its first run). */
+export async function pendingMigrations(pool: pg.Pool, names: string[]): Promise<string[]> {
+  const table = await pool.query(`SELECT to_regclass('public.pgmigrations') AS t`);
+  if (!table.rows[0].t) return names;
+  const applied = new Set((await pool.query<{ name: string }>('SELECT name FROM pgmigrations')).rows.map((r) => r.name));
+  return names.filter((n) => !applied.has(n));
+}
+
 /**
  * Retries until the database answers once, with capped exponential backoff,
  * so a worker started before its database waits (and /readyz says 503)

@@ -1,23 +1,28 @@
 import pino from 'pino';
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
+import path from 'node:path';
 import { createPool, watchUntilReachable } from './db';
+import { withEnvFile } from './env-file';
+import { releaseOf, shippedMigrations } from './release';
 import { buildServer, type Lifecycle } from './server';
 import { installGracefulShutdown } from './shutdown';
 
 async function main() {
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(withEnvFile(process.env));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`cemetery-backend: ${err.message}\n`);
     process.exit(CONFIG_ERROR_EXIT_CODE);
   }
 
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: config.releaseId } });
+  // The bundle is dist/server.js: its directory is the release's dist.
+  const release = releaseOf(__dirname);
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: release.id } });
   const pool = createPool(config.databaseUrl, config.dbPoolMax, logger);
   const lifecycle: Lifecycle = { draining: false };
-  const app = buildServer({ pool, releaseId: config.releaseId, logger, lifecycle });
+  const app = buildServer({ pool, release, requiredMigrations: shippedMigrations(path.join(__dirname, 'migrations')), logger, lifecycle });
 
   const watcher = watchUntilReachable(pool, logger);
   app.addHook('onClose', async () => watcher.stop());

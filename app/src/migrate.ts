@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { runner } from 'node-pg-migrate';
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
+import { withEnvFile } from './env-file';
 
 /**
  * Applies the SQL migrations shipped beside this file (dist/migrations).
@@ -9,7 +10,7 @@ import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
 async function migrate() {
   let databaseUrl: string;
   try {
-    databaseUrl = loadConfig(process.env).databaseUrl;
+    databaseUrl = loadConfig(withEnvFile(process.env)).databaseUrl;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`cemetery-backend migrate: ${err.message}\n`);

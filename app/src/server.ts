@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { pingDatabase, type Pool } from './db';
+import { pendingMigrations, pingDatabase, type Pool } from './db';
+import type { ReleaseInfo } from './release';
 import { errorHandler, schemaErrorFormatter } from './errors';
 import { burialRoutes } from './routes/burials';
 import { plotRoutes } from './routes/plots';
@@ -12,12 +13,14 @@ export type Lifecycle = {
 
 export type ServerOptions = {
   pool: Pool;
-  releaseId: string;
+  release: ReleaseInfo;
+  /** /readyz answers 200 only once these migrations are applied (the release's own, dist/migrations). */
+  requiredMigrations?: string[];
   logger: FastifyBaseLogger | false;
   lifecycle?: Lifecycle;
 };
 
-export function buildServer({ pool, releaseId, logger, lifecycle = { draining: false } }: ServerOptions): FastifyInstance {
+export function buildServer({ pool, release, requiredMigrations = [], logger, lifecycle = { draining: false } }: ServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
@@ -38,19 +41,27 @@ export function buildServer({ pool, releaseId, logger, lifecycle = { draining: f
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
+  // Migrations are applied before a release switches and never un-applied while it serves: check until they are there once.
+  let migrationsApplied = requiredMigrations.length === 0;
   app.get('/readyz', async (req, reply) => {
     if (lifecycle.draining) return reply.status(503).send({ status: 'draining' });
     try {
       await pingDatabase(pool);
-      return { status: 'ready' };
     } catch (err) {
       req.log.warn({ err: (err as Error).message }, 'readiness: database unreachable');
       return reply.status(503).send({ status: 'unavailable', reason: 'database unreachable' });
     }
+    if (!migrationsApplied) {
+      const pending = await pendingMigrations(pool, requiredMigrations);
+      if (pending.length) return reply.status(503).send({ status: 'unavailable', reason: `migrations not applied: ${pending.join(', ')}` });
+      migrationsApplied = true;
+    }
+    return { status: 'ready' };
   });
 
   app.get('/version', async () => ({
-    release: releaseId,
+    release: release.id,
+    build: release.build,
     pid: process.pid,
     node: process.version,
     uptimeSeconds: Math.round(process.uptime()),

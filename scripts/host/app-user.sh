@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 3: the unprivileged user that owns PM2 and the app, and its directories.
+# Host step (order: infra/host-steps.ts): the unprivileged user that owns PM2 and the app, and its directories.
 source "$(dirname "$0")/lib.sh"
 require APP_USER APP_HOME
 

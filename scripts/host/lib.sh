@@ -54,9 +54,3 @@ as_user() {
   home=$(getent passwd "$user" | cut -d: -f6)
   sudo -u "$user" -H env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" HOME="$home" "$@"
 }
-
-# pm2_apps USER: the user's PM2 process list as JSON. A call that has to start
-# the daemon prints "[PM2] Spawning ..." lines first; the JSON is the last line.
-pm2_apps() {
-  as_user "$1" pm2 jlist | tail -n 1
-}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Step 4: Node.js from the official linux-x64 tarball, checked against the
+# Host step (order: infra/host-steps.ts): Node.js from the official linux-x64 tarball, checked against the
 # mirror's SHASUMS256.txt, under /opt, on PATH for login shells and services.
+# Keeps the live install and the one before it; older ones are removed.
 source "$(dirname "$0")/lib.sh"
 require NODE_VERSION NODE_MIRROR
 
@@ -28,4 +29,11 @@ write_file /etc/profile.d/nodejs.sh 0644 root:root <<'PROFILE'
 case ":$PATH:" in *:/opt/node/bin:*) ;; *) PATH="/opt/node/bin:$PATH" ;; esac
 export PATH
 PROFILE
+# The newest install other than the live one is kept for a quick way back.
+live=$(readlink -f /opt/node)
+others=$(find /opt -maxdepth 1 -type d -name 'node-v*-linux-x64' ! -path "$live" -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2-)
+for old in $(echo "$others" | tail -n +2); do
+  rm -rf "$old"
+  log "removed $old"
+done
 log "node $(/usr/local/bin/node --version)"

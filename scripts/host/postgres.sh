@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 7 (databaseMode onHost): Debian's PostgreSQL on localhost only, with a
+# Host step (databaseMode onHost) (order: infra/host-steps.ts): Debian's PostgreSQL on localhost only, with a
 # role and a database for the app. The password arrives on stdin, never in argv.
 source "$(dirname "$0")/lib.sh"
 require DB_NAME DB_USER

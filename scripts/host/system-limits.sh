@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 2: the open-files limit for the app user, in a login shell (limits.d)
+# Host step (order: infra/host-steps.ts): the open-files limit for the app user, in a login shell (limits.d)
 # and for the PM2 service (systemd ignores limits.conf: a drop-in sets LimitNOFILE).
 source "$(dirname "$0")/lib.sh"
 require APP_USER NOFILE

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 1: the host is up: boot finished, cloud-init done (where present), apt free.
+# Host step (order: infra/host-steps.ts): the host is up: boot finished, cloud-init done (where present), apt free.
 source "$(dirname "$0")/lib.sh"
 
 if command -v cloud-init >/dev/null 2>&1; then

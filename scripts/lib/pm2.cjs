@@ -27,13 +27,8 @@ function pm2Async(args, { env = process.env } = {}) {
   });
 }
 
-/**
- * The process list from `pm2 jlist` output. A call that has to start the daemon
- * prints "[PM2] Spawning ..." lines first; the JSON is the last line.
- */
-function parseJlist(out) {
-  return JSON.parse(out.trim().split('\n').pop());
-}
+// One parser for `pm2 jlist`, shipped to the host with the release tool.
+const { parseJlist } = require('../host/release.cjs');
 
 /** The process list as PM2 reports it (`pm2 jlist`). */
 function pm2List(env = process.env) {

@@ -65,11 +65,13 @@ export function sftpFs(sftp: SFTPWrapper): RemoteFs {
     writeFile: async (p, data) => {
       const handle = await call<Buffer>((cb) => sftp.open(p, 'w+', cb));
       try {
-        let offset = 0;
-        while (offset < data.length) {
-          const length = Math.min(32 * 1024, data.length - offset);
-          await call<void>((cb) => sftp.write(handle, data, offset, length, offset, cb));
-          offset += length;
+        // Chunks written concurrently, as the provider's client does (sftp.UseConcurrentWrites(true), copyController.go line 179).
+        const CHUNK = 32 * 1024;
+        const offsets = Array.from({ length: Math.ceil(data.length / CHUNK) }, (_, i) => i * CHUNK);
+        for (let i = 0; i < offsets.length; i += 16) {
+          await Promise.all(
+            offsets.slice(i, i + 16).map((offset) => call<void>((cb) => sftp.write(handle, data, offset, Math.min(CHUNK, data.length - offset), offset, cb))),
+          );
         }
       } finally {
         await call<void>((cb) => sftp.close(handle, cb));

@@ -1,0 +1,42 @@
+/**
+ * Load through a URL while something else happens (a deploy, a rollback, a
+ * killed worker): autocannon runs until stopped, and at least `minRequests`
+ * are sent before it stops.
+ */
+import autocannon from 'autocannon';
+import { waitUntil } from '../../scripts/lib/wait.cjs';
+
+export type LoadResult = { requests: number; ok: number; failed: number; errors: number; timeouts: number; non2xx: number; seconds: number };
+
+export function startLoad(url: string, connections = 8) {
+  const started = Date.now();
+  let sent = 0;
+  let finish: (r: autocannon.Result) => void = () => {};
+  const done = new Promise<autocannon.Result>((resolve) => (finish = resolve));
+  // With a callback autocannon returns its instance (to count and to stop).
+  const instance = autocannon({ url, connections, duration: 3600, timeout: 10 }, (err, result) => {
+    if (err) throw err;
+    finish(result);
+  });
+  instance.on('response', () => sent++);
+  return {
+    get sent() {
+      return sent;
+    },
+    /** Keeps the load on until `minRequests` answers came, then stops and sums up. */
+    async stop(minRequests = 0): Promise<LoadResult> {
+      await waitUntil(`${minRequests} requests`, () => sent >= minRequests, { timeoutMs: 10 * 60 * 1000, intervalMs: 200 });
+      instance.stop();
+      const r = await done;
+      return {
+        requests: r.requests.total,
+        ok: r['2xx'],
+        failed: r.errors + r.timeouts + r.non2xx,
+        errors: r.errors,
+        timeouts: r.timeouts,
+        non2xx: r.non2xx,
+        seconds: Math.round((Date.now() - started) / 100) / 10,
+      };
+    },
+  };
+}
