@@ -2,7 +2,18 @@
 import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
 import { securityRules } from '../policy/rules';
-import { MOCK_PASSWORD, MOCK_PUBLIC_IP, runProgram, stackFiles, TEST_SSH_PUBLIC_KEY, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
+import {
+  MOCK_PASSWORD,
+  MOCK_PUBLIC_IP,
+  MOCK_SHARED_SUBNETS,
+  MOCK_SHARED_VPC,
+  runProgram,
+  stackFiles,
+  TEST_SSH_PRIVATE_KEY,
+  TEST_SSH_PUBLIC_KEY,
+  withUserSecrets,
+  type RecordedResource,
+} from './support/pulumi-mocks';
 
 const STACKS = stackFiles();
 const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
@@ -16,8 +27,10 @@ beforeAll(async () => {
 });
 
 const ofType = (resources: RecordedResource[], type: string) => resources.filter((r) => r.type === type);
-const violations = (resources: RecordedResource[]) =>
-  resources.flatMap((r) => securityRules.filter((rule) => rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs).map((m) => `${rule.name}: ${r.name}: ${m}`)));
+const violations = (resources: RecordedResource[], stack: string) =>
+  resources.flatMap((r) =>
+    securityRules.filter((rule) => rule.resourceType === '*' || rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs, { stack }).map((m) => `${rule.name}: ${r.name}: ${m}`)),
+  );
 
 /** The resource graph as a reviewer reads it; generated or per-user values replaced by their names. */
 function graph(resources: RecordedResource[]) {
@@ -49,7 +62,11 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
   test('components are namespaced and every AWS resource is tagged with the stack', () => {
     const types = runs[stack].resources.map((r) => r.type);
     const aws = types.some((t) => t.startsWith('aws:'));
-    const components = ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Network', 'cemetery:infra:Host'] : [])];
+    const network = STACKS[stack]['cemetery-backend:network'] ?? (stack.startsWith('staging') ? 'shared' : 'own');
+    const components =
+      network === 'provideShared'
+        ? ['cemetery:infra:Network']
+        : ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Host'] : []), ...(aws && network === 'own' ? ['cemetery:infra:Network'] : [])];
     expect(types.filter((t) => t.startsWith('cemetery:')).sort()).toEqual(components.sort());
     for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
       expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });
@@ -57,7 +74,7 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
   });
 
   test('passes every security rule', () => {
-    expect(violations(runs[stack].resources)).toEqual([]);
+    expect(violations(runs[stack].resources, stack)).toEqual([]);
   });
 
   test('the database port is open to the host only, never to a CIDR', () => {
@@ -73,6 +90,11 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
 
   test('outputs: address, URL, SSH command; the database URL is a secret', () => {
     const { outputs } = runs[stack];
+    if (stack === 'staging-shared') {
+      expect(outputs.vpcId.value).toBe('cemetery-staging-vpc-id');
+      expect(outputs.publicIp).toBeUndefined();
+      return;
+    }
     const [ip, ssh] = stack === 'local' ? ['127.0.0.1', 'ssh -p 2222 admin@127.0.0.1'] : [MOCK_PUBLIC_IP, `ssh admin@${MOCK_PUBLIC_IP}`];
     expect(outputs.publicIp).toEqual({ value: ip, secret: false });
     expect(outputs.appUrl.value).toBe(`http://${ip}:3000`);
@@ -227,7 +249,7 @@ describe('CrossGuard rules (policy/)', () => {
     const raw = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v]));
     const cfg = { ...parseStackConfig(raw, 'prod', 'eu-central-1'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
     const { resources } = await runProgram('prod', withUserSecrets(STACKS.prod), () => createStack(cfg));
-    expect(violations(resources)).toEqual([
+    expect(violations(resources, 'prod')).toEqual([
       'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod: ingress 22-22 is open to 0.0.0.0/0',
       'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
     ]);
@@ -241,7 +263,7 @@ describe('CrossGuard rules (policy/)', () => {
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],
   ])('%s %j violates %j', (type, inputs, expected) => {
-    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs).map(() => r.name));
+    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs, { stack: 'dev' }).map(() => r.name));
     expect(fired).toEqual(expected);
   });
 });
