@@ -76,15 +76,7 @@ export class Network extends pulumi.ComponentResource implements NetworkRefs {
  * network does not exist yet.
  */
 export function sharedNetwork(opts?: pulumi.InvokeOptions): NetworkRefs {
-  const vpcs = aws.ec2.getVpcsOutput({ tags: { [SHARED_NETWORK_TAG.key]: SHARED_NETWORK_TAG.value } }, opts).ids;
-  const vpcId = vpcs.apply((ids) => {
-    if (ids.length !== 1) {
-      throw new pulumi.RunError(
-        `found ${ids.length} VPCs tagged ${SHARED_NETWORK_TAG.key}=${SHARED_NETWORK_TAG.value}, expected one: create the shared staging network once with \`pulumi up -s staging-shared\` (README: Staging stacks)`,
-      );
-    }
-    return ids[0];
-  });
+  const vpcId = sharedVpcId(opts);
   const subnets = (tier: 'public' | 'private', count: number) =>
     aws.ec2
       .getSubnetsOutput({ filters: [{ name: 'vpc-id', values: [vpcId] }, { name: 'tag:Tier', values: [tier] }] }, opts)
@@ -95,4 +87,19 @@ export function sharedNetwork(opts?: pulumi.InvokeOptions): NetworkRefs {
   const publicIds = subnets('public', 1);
   const privateIds = subnets('private', 2);
   return { vpcId, publicSubnetId: publicIds.apply((ids) => ids[0]), privateSubnetIds: [0, 1].map((i) => privateIds.apply((ids) => ids[i])) };
+}
+
+/** The one VPC tagged as the shared staging network. */
+function sharedVpcId(opts?: pulumi.InvokeOptions): pulumi.Output<string> {
+  return aws.ec2.getVpcsOutput({ tags: { [SHARED_NETWORK_TAG.key]: SHARED_NETWORK_TAG.value } }, opts).ids.apply(theSharedVpc);
+}
+
+/** Of the VPCs the tag lookup found, the one; none or several stop the program with what to do. */
+export function theSharedVpc(ids: string[]): string {
+  if (ids.length !== 1) {
+    throw new pulumi.RunError(
+      `found ${ids.length} VPCs tagged ${SHARED_NETWORK_TAG.key}=${SHARED_NETWORK_TAG.value}, expected one: create the shared staging network once with \`pulumi up -s staging-shared\` (README: Staging stacks)`,
+    );
+  }
+  return ids[0];
 }

@@ -267,3 +267,149 @@ describe('CrossGuard rules (policy/)', () => {
     expect(fired).toEqual(expected);
   });
 });
+
+describe('the stack name decides prod-ness', () => {
+  const config = (stack: string, extra: Record<string, string> = {}) => ({ ...withUserSecrets(STACKS[stack]), ...extra });
+
+  test.each([
+    ['prod relabelled dev', 'prod', config('prod', { 'cemetery-backend:environment': 'dev' }), /cemetery-backend:environment = "dev": stack "prod" is prod \(its name starts with prod\): expected prod, or no environment key/],
+    ['prod-eu relabelled staging', 'prod-eu', config('prod', { 'cemetery-backend:environment': 'staging' }), /cemetery-backend:environment = "staging": stack "prod-eu" is prod/],
+    ['dev relabelled prod', 'dev', config('prod', { 'cemetery-backend:environment': 'prod' }), /cemetery-backend:environment = "prod": only a stack named prod\* is prod: expected dev or staging for stack "dev"/],
+    // prod-eu gets prod's rules without saying so: the dev file's open SSH is refused.
+    ['prod-eu with dev settings', 'prod-eu', config('dev'), /Invalid configuration for stack "prod-eu" \(prod\):[^]*sshAllowedCidrs = \["0.0.0.0\/0"\]: prod does not open SSH/],
+    ['prod sharing a network', 'prod', config('prod', { 'cemetery-backend:network': 'shared' }), /cemetery-backend:network = "shared": only staging stacks share a network; prod owns its network: expected own/],
+  ])('%s is refused', async (_what, stack, cfg, message) => {
+    await expect(runProgram(stack, cfg)).rejects.toThrow(message);
+  });
+
+  test('prod-eu is prod: protected database, final snapshot, prod tags', async () => {
+    const { resources, outputs } = await runProgram('prod-eu', config('prod'));
+    expect(outputs.environment.value).toBe('prod');
+    const rds = ofType(resources, 'aws:rds/instance:Instance')[0].inputs;
+    expect(rds).toMatchObject({ deletionProtection: true, skipFinalSnapshot: false, finalSnapshotIdentifier: 'cemetery-prod-final-prod-eu', tags: { Environment: 'prod' } });
+    expect(violations(resources, 'prod-eu')).toEqual([]);
+  });
+
+  test('the policy pack takes prod-ness from the stack, whatever the tags say', () => {
+    const rule = (name: string) => securityRules.find((r) => r.name === name)!;
+    const openSsh = { ingress: [{ protocol: 'tcp', fromPort: 22, toPort: 22, cidrBlocks: ['0.0.0.0/0'] }], tags: { Environment: 'dev' } };
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'prod-eu' })).toHaveLength(1);
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'dev' })).toEqual([]);
+    expect(rule('environment-matches-stack').check(openSsh, { stack: 'prod' })).toEqual(['stack "prod" is prod, but the resource is tagged Environment=dev']);
+    expect(rule('environment-matches-stack').check({ tags: { Environment: 'prod' } }, { stack: 'staging-pr-7' })).toHaveLength(1);
+    expect(rule('prod-database-protected').check({ tags: { Environment: 'dev' }, deletionProtection: false, skipFinalSnapshot: true }, { stack: 'production' })).toHaveLength(2);
+  });
+});
+
+describe('previews need no private key', () => {
+  const withoutPrivateKey = (stack: string) => Object.fromEntries(Object.entries(withUserSecrets(STACKS[stack])).filter(([k]) => k !== 'cemetery-backend:sshPrivateKey'));
+
+  test.each(['dev', 'prod', 'staging'])('%s: a preview runs without sshPrivateKey and shows no connection change', async (stack) => {
+    const { resources, ignoreChanges } = await runProgram(stack, withoutPrivateKey(stack), undefined, { preview: true });
+    const remote = resources.filter((r) => r.type.startsWith('command:remote:'));
+    expect(remote.length).toBeGreaterThan(5);
+    for (const r of remote) {
+      expect(JSON.stringify(r.inputs)).not.toContain('PRIVATE KEY');
+      expect(ignoreChanges[r.name]).toEqual(['connection']);
+    }
+  });
+
+  test('with the key, nothing is ignored', async () => {
+    const { ignoreChanges } = await runProgram('dev', withUserSecrets(STACKS.dev), undefined, { preview: true });
+    expect(ignoreChanges['cemetery-dev-release']).toEqual([]);
+  });
+
+  test('pulumi up without it fails, naming the key', async () => {
+    await expect(runProgram('dev', withoutPrivateKey('dev'))).rejects.toThrow(
+      /cemetery-backend:sshPrivateKey = \[secret\]: required for pulumi up, which provisions the host over SSH \(a preview runs without it\)/,
+    );
+  });
+});
+
+describe('rotating the deploy key', () => {
+  const OTHER_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm0oVw7kUu4gw8dPj1QyUpiGmo8C1m9rM8UuJ2c0ZAp rotated@cemetery';
+
+  /** Properties that differ between two runs and that the resource does not ignore, by resource. */
+  async function changes(stack: string) {
+    const before = await runProgram(stack, withUserSecrets(STACKS[stack]));
+    const after = await runProgram(stack, { ...withUserSecrets(STACKS[stack]), 'cemetery-backend:sshPublicKey': OTHER_PUBLIC_KEY });
+    expect(after.resources.map((r) => r.name)).toEqual(before.resources.map((r) => r.name));
+    const changed: Record<string, string[]> = {};
+    const ignored: Record<string, string[]> = {};
+    for (const [i, old] of before.resources.entries()) {
+      const now = after.resources[i];
+      const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(now.inputs)])].filter((k) => JSON.stringify(old.inputs[k]) !== JSON.stringify(now.inputs[k]));
+      const notIgnored = keys.filter((k) => !after.ignoreChanges[now.name].includes(k));
+      if (keys.length) ignored[now.name] = keys.filter((k) => after.ignoreChanges[now.name].includes(k));
+      if (notIgnored.length) changed[now.name] = notIgnored;
+    }
+    return { changed, ignored };
+  }
+
+  test.each(['dev', 'prod', 'staging'])('%s: a new sshPublicKey replaces nothing (two runs compared)', async (stack) => {
+    const { changed, ignored } = await changes(stack);
+    // Only what a step re-runs idempotently may change (its command line or stdin): never an AWS
+    // resource, never a step's triggers (a trigger replaces the step).
+    for (const [name, keys] of Object.entries(changed)) {
+      expect({ name, keys: keys.filter((k) => !['create', 'stdin'].includes(k)) }).toEqual({ name, keys: [] });
+    }
+    expect(ignored).toEqual({ [`cemetery-${stack === 'prod' ? 'prod' : stack}-key`]: ['publicKey'] });
+  });
+
+  test('the instance ignores its launch key pair and its AMI', async () => {
+    const { ignoreChanges } = await runProgram('prod', withUserSecrets(STACKS.prod));
+    expect(ignoreChanges['cemetery-prod-vm']).toEqual(['ami', 'keyName']);
+    expect(ignoreChanges['cemetery-prod-key']).toEqual(['publicKey']);
+  });
+
+  test('sshNextPublicKey is an OpenSSH key other than the current one', async () => {
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': TEST_SSH_PUBLIC_KEY })).rejects.toThrow(
+      /cemetery-backend:sshNextPublicKey = "ssh-ed25519 [^"]+": expected the incoming key, different from sshPublicKey/,
+    );
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': 'hello' })).rejects.toThrow(/sshNextPublicKey = "hello": expected an OpenSSH public key/);
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': OTHER_PUBLIC_KEY })).resolves.toBeDefined();
+  });
+});
+
+describe('staging stacks share one network', () => {
+  const count = (stack: string, type: string) => ofType(runs[stack].resources, type).length;
+  const NETWORK_TYPES = ['aws:ec2/vpc:Vpc', 'aws:ec2/internetGateway:InternetGateway', 'aws:ec2/subnet:Subnet', 'aws:ec2/routeTable:RouteTable', 'aws:ec2/eip:Eip'];
+
+  test('a staging stack has no VPC, gateway, subnet or Elastic IP; its host takes a launch address in the shared subnet', () => {
+    for (const type of NETWORK_TYPES) expect([type, count('staging', type)]).toEqual([type, 0]);
+    const vm = ofType(runs.staging.resources, 'aws:ec2/instance:Instance')[0].inputs;
+    expect(vm).toMatchObject({ subnetId: MOCK_SHARED_SUBNETS.public[0], associatePublicIpAddress: true });
+    expect(ofType(runs.staging.resources, 'aws:ec2/securityGroup:SecurityGroup')[0].inputs.vpcId).toBe(MOCK_SHARED_VPC);
+    expect(runs.staging.outputs.publicIp.value).toBe(MOCK_PUBLIC_IP);
+  });
+
+  test('an RDS staging stack uses the shared private subnets', async () => {
+    const { resources } = await runProgram('staging-pr-7', { ...withUserSecrets(STACKS.staging), 'cemetery-backend:databaseMode': 'rds' });
+    expect(ofType(resources, 'aws:rds/subnetGroup:SubnetGroup')[0].inputs.subnetIds).toEqual([...MOCK_SHARED_SUBNETS.private].sort());
+  });
+
+  test('staging-shared holds the network alone, tagged for the lookup', () => {
+    expect(runs['staging-shared'].resources.filter((r) => r.type.startsWith('aws:')).map((r) => r.type).sort()).toEqual(
+      [...NETWORK_TYPES.slice(0, 4), 'aws:ec2/routeTableAssociation:RouteTableAssociation', 'aws:ec2/subnet:Subnet', 'aws:ec2/subnet:Subnet'].sort(),
+    );
+    expect(ofType(runs['staging-shared'].resources, 'aws:ec2/vpc:Vpc')[0].inputs.tags).toMatchObject({ SharedNetwork: 'cemetery-backend-staging' });
+  });
+
+  test('without the shared network, a staging stack says how to create it', async () => {
+    // The check on the lookup's answer (under mocks, a throw inside an apply leaves the program pending).
+    const { theSharedVpc } = await import('../infra/network');
+    expect(theSharedVpc([MOCK_SHARED_VPC])).toBe(MOCK_SHARED_VPC);
+    expect(() => theSharedVpc(['vpc-1', 'vpc-2'])).toThrow('found 2 VPCs tagged SharedNetwork=cemetery-backend-staging, expected one');
+    expect(() => theSharedVpc([])).toThrow(
+      'found 0 VPCs tagged SharedNetwork=cemetery-backend-staging, expected one: create the shared staging network once with `pulumi up -s staging-shared`',
+    );
+  });
+
+  test('ten open pull requests stay within the default quotas (5 VPCs, 5 internet gateways, 5 Elastic IPs per region)', () => {
+    // The region's default VPC (and its gateway) counts against the quota too.
+    const total = (type: string, defaultVpc: number) => defaultVpc + count('dev', type) + count('prod', type) + count('staging-shared', type) + 10 * count('staging', type);
+    expect(total('aws:ec2/vpc:Vpc', 1)).toBe(4);
+    expect(total('aws:ec2/internetGateway:InternetGateway', 1)).toBe(4);
+    expect(total('aws:ec2/eip:Eip', 0)).toBe(2);
+  });
+});

@@ -75,7 +75,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
 }
 
 async function resolve(output: pulumi.Output<unknown>): Promise<{ value: unknown; secret: boolean }> {
-  const value = await new Promise<unknown>((done) => output.apply((v) => done(v)));
+  // Output.promise is internal too; unlike apply, it rejects when the program throws inside an apply.
+  const value = await (output as unknown as { promise: () => Promise<unknown> }).promise();
   // Output.isSecret is internal but stable: what `pulumi stack output` shows as [secret].
   const secret = await (output as unknown as { isSecret: Promise<boolean> }).isSecret;
   return { value, secret };
@@ -91,7 +92,7 @@ export async function runProgram(
   stack: string,
   config: Record<string, string>,
   program?: (cfg?: StackConfig) => StackOutputs,
-  { preview = false, sharedVpcs = [MOCK_SHARED_VPC] }: { preview?: boolean; sharedVpcs?: string[] } = {},
+  { preview = false }: { preview?: boolean } = {},
 ): Promise<{
   resources: RecordedResource[];
   dependencies: Record<string, string[]>;
@@ -113,7 +114,7 @@ export async function runProgram(
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
-          return { ids: sharedVpcs };
+          return { ids: [MOCK_SHARED_VPC] };
         }
         if (args.token === 'aws:ec2/getSubnets:getSubnets') {
           const filter = (name: string) => (args.inputs.filters as Array<{ name: string; values: string[] }>).find((f) => f.name === name)?.values;
