@@ -11,14 +11,30 @@ export const PROJECT = 'cemetery-backend';
 export const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
 
-/** prod, staging-*, anything else is dev; the `environment` key overrides. */
+/**
+ * The stack's name decides prod-ness: every stack named prod* (prod, prod-eu,
+ * production) is prod, and no other stack is. The policy pack reads the same
+ * rule from a resource's URN.
+ */
+export const isProdStack = (stack: string) => stack.startsWith('prod');
+
+/** prod*, staging*, anything else is dev. The `environment` key may pick staging or dev, never contradict prod-ness. */
 export function environmentOfStack(stack: string): Environment {
-  if (stack === 'prod' || stack === 'production') return 'prod';
+  if (isProdStack(stack)) return 'prod';
   if (stack.startsWith('staging')) return 'staging';
   return 'dev';
 }
 
+/**
+ * Where the stack's host lives. `own`: the stack creates its VPC (dev, prod).
+ * `shared`: the long-lived shared staging network, found by tag (staging
+ * stacks: no VPC, gateway or Elastic IP of their own). `provideShared`: this
+ * stack is that shared network and holds nothing else (stack staging-shared).
+ */
+export const NETWORK_MODES = ['own', 'shared', 'provideShared'] as const;
+
 type Defaults = {
+  network: (typeof NETWORK_MODES)[number];
   instanceType: string;
   rootVolumeSizeGiB: number;
   databaseMode: 'rds' | 'onHost';
@@ -31,6 +47,7 @@ type Defaults = {
 };
 
 const DEV_DEFAULTS: Defaults = {
+  network: 'own',
   instanceType: 't3.medium', // 2 vCPU
   rootVolumeSizeGiB: 20,
   databaseMode: 'rds',
@@ -44,9 +61,12 @@ const DEV_DEFAULTS: Defaults = {
 
 const DEFAULTS: Record<Environment, Defaults> = {
   dev: DEV_DEFAULTS,
-  // Like dev, with PostgreSQL on the host: quicker to create and destroy per pull request.
-  staging: { ...DEV_DEFAULTS, databaseMode: 'onHost' },
+  // Like dev, with PostgreSQL on the host (quicker to create and destroy per
+  // pull request) and in the shared network (ten open pull requests stay within
+  // the default VPC, gateway and Elastic IP quotas).
+  staging: { ...DEV_DEFAULTS, databaseMode: 'onHost', network: 'shared' },
   prod: {
+    network: 'own',
     instanceType: 'c7i.xlarge', // 4 vCPU
     rootVolumeSizeGiB: 40,
     databaseMode: 'rds',
@@ -101,7 +121,16 @@ const intIn = (min: number, max: number) =>
   z.coerce.number({ error: `expected a whole number from ${min} to ${max}` }).int(`expected a whole number from ${min} to ${max}`).min(min, `expected a whole number from ${min} to ${max}`).max(max, `expected a whole number from ${min} to ${max}`);
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')], { error: 'expected true or false' });
 
-function schemaFor(env: Environment) {
+const OPENSSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/;
+
+export type SchemaContext = {
+  /** The stack's name: it decides prod-ness. */
+  stack: string;
+  /** `pulumi preview`: nothing connects to the host, so no private key is needed. */
+  preview: boolean;
+};
+
+function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
   const d = { ...DEFAULTS[env], ...COMMON_DEFAULTS };
   return z
     .object({
@@ -119,9 +148,17 @@ function schemaFor(env: Environment) {
         .array(str('an IPv4 CIDR such as 203.0.113.7/32').regex(cidrV4, 'expected IPv4 CIDRs such as 203.0.113.7/32'), { error: 'expected a list of IPv4 CIDRs' })
         .min(1, 'expected at least one IPv4 CIDR (who may reach SSH)')
         .optional(),
-      sshPublicKey: str('an OpenSSH public key').regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
-      sshPrivateKey: str('an OpenSSH private key (set it with --secret)').regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/, 'expected an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----...)'),
+      // The deploy key of the stack (one per environment, not per user). Changing
+      // it replaces nothing: the host's launch key pair ignores later changes,
+      // and the key reaches authorized_keys through provisioning.
+      sshPublicKey: str('an OpenSSH public key').regex(OPENSSH_PUBLIC_KEY, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
+      // Rotation, first phase: the incoming key, authorized next to sshPublicKey
+      // while the connection still uses the current key (README: Rotating the deploy key).
+      sshNextPublicKey: str('an OpenSSH public key').regex(OPENSSH_PUBLIC_KEY, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
+      // Only `pulumi up` connects to the host; a preview runs without it.
+      sshPrivateKey: str('an OpenSSH private key (set it with --secret)').regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/, 'expected an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----...)').optional(),
       sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default('admin'),
+      network: z.enum(NETWORK_MODES, { error: `expected one of ${NETWORK_MODES.join(', ')}` }).default(d.network),
       databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
       rdsInstanceClass: str('an RDS class').regex(/^db\.[a-z]+\d+[a-z]*\.(\d+xlarge|micro|small|medium|large|xlarge)$/, 'expected an RDS instance class such as db.t4g.micro').default(d.rdsInstanceClass),
       postgresVersion: str('a PostgreSQL version').regex(/^(14|15|16|17)(\.\d+)?$/, 'expected PostgreSQL 14 to 17, e.g. 17 or 17.6').default(d.postgresVersion),
@@ -153,14 +190,29 @@ function schemaFor(env: Environment) {
     .strict()
     .superRefine((c, ctx) => {
       const at = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+      if ((c.environment === 'prod') !== isProdStack(stack)) {
+        at(
+          'environment',
+          isProdStack(stack)
+            ? `stack "${stack}" is prod (its name starts with prod): expected prod, or no environment key`
+            : `only a stack named prod* is prod: expected dev or staging for stack "${stack}", or no environment key`,
+        );
+      }
+      if (c.network !== 'own' && c.environment !== 'staging') at('network', `only staging stacks share a network; ${c.environment} owns its network: expected own`);
+      if (c.network !== 'own' && c.target !== 'aws') at('network', 'target ssh has no AWS network: expected own');
+      const networkOnly = c.network === 'provideShared';
       if (c.target === 'aws') {
         if (!c.region) at('region', 'required for target aws: pulumi config set aws:region eu-central-1');
-        if (!c.sshAllowedCidrs) at('sshAllowedCidrs', 'required for target aws: the IPv4 CIDRs that may reach SSH');
-        if (!c.sshPublicKey) at('sshPublicKey', 'required for target aws: pulumi config set sshPublicKey "$(cat ~/.ssh/cemetery.pub)"');
+        if (!networkOnly && !c.sshAllowedCidrs) at('sshAllowedCidrs', 'required for target aws: the IPv4 CIDRs that may reach SSH');
+        if (!networkOnly && !c.sshPublicKey) at('sshPublicKey', 'required for target aws: the deploy key, pulumi config set sshPublicKey "$(cat ~/.ssh/cemetery-<environment>.pub)"');
       } else {
         if (!c.sshHost) at('sshHost', 'required for target ssh: the existing host to provision');
         if (c.databaseMode !== 'onHost') at('databaseMode', 'target ssh has no RDS: expected onHost');
       }
+      if (!preview && !networkOnly && !c.sshPrivateKey) {
+        at('sshPrivateKey', 'required for pulumi up, which provisions the host over SSH (a preview runs without it): pulumi config set --secret sshPrivateKey < ~/.ssh/cemetery-<environment>');
+      }
+      if (c.sshNextPublicKey !== undefined && c.sshNextPublicKey === c.sshPublicKey) at('sshNextPublicKey', 'expected the incoming key, different from sshPublicKey; remove it once the rotation is done');
       if (c.maxAllocatedStorageGiB < c.allocatedStorageGiB) {
         at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
       }
@@ -185,7 +237,7 @@ const SECRET_KEYS = new Set(['sshPrivateKey']);
  * the project prefix) for a stack. Throws a StackConfigError listing every bad
  * key with its value (never a secret's) and what is allowed.
  */
-export function parseStackConfig(raw: Record<string, string>, stack: string, awsRegion: string | undefined): StackConfig {
+export function parseStackConfig(raw: Record<string, string>, stack: string, awsRegion: string | undefined, { preview = false } = {}): StackConfig {
   const input: Record<string, unknown> = { region: awsRegion };
   for (const [key, value] of Object.entries(raw)) {
     if (JSON_KEYS.has(key)) {
@@ -199,12 +251,13 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     }
   }
   const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
-  const parsed = schemaFor(env).safeParse(input);
+  const context: SchemaContext = { stack, preview };
+  const parsed = schemaFor(env, context).safeParse(input);
   if (parsed.success) return parsed.data;
 
   const lines = parsed.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      const known = Object.keys(schemaFor(env).shape).filter((k) => k !== 'region');
+      const known = Object.keys(schemaFor(env, context).shape).filter((k) => k !== 'region');
       return issue.keys.map((k) => `  ${PROJECT}:${k}: unknown key; known keys: ${known.join(', ')}`).join('\n');
     }
     const top = String(issue.path[0] ?? '');

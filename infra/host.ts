@@ -12,13 +12,20 @@ export type HostArgs = {
   rootVolumeSizeGiB: number;
   sshAllowedCidrs: string[];
   sshPublicKey: string;
+  /**
+   * `elastic`: an Elastic IP that survives a stop/start (dev, prod).
+   * `launch`: the public address the instance gets at launch, no Elastic IP
+   * (staging: the default quota is 5 Elastic IPs per region).
+   */
+  publicAddress: 'elastic' | 'launch';
   appPort: number;
   tags: Record<string, string>;
 };
 
 /**
- * The application host: Debian 13 on EC2 with an Elastic IP. SSH only from
- * the allowed ranges, the app port open, IMDSv2 only, encrypted gp3 root.
+ * The application host: Debian 13 on EC2 with an Elastic IP (or, for staging,
+ * its launch address). SSH only from the allowed ranges, the app port open,
+ * IMDSv2 only, encrypted gp3 root.
  */
 export class Host extends pulumi.ComponentResource {
   readonly securityGroupId: pulumi.Output<string>;
@@ -58,7 +65,12 @@ export class Host extends pulumi.ComponentResource {
       parent,
     );
 
-    const keyPair = new aws.ec2.KeyPair(`${name}-key`, { publicKey: args.sshPublicKey, tags: args.tags }, parent);
+    // The launch key: cloud-init authorizes it at first boot. From then on the
+    // deploy key reaches authorized_keys through provisioning, so a rotated
+    // sshPublicKey must not replace the key pair (a new key pair name would
+    // replace the instance). A deliberately replaced host takes the new key with
+    // `pulumi up --replace <key pair urn> --replace <instance urn>`.
+    const keyPair = new aws.ec2.KeyPair(`${name}-key`, { publicKey: args.sshPublicKey, tags: args.tags }, { ...parent, ignoreChanges: ['publicKey'] });
 
     const instance = new aws.ec2.Instance(
       `${name}-vm`,
@@ -68,20 +80,25 @@ export class Host extends pulumi.ComponentResource {
         subnetId: args.subnetId,
         vpcSecurityGroupIds: [securityGroup.id],
         keyName: keyPair.keyName,
+        associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
         rootBlockDevice: { volumeType: 'gp3', volumeSize: args.rootVolumeSizeGiB, encrypted: true, deleteOnTermination: true },
         metadataOptions: { httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1 },
         tags: { ...args.tags, Name: `${name}-vm` },
       },
       // A newer Debian AMI must not replace a running host on the next `up`;
-      // move to it deliberately with `pulumi up --replace <instance urn>`.
-      { ...parent, ignoreChanges: ['ami'] },
+      // move to it deliberately with `pulumi up --replace <instance urn>`. Nor
+      // may a new launch key (see the key pair above).
+      { ...parent, ignoreChanges: ['ami', 'keyName'] },
     );
 
-    const address = new aws.ec2.Eip(`${name}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${name}-ip` } }, parent);
+    const publicIp =
+      args.publicAddress === 'elastic'
+        ? new aws.ec2.Eip(`${name}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${name}-ip` } }, parent).publicIp
+        : instance.publicIp;
 
     this.securityGroupId = securityGroup.id;
     this.instanceId = instance.id;
-    this.publicIp = address.publicIp;
+    this.publicIp = publicIp;
     this.registerOutputs({ securityGroupId: this.securityGroupId, instanceId: this.instanceId, publicIp: this.publicIp });
   }
 }

@@ -1,7 +1,7 @@
 // The Pulumi program (Pulumi.yaml `main: infra/`): `pulumi up -s dev|prod|...`.
-import { createStack, loadStackConfig } from './stack';
+import { createStack, loadStackConfig, type StackOutputs } from './stack';
 
-const stack = createStack(loadStackConfig());
+const stack: StackOutputs = createStack(loadStackConfig());
 
 export const environment = stack.environment;
 export const publicIp = stack.publicIp;
@@ -12,3 +12,7 @@ export const databaseEndpoint = stack.databaseEndpoint;
 /** Secret: `pulumi stack output databaseUrl --show-secrets`. */
 export const databaseUrl = stack.databaseUrl;
 export const releaseId = stack.releaseId;
+/** staging-shared only: the network every staging stack finds by its tag. */
+export const vpcId = stack.vpcId;
+export const publicSubnetId = stack.publicSubnetId;
+export const privateSubnetIds = stack.privateSubnetIds;

@@ -6,11 +6,24 @@ export type NetworkArgs = { tags: Record<string, string> };
 const VPC_CIDR = '10.40.0.0/16';
 
 /**
+ * The tag that marks the long-lived shared staging network (stack
+ * staging-shared, `network: provideShared`); staging stacks find it by this tag.
+ */
+export const SHARED_NETWORK_TAG = { key: 'SharedNetwork', value: 'cemetery-backend-staging' } as const;
+
+/** What a host and a database need of a network. */
+export type NetworkRefs = {
+  vpcId: pulumi.Output<string>;
+  publicSubnetId: pulumi.Output<string>;
+  privateSubnetIds: pulumi.Output<string>[];
+};
+
+/**
  * A VPC with a public subnet for the host and private subnets in two
  * availability zones for the database (RDS needs two). No NAT gateway: the
  * database needs no way out, and the host has a public address.
  */
-export class Network extends pulumi.ComponentResource {
+export class Network extends pulumi.ComponentResource implements NetworkRefs {
   readonly vpcId: pulumi.Output<string>;
   readonly publicSubnetId: pulumi.Output<string>;
   readonly privateSubnetIds: pulumi.Output<string>[];
@@ -31,7 +44,7 @@ export class Network extends pulumi.ComponentResource {
 
     const publicSubnet = new aws.ec2.Subnet(
       `${name}-public-a`,
-      { vpcId: vpc.id, cidrBlock: '10.40.0.0/24', availabilityZone: zone(0), mapPublicIpOnLaunch: false, tags: tag('public-a') },
+      { vpcId: vpc.id, cidrBlock: '10.40.0.0/24', availabilityZone: zone(0), mapPublicIpOnLaunch: false, tags: { ...tag('public-a'), Tier: 'public' } },
       parent,
     );
     const publicRoutes = new aws.ec2.RouteTable(
@@ -45,7 +58,7 @@ export class Network extends pulumi.ComponentResource {
       (i) =>
         new aws.ec2.Subnet(
           `${name}-private-${'ab'[i]}`,
-          { vpcId: vpc.id, cidrBlock: `10.40.${10 + i}.0/24`, availabilityZone: zone(i), tags: tag(`private-${'ab'[i]}`) },
+          { vpcId: vpc.id, cidrBlock: `10.40.${10 + i}.0/24`, availabilityZone: zone(i), tags: { ...tag(`private-${'ab'[i]}`), Tier: 'private' } },
           parent,
         ),
     );
@@ -55,4 +68,38 @@ export class Network extends pulumi.ComponentResource {
     this.privateSubnetIds = privateSubnets.map((s) => s.id);
     this.registerOutputs({ vpcId: this.vpcId, publicSubnetId: this.publicSubnetId, privateSubnetIds: this.privateSubnetIds });
   }
+}
+
+/**
+ * The shared staging network, looked up by its tag: a staging stack creates no
+ * VPC, internet gateway or subnet of its own. Fails with what to do when the
+ * network does not exist yet.
+ */
+export function sharedNetwork(opts?: pulumi.InvokeOptions): NetworkRefs {
+  const vpcId = sharedVpcId(opts);
+  const subnets = (tier: 'public' | 'private', count: number) =>
+    aws.ec2
+      .getSubnetsOutput({ filters: [{ name: 'vpc-id', values: [vpcId] }, { name: 'tag:Tier', values: [tier] }] }, opts)
+      .ids.apply((ids) => {
+        if (ids.length < count) throw new pulumi.RunError(`the shared staging network has ${ids.length} ${tier} subnet(s), expected ${count}: run \`pulumi up -s staging-shared\``);
+        return [...ids].sort();
+      });
+  const publicIds = subnets('public', 1);
+  const privateIds = subnets('private', 2);
+  return { vpcId, publicSubnetId: publicIds.apply((ids) => ids[0]), privateSubnetIds: [0, 1].map((i) => privateIds.apply((ids) => ids[i])) };
+}
+
+/** The one VPC tagged as the shared staging network. */
+function sharedVpcId(opts?: pulumi.InvokeOptions): pulumi.Output<string> {
+  return aws.ec2.getVpcsOutput({ tags: { [SHARED_NETWORK_TAG.key]: SHARED_NETWORK_TAG.value } }, opts).ids.apply(theSharedVpc);
+}
+
+/** Of the VPCs the tag lookup found, the one; none or several stop the program with what to do. */
+export function theSharedVpc(ids: string[]): string {
+  if (ids.length !== 1) {
+    throw new pulumi.RunError(
+      `found ${ids.length} VPCs tagged ${SHARED_NETWORK_TAG.key}=${SHARED_NETWORK_TAG.value}, expected one: create the shared staging network once with \`pulumi up -s staging-shared\` (README: Staging stacks)`,
+    );
+  }
+  return ids[0];
 }

@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { parseStackConfig, PROJECT, StackConfigError, type StackConfig } from './config';
 import { Database } from './database';
 import { Host } from './host';
-import { Network } from './network';
+import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
 import { Provisioning } from './provision';
 import { baseTags } from './tags';
 
@@ -12,7 +12,7 @@ export function loadStackConfig(): StackConfig {
   const prefix = `${PROJECT}:`;
   const raw = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   try {
-    return parseStackConfig(raw, pulumi.getStack(), all['aws:region']);
+    return parseStackConfig(raw, pulumi.getStack(), all['aws:region'], { preview: pulumi.runtime.isDryRun() });
   } catch (err) {
     // RunError: Pulumi prints the message alone, without a stack trace.
     if (err instanceof StackConfigError) throw new pulumi.RunError(err.message);
@@ -20,8 +20,21 @@ export function loadStackConfig(): StackConfig {
   }
 }
 
-/** The whole stack for one environment; returns its outputs. */
+/** The whole stack for one environment (or, for staging-shared, the shared network alone); returns its outputs. */
 export function createStack(cfg: StackConfig) {
+  return cfg.network === 'provideShared' ? createSharedNetwork(cfg) : createAppStack(cfg);
+}
+
+/** Stack outputs of either kind, for the program's exports. */
+export type StackOutputs = Partial<ReturnType<typeof createAppStack> & ReturnType<typeof createSharedNetwork>>;
+
+/** The long-lived network that every staging stack shares (stack staging-shared). */
+function createSharedNetwork(cfg: StackConfig) {
+  const network = new Network(`cemetery-${cfg.environment}`, { tags: { ...baseTags(cfg.environment), [SHARED_NETWORK_TAG.key]: SHARED_NETWORK_TAG.value } });
+  return { environment: cfg.environment, vpcId: network.vpcId, publicSubnetId: network.publicSubnetId, privateSubnetIds: pulumi.all(network.privateSubnetIds) };
+}
+
+function createAppStack(cfg: StackConfig) {
   const tags = baseTags(cfg.environment);
   const name = `cemetery-${cfg.environment}`;
   const machine = cfg.target === 'aws' ? awsMachine(name, cfg, tags) : existingMachine(cfg);
@@ -42,16 +55,25 @@ export function createStack(cfg: StackConfig) {
     tags,
   });
 
-  const provisioning = new Provisioning(name, {
-    host: machine.address,
-    port: cfg.sshPort,
-    user: cfg.sshUser,
-    privateKey: cfg.sshPrivateKey,
-    machineId: machine.id,
-    cfg,
-    databasePassword: database.password,
-    databaseUrl: database.url,
-  });
+  // A preview connects to nothing, so it runs without the private key (pull
+  // requests and read-only roles never hold it). Its steps then ignore the
+  // unknown connection instead of showing every step as changed.
+  const keyless = cfg.sshPrivateKey === undefined;
+  const provisioning = new Provisioning(
+    name,
+    {
+      host: machine.address,
+      port: cfg.sshPort,
+      user: cfg.sshUser,
+      privateKey: keyless ? pulumi.output<string>(pulumi.unknown as unknown as string) : cfg.sshPrivateKey!,
+      machineId: machine.id,
+      cfg,
+      databasePassword: database.password,
+      databaseUrl: database.url,
+    },
+    // `transformations` run in the SDK (mocks included); they reach the component's children.
+    keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
+  );
 
   return {
     environment: cfg.environment,
@@ -73,9 +95,9 @@ type Machine = {
   securityGroupId: pulumi.Input<string>;
 };
 
-/** target aws: the network and a new EC2 host. */
+/** target aws: a new EC2 host, in the stack's own network or the shared staging one. */
 function awsMachine(name: string, cfg: StackConfig, tags: Record<string, string>): Machine {
-  const network = new Network(name, { tags });
+  const network: NetworkRefs = cfg.network === 'shared' ? sharedNetwork() : new Network(name, { tags });
   const host = new Host(name, {
     vpcId: network.vpcId,
     subnetId: network.publicSubnetId,
@@ -83,6 +105,7 @@ function awsMachine(name: string, cfg: StackConfig, tags: Record<string, string>
     rootVolumeSizeGiB: cfg.rootVolumeSizeGiB,
     sshAllowedCidrs: cfg.sshAllowedCidrs!,
     sshPublicKey: cfg.sshPublicKey!,
+    publicAddress: cfg.network === 'shared' ? 'launch' : 'elastic',
     appPort: cfg.appPort,
     tags,
   });

@@ -1,15 +1,25 @@
 /**
- * The stack's security rules, as pure checks over a resource's type and
- * properties. The CrossGuard pack (policy/index.ts) enforces them at
+ * The stack's security rules, as pure checks over a resource's type,
+ * properties and stack. The CrossGuard pack (policy/index.ts) enforces them at
+ * every preview and update in CI (`policyPacks: policy`) and at
  * `pulumi preview --policy-pack policy`; the tests run them on the mocked stack.
  */
+import { isProdStack } from '../infra/config';
+
+/** What a rule knows besides the properties: the stack, which decides prod-ness. */
+export type RuleContext = { stack: string };
+
 export type SecurityRule = {
   name: string;
   description: string;
+  /** A resource type, or '*' for every resource. */
   resourceType: string;
   /** Returns one message per violation. */
-  check: (props: Record<string, any>) => string[];
+  check: (props: Record<string, any>, context: RuleContext) => string[];
 };
+
+/** urn:pulumi:<stack>::<project>::<type>::<name> -> <stack> */
+export const stackOfUrn = (urn: string) => urn.split('::')[0].replace(/^urn:pulumi:/, '');
 
 type Ingress = { fromPort?: number; toPort?: number; protocol?: string; cidrBlocks?: string[]; ipv6CidrBlocks?: string[] };
 
@@ -17,7 +27,8 @@ const OPEN_WORLD = ['0.0.0.0/0', '::/0'];
 const coversPort = (rule: Ingress, port: number) =>
   rule.protocol === '-1' || rule.protocol === 'all' || ((rule.fromPort ?? 0) <= port && port <= (rule.toPort ?? 0));
 const fromAnywhere = (rule: Ingress) => [...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].some((c) => OPEN_WORLD.includes(c));
-const isProd = (props: Record<string, any>) => props.tags?.Environment === 'prod';
+// The stack name decides (prod* is prod); a prod tag elsewhere still gets prod's rules.
+const isProd = (props: Record<string, any>, { stack }: RuleContext) => isProdStack(stack) || props.tags?.Environment === 'prod';
 
 function openPortViolations(props: Record<string, any>, port: number, what: string): string[] {
   return ((props.ingress ?? []) as Ingress[])
@@ -26,6 +37,18 @@ function openPortViolations(props: Record<string, any>, port: number, what: stri
 }
 
 export const securityRules: SecurityRule[] = [
+  {
+    name: 'environment-matches-stack',
+    description: 'The Environment tag agrees with the stack name: prod in a prod* stack, never prod elsewhere.',
+    resourceType: '*',
+    check: (props, { stack }) => {
+      const env = props.tags?.Environment;
+      if (env === undefined) return [];
+      if (isProdStack(stack) && env !== 'prod') return [`stack "${stack}" is prod, but the resource is tagged Environment=${env}`];
+      if (!isProdStack(stack) && env === 'prod') return [`only a prod* stack is prod, but the resource in stack "${stack}" is tagged Environment=prod`];
+      return [];
+    },
+  },
   {
     name: 'rds-private-and-encrypted',
     description: 'RDS instances are not publicly accessible and their storage is encrypted.',
@@ -45,7 +68,7 @@ export const securityRules: SecurityRule[] = [
     name: 'no-public-ssh-in-prod',
     description: 'In prod, no security group opens SSH (22) to the internet.',
     resourceType: 'aws:ec2/securityGroup:SecurityGroup',
-    check: (sg) => (isProd(sg) ? openPortViolations(sg, 22, 'SSH in prod') : []),
+    check: (sg, context) => (isProd(sg, context) ? openPortViolations(sg, 22, 'SSH in prod') : []),
   },
   {
     name: 'imdsv2-required',
@@ -63,8 +86,8 @@ export const securityRules: SecurityRule[] = [
     name: 'prod-database-protected',
     description: 'The prod database has deletion protection and keeps a final snapshot.',
     resourceType: 'aws:rds/instance:Instance',
-    check: (db) =>
-      !isProd(db)
+    check: (db, context) =>
+      !isProd(db, context)
         ? []
         : [
             ...(db.deletionProtection === true ? [] : ['the prod database must have deletionProtection: true']),
@@ -75,8 +98,8 @@ export const securityRules: SecurityRule[] = [
     name: 'non-prod-database-destroyable',
     description: 'Dev and staging databases can be destroyed by `pulumi destroy` (no deletion protection, no final snapshot).',
     resourceType: 'aws:rds/instance:Instance',
-    check: (db) =>
-      isProd(db)
+    check: (db, context) =>
+      isProd(db, context)
         ? []
         : [
             ...(db.deletionProtection ? ['a non-prod database must not have deletion protection (teardown would fail)'] : []),

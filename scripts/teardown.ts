@@ -9,12 +9,15 @@
  *
  * A stack that does not exist is a success ("nothing to tear down"). Tearing
  * down is `pulumi destroy`, then `pulumi stack rm`. The sweep only ever looks
- * at stacks named staging-*, and never at dev or prod.
+ * at stacks named staging-*, never at dev, prod or the shared staging network,
+ * and never at a stack younger than the TTL: a stack never updated has no age
+ * to judge (and no resources), so it is left alone.
  */
 import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
 
-export const PROTECTED_STACKS = ['dev', 'prod'];
+/** Long-lived: --stack needs --force, the sweep never touches them (staging-shared holds every staging stack's network). */
+export const PROTECTED_STACKS = ['dev', 'prod', 'staging-shared'];
 export const STAGING_PREFIX = 'staging-';
 
 export type StackSummary = { name: string; lastUpdate?: string; updateInProgress?: boolean; resourceCount?: number };
@@ -29,14 +32,17 @@ export function parseTtl(text: string): number {
   return Number(m[1]) * UNITS[m[2]];
 }
 
-/** The staging stacks whose last update is older than the TTL (or that were never updated), oldest first. */
+/**
+ * The staging stacks whose last update is older than the TTL, oldest first.
+ * A stack never updated (or with a date that does not parse) has no provable
+ * age: it might have been created a minute ago for a first deploy, so it is kept.
+ */
 export function staleStacks(stacks: StackSummary[], now: Date, ttlMs: number): Array<StackSummary & { reason: string }> {
   return stacks
     .filter((s) => shortName(s.name).startsWith(STAGING_PREFIX) && !PROTECTED_STACKS.includes(shortName(s.name)))
     .filter((s) => !s.updateInProgress)
     .flatMap((s) => {
-      if (!s.lastUpdate) return [{ ...s, reason: 'never updated' }];
-      const age = now.getTime() - Date.parse(s.lastUpdate);
+      const age = now.getTime() - Date.parse(s.lastUpdate ?? '');
       return age > ttlMs ? [{ ...s, reason: `last updated ${Math.floor(age / 3_600_000)} h ago` }] : [];
     })
     .sort((a, b) => (a.lastUpdate ?? '').localeCompare(b.lastUpdate ?? ''));
@@ -74,7 +80,7 @@ async function destroyAndRemove(stack: string, log: Log) {
 }
 
 export async function teardownStack(stack: string, { force = false, log = console.log as Log } = {}) {
-  if (PROTECTED_STACKS.includes(stack) && !force) {
+  if (PROTECTED_STACKS.includes(shortName(stack)) && !force) {
     throw new UsageError(`refusing to tear down "${stack}": it is a long-lived stack; add --force if you really mean it`);
   }
   const existing = (await listStacks()).find((s) => shortName(s.name) === stack);

@@ -5,7 +5,18 @@ import { parseStackConfig, PROJECT } from '../infra/config';
 import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
 import { securityRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
-import { MOCK_PASSWORD, MOCK_PUBLIC_IP, runProgram, stackFiles, TEST_SSH_PUBLIC_KEY, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
+import {
+  MOCK_PASSWORD,
+  MOCK_PUBLIC_IP,
+  MOCK_SHARED_SUBNETS,
+  MOCK_SHARED_VPC,
+  runProgram,
+  stackFiles,
+  TEST_SSH_PRIVATE_KEY,
+  TEST_SSH_PUBLIC_KEY,
+  withUserSecrets,
+  type RecordedResource,
+} from './support/pulumi-mocks';
 
 const STACKS = stackFiles();
 const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
@@ -19,8 +30,10 @@ beforeAll(async () => {
 });
 
 const ofType = (resources: RecordedResource[], type: string) => resources.filter((r) => r.type === type);
-const violations = (resources: RecordedResource[]) =>
-  resources.flatMap((r) => securityRules.filter((rule) => rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs).map((m) => `${rule.name}: ${r.name}: ${m}`)));
+const violations = (resources: RecordedResource[], stack: string) =>
+  resources.flatMap((r) =>
+    securityRules.filter((rule) => rule.resourceType === '*' || rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs, { stack }).map((m) => `${rule.name}: ${r.name}: ${m}`)),
+  );
 
 /** The resource graph as a reviewer reads it; generated or per-user values replaced by their names. */
 function graph(resources: RecordedResource[]) {
@@ -51,7 +64,11 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
   test('components are namespaced and every AWS resource is tagged with the stack', () => {
     const types = runs[stack].resources.map((r) => r.type);
     const aws = types.some((t) => t.startsWith('aws:'));
-    const components = ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Network', 'cemetery:infra:Host'] : [])];
+    const network = STACKS[stack]['cemetery-backend:network'] ?? (stack.startsWith('staging') ? 'shared' : 'own');
+    const components =
+      network === 'provideShared'
+        ? ['cemetery:infra:Network']
+        : ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Host'] : []), ...(aws && network === 'own' ? ['cemetery:infra:Network'] : [])];
     expect(types.filter((t) => t.startsWith('cemetery:')).sort()).toEqual(components.sort());
     for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
       expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });
@@ -59,7 +76,7 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
   });
 
   test('passes every security rule', () => {
-    expect(violations(runs[stack].resources)).toEqual([]);
+    expect(violations(runs[stack].resources, stack)).toEqual([]);
   });
 
   test('the database port is open to the host only, never to a CIDR', () => {
@@ -75,6 +92,11 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
 
   test('outputs: address, URL, SSH command; the database URL is a secret', () => {
     const { outputs } = runs[stack];
+    if (stack === 'staging-shared') {
+      expect(outputs.vpcId.value).toBe('cemetery-staging-vpc-id');
+      expect(outputs.publicIp).toBeUndefined();
+      return;
+    }
     const [ip, ssh] = stack === 'local' ? ['127.0.0.1', 'ssh -p 2222 admin@127.0.0.1'] : [MOCK_PUBLIC_IP, `ssh admin@${MOCK_PUBLIC_IP}`];
     expect(outputs.publicIp).toEqual({ value: ip, secret: false });
     expect(outputs.appUrl.value).toBe(`http://${ip}:3000`);
@@ -266,7 +288,7 @@ describe('CrossGuard rules (policy/)', () => {
     const raw = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v]));
     const cfg = { ...parseStackConfig(raw, 'prod', 'eu-central-1'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
     const { resources } = await runProgram('prod', withUserSecrets(STACKS.prod), () => createStack(cfg));
-    expect(violations(resources)).toEqual([
+    expect(violations(resources, 'prod')).toEqual([
       'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod: ingress 22-22 is open to 0.0.0.0/0',
       'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
     ]);
@@ -280,7 +302,153 @@ describe('CrossGuard rules (policy/)', () => {
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],
   ])('%s %j violates %j', (type, inputs, expected) => {
-    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs).map(() => r.name));
+    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs, { stack: 'dev' }).map(() => r.name));
     expect(fired).toEqual(expected);
+  });
+});
+
+describe('the stack name decides prod-ness', () => {
+  const config = (stack: string, extra: Record<string, string> = {}) => ({ ...withUserSecrets(STACKS[stack]), ...extra });
+
+  test.each([
+    ['prod relabelled dev', 'prod', config('prod', { 'cemetery-backend:environment': 'dev' }), /cemetery-backend:environment = "dev": stack "prod" is prod \(its name starts with prod\): expected prod, or no environment key/],
+    ['prod-eu relabelled staging', 'prod-eu', config('prod', { 'cemetery-backend:environment': 'staging' }), /cemetery-backend:environment = "staging": stack "prod-eu" is prod/],
+    ['dev relabelled prod', 'dev', config('prod', { 'cemetery-backend:environment': 'prod' }), /cemetery-backend:environment = "prod": only a stack named prod\* is prod: expected dev or staging for stack "dev"/],
+    // prod-eu gets prod's rules without saying so: the dev file's open SSH is refused.
+    ['prod-eu with dev settings', 'prod-eu', config('dev'), /Invalid configuration for stack "prod-eu" \(prod\):[^]*sshAllowedCidrs = \["0.0.0.0\/0"\]: prod does not open SSH/],
+    ['prod sharing a network', 'prod', config('prod', { 'cemetery-backend:network': 'shared' }), /cemetery-backend:network = "shared": only staging stacks share a network; prod owns its network: expected own/],
+  ])('%s is refused', async (_what, stack, cfg, message) => {
+    await expect(runProgram(stack, cfg)).rejects.toThrow(message);
+  });
+
+  test('prod-eu is prod: protected database, final snapshot, prod tags', async () => {
+    const { resources, outputs } = await runProgram('prod-eu', config('prod'));
+    expect(outputs.environment.value).toBe('prod');
+    const rds = ofType(resources, 'aws:rds/instance:Instance')[0].inputs;
+    expect(rds).toMatchObject({ deletionProtection: true, skipFinalSnapshot: false, finalSnapshotIdentifier: 'cemetery-prod-final-prod-eu', tags: { Environment: 'prod' } });
+    expect(violations(resources, 'prod-eu')).toEqual([]);
+  });
+
+  test('the policy pack takes prod-ness from the stack, whatever the tags say', () => {
+    const rule = (name: string) => securityRules.find((r) => r.name === name)!;
+    const openSsh = { ingress: [{ protocol: 'tcp', fromPort: 22, toPort: 22, cidrBlocks: ['0.0.0.0/0'] }], tags: { Environment: 'dev' } };
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'prod-eu' })).toHaveLength(1);
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'dev' })).toEqual([]);
+    expect(rule('environment-matches-stack').check(openSsh, { stack: 'prod' })).toEqual(['stack "prod" is prod, but the resource is tagged Environment=dev']);
+    expect(rule('environment-matches-stack').check({ tags: { Environment: 'prod' } }, { stack: 'staging-pr-7' })).toHaveLength(1);
+    expect(rule('prod-database-protected').check({ tags: { Environment: 'dev' }, deletionProtection: false, skipFinalSnapshot: true }, { stack: 'production' })).toHaveLength(2);
+  });
+});
+
+describe('previews need no private key', () => {
+  const withoutPrivateKey = (stack: string) => Object.fromEntries(Object.entries(withUserSecrets(STACKS[stack])).filter(([k]) => k !== 'cemetery-backend:sshPrivateKey'));
+
+  test.each(['dev', 'prod', 'staging'])('%s: a preview runs without sshPrivateKey and shows no connection change', async (stack) => {
+    const { resources, ignoreChanges } = await runProgram(stack, withoutPrivateKey(stack), undefined, { preview: true });
+    const remote = resources.filter((r) => r.type.startsWith('command:remote:'));
+    expect(remote.length).toBeGreaterThan(5);
+    for (const r of remote) {
+      expect(JSON.stringify(r.inputs)).not.toContain('PRIVATE KEY');
+      expect(ignoreChanges[r.name]).toEqual(['connection']);
+    }
+  });
+
+  test('with the key, nothing is ignored', async () => {
+    const { ignoreChanges } = await runProgram('dev', withUserSecrets(STACKS.dev), undefined, { preview: true });
+    expect(ignoreChanges['cemetery-dev-release']).toEqual([]);
+  });
+
+  test('pulumi up without it fails, naming the key', async () => {
+    await expect(runProgram('dev', withoutPrivateKey('dev'))).rejects.toThrow(
+      /cemetery-backend:sshPrivateKey = \[secret\]: required for pulumi up, which provisions the host over SSH \(a preview runs without it\)/,
+    );
+  });
+});
+
+describe('rotating the deploy key', () => {
+  const OTHER_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm0oVw7kUu4gw8dPj1QyUpiGmo8C1m9rM8UuJ2c0ZAp rotated@cemetery';
+
+  /** Properties that differ between two runs and that the resource does not ignore, by resource. */
+  async function changes(stack: string) {
+    const before = await runProgram(stack, withUserSecrets(STACKS[stack]));
+    const after = await runProgram(stack, { ...withUserSecrets(STACKS[stack]), 'cemetery-backend:sshPublicKey': OTHER_PUBLIC_KEY });
+    expect(after.resources.map((r) => r.name)).toEqual(before.resources.map((r) => r.name));
+    const changed: Record<string, string[]> = {};
+    const ignored: Record<string, string[]> = {};
+    for (const [i, old] of before.resources.entries()) {
+      const now = after.resources[i];
+      const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(now.inputs)])].filter((k) => JSON.stringify(old.inputs[k]) !== JSON.stringify(now.inputs[k]));
+      const notIgnored = keys.filter((k) => !after.ignoreChanges[now.name].includes(k));
+      if (keys.length) ignored[now.name] = keys.filter((k) => after.ignoreChanges[now.name].includes(k));
+      if (notIgnored.length) changed[now.name] = notIgnored;
+    }
+    return { changed, ignored };
+  }
+
+  test.each(['dev', 'prod', 'staging'])('%s: a new sshPublicKey replaces nothing (two runs compared)', async (stack) => {
+    const { changed, ignored } = await changes(stack);
+    // Only what a step re-runs idempotently may change (its command line or stdin): never an AWS
+    // resource, never a step's triggers (a trigger replaces the step).
+    for (const [name, keys] of Object.entries(changed)) {
+      expect({ name, keys: keys.filter((k) => !['create', 'stdin'].includes(k)) }).toEqual({ name, keys: [] });
+    }
+    expect(ignored).toEqual({ [`cemetery-${stack === 'prod' ? 'prod' : stack}-key`]: ['publicKey'] });
+  });
+
+  test('the instance ignores its launch key pair and its AMI', async () => {
+    const { ignoreChanges } = await runProgram('prod', withUserSecrets(STACKS.prod));
+    expect(ignoreChanges['cemetery-prod-vm']).toEqual(['ami', 'keyName']);
+    expect(ignoreChanges['cemetery-prod-key']).toEqual(['publicKey']);
+  });
+
+  test('sshNextPublicKey is an OpenSSH key other than the current one', async () => {
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': TEST_SSH_PUBLIC_KEY })).rejects.toThrow(
+      /cemetery-backend:sshNextPublicKey = "ssh-ed25519 [^"]+": expected the incoming key, different from sshPublicKey/,
+    );
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': 'hello' })).rejects.toThrow(/sshNextPublicKey = "hello": expected an OpenSSH public key/);
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': OTHER_PUBLIC_KEY })).resolves.toBeDefined();
+  });
+});
+
+describe('staging stacks share one network', () => {
+  const count = (stack: string, type: string) => ofType(runs[stack].resources, type).length;
+  const NETWORK_TYPES = ['aws:ec2/vpc:Vpc', 'aws:ec2/internetGateway:InternetGateway', 'aws:ec2/subnet:Subnet', 'aws:ec2/routeTable:RouteTable', 'aws:ec2/eip:Eip'];
+
+  test('a staging stack has no VPC, gateway, subnet or Elastic IP; its host takes a launch address in the shared subnet', () => {
+    for (const type of NETWORK_TYPES) expect([type, count('staging', type)]).toEqual([type, 0]);
+    const vm = ofType(runs.staging.resources, 'aws:ec2/instance:Instance')[0].inputs;
+    expect(vm).toMatchObject({ subnetId: MOCK_SHARED_SUBNETS.public[0], associatePublicIpAddress: true });
+    expect(ofType(runs.staging.resources, 'aws:ec2/securityGroup:SecurityGroup')[0].inputs.vpcId).toBe(MOCK_SHARED_VPC);
+    expect(runs.staging.outputs.publicIp.value).toBe(MOCK_PUBLIC_IP);
+  });
+
+  test('an RDS staging stack uses the shared private subnets', async () => {
+    const { resources } = await runProgram('staging-pr-7', { ...withUserSecrets(STACKS.staging), 'cemetery-backend:databaseMode': 'rds' });
+    expect(ofType(resources, 'aws:rds/subnetGroup:SubnetGroup')[0].inputs.subnetIds).toEqual([...MOCK_SHARED_SUBNETS.private].sort());
+  });
+
+  test('staging-shared holds the network alone, tagged for the lookup', () => {
+    expect(runs['staging-shared'].resources.filter((r) => r.type.startsWith('aws:')).map((r) => r.type).sort()).toEqual(
+      [...NETWORK_TYPES.slice(0, 4), 'aws:ec2/routeTableAssociation:RouteTableAssociation', 'aws:ec2/subnet:Subnet', 'aws:ec2/subnet:Subnet'].sort(),
+    );
+    expect(ofType(runs['staging-shared'].resources, 'aws:ec2/vpc:Vpc')[0].inputs.tags).toMatchObject({ SharedNetwork: 'cemetery-backend-staging' });
+  });
+
+  test('without the shared network, a staging stack says how to create it', async () => {
+    // The check on the lookup's answer (under mocks, a throw inside an apply leaves the program pending).
+    const { theSharedVpc } = await import('../infra/network');
+    expect(theSharedVpc([MOCK_SHARED_VPC])).toBe(MOCK_SHARED_VPC);
+    expect(() => theSharedVpc(['vpc-1', 'vpc-2'])).toThrow('found 2 VPCs tagged SharedNetwork=cemetery-backend-staging, expected one');
+    expect(() => theSharedVpc([])).toThrow(
+      'found 0 VPCs tagged SharedNetwork=cemetery-backend-staging, expected one: create the shared staging network once with `pulumi up -s staging-shared`',
+    );
+  });
+
+  test('ten open pull requests stay within the default quotas (5 VPCs, 5 internet gateways, 5 Elastic IPs per region)', () => {
+    // The region's default VPC (and its gateway) counts against the quota too.
+    const total = (type: string, defaultVpc: number) => defaultVpc + count('dev', type) + count('prod', type) + count('staging-shared', type) + 10 * count('staging', type);
+    expect(total('aws:ec2/vpc:Vpc', 1)).toBe(4);
+    expect(total('aws:ec2/internetGateway:InternetGateway', 1)).toBe(4);
+    expect(total('aws:ec2/eip:Eip', 0)).toBe(2);
   });
 });

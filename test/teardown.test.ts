@@ -11,17 +11,31 @@ const RECORDED_STACKS = JSON.parse(readFileSync(path.join(FIXTURES, 'pulumi-stac
 const NOW = new Date('2026-11-27T12:00:00Z');
 
 describe('stale staging stacks', () => {
-  test('only staging-* stacks older than the TTL (or never updated), never dev or prod, not while updating', () => {
+  test('only staging-* stacks older than the TTL; never dev, prod or staging-shared, not while updating', () => {
     const stale = staleStacks(RECORDED_STACKS, NOW, parseTtl('72h'));
     expect(stale.map((s) => [shortName(s.name), s.reason])).toEqual([
-      ['staging-pr-44', 'never updated'],
       ['staging-old-manual', 'last updated 1370 h ago'],
       ['staging-pr-41', 'last updated 170 h ago'],
     ]);
   });
 
   test('a longer TTL keeps more', () => {
-    expect(staleStacks(RECORDED_STACKS, NOW, parseTtl('30d')).map((s) => s.name)).toEqual(['staging-pr-44', 'staging-old-manual']);
+    expect(staleStacks(RECORDED_STACKS, NOW, parseTtl('30d')).map((s) => s.name)).toEqual(['staging-old-manual']);
+  });
+
+  test.each([
+    ['updated an hour ago', '2026-11-27T11:00:00.000Z'],
+    ['updated exactly one TTL ago', '2026-11-24T12:00:00.000Z'],
+    ['never updated (its age is unknown: it may be a minute old)', undefined],
+    ['with a date that does not parse', 'yesterday'],
+  ])('a stack %s is never destroyed', (_what, lastUpdate) => {
+    expect(staleStacks([{ name: 'staging-pr-50', lastUpdate, updateInProgress: false }], NOW, parseTtl('72h'))).toEqual([]);
+  });
+
+  test('the age rule holds for every TTL: nothing younger than it is stale', () => {
+    for (const ttl of ['1h', '72h', '7d', '90m']) {
+      for (const s of staleStacks(RECORDED_STACKS, NOW, parseTtl(ttl))) expect(NOW.getTime() - Date.parse(s.lastUpdate!)).toBeGreaterThan(parseTtl(ttl));
+    }
   });
 
   test('qualified names count by their last part', () => {
@@ -70,7 +84,7 @@ describe('the teardown CLI', () => {
     expect(r.calls).toEqual([['stack', 'ls', '--json']]);
   });
 
-  test.each(['dev', 'prod'])('refuses %s without --force, and runs nothing', (stack) => {
+  test.each(['dev', 'prod', 'staging-shared'])('refuses %s without --force, and runs nothing', (stack) => {
     const r = run(['--stack', stack]);
     expect(r.status).toBe(2);
     expect(r.err).toContain(`refusing to tear down "${stack}"`);
@@ -98,10 +112,21 @@ describe('the teardown CLI', () => {
   });
 
   test('--stale tears down every stale staging stack and nothing else', () => {
+    const r = run(['--stale', '--ttl', '72h']);
+    expect(r.status).toBe(0);
+    // The CLI measures from the real clock: the fixture's stacks age as time passes.
+    const expected = staleStacks(RECORDED_STACKS, new Date(), parseTtl('72h')).map((s) => shortName(s.name));
+    expect(expected).toEqual(expect.arrayContaining(['staging-old-manual', 'staging-pr-41']));
+    expect(r.calls.filter((c) => c[0] === 'destroy').map((c) => c[2])).toEqual(expected);
+    expect(r.calls.filter((c) => c[0] === 'stack' && c[1] === 'rm').map((c) => c[2])).toEqual(expected);
+    for (const name of ['dev', 'prod', 'staging-shared', 'staging-pr-44', 'alice-sandbox']) expect(expected).not.toContain(name);
+  });
+
+  test('--stale with a TTL longer than any stack destroys nothing', () => {
     const r = run(['--stale', '--ttl', '10000d']);
     expect(r.status).toBe(0);
-    // Only the never-updated one is older than 10000 days.
-    expect(r.calls.filter((c) => c[0] === 'destroy').map((c) => c[2])).toEqual(['staging-pr-44']);
+    expect(r.out).toContain('no stale staging stacks');
+    expect(r.calls).toEqual([['stack', 'ls', '--json']]);
   });
 
   test.each([[[]], [['--stale']], [['--stack', 'x', '--stale', '--ttl', '1h']], [['--bogus']]])('bad usage %j exits 2', (args) => {

@@ -15,6 +15,9 @@ export type RecordedResource = { type: string; name: string; inputs: Record<stri
 
 export const MOCK_PASSWORD = 'MockGeneratedPassword0123456789';
 export const MOCK_PUBLIC_IP = '203.0.113.10';
+/** The shared staging network (stack staging-shared), as the tag lookup finds it. */
+export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
+export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
 
 /** Per-user values the stack files leave to `pulumi config set` (see README). */
 export const TEST_SSH_PUBLIC_KEY = (() => {
@@ -55,6 +58,9 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
   switch (type) {
     case 'aws:ec2/eip:Eip':
       return { ...inputs, publicIp: MOCK_PUBLIC_IP };
+    case 'aws:ec2/instance:Instance':
+      // Without an Elastic IP, the address the instance got at launch.
+      return { ...inputs, publicIp: inputs.associatePublicIpAddress ? MOCK_PUBLIC_IP : '' };
     case 'aws:rds/instance:Instance':
       return { ...inputs, address: `${name}.cluster-mock.eu-central-1.rds.amazonaws.com`, port: inputs.port ?? 5432 };
     case 'random:index/randomPassword:RandomPassword':
@@ -69,7 +75,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
 }
 
 async function resolve(output: pulumi.Output<unknown>): Promise<{ value: unknown; secret: boolean }> {
-  const value = await new Promise<unknown>((done) => output.apply((v) => done(v)));
+  // Output.promise is internal too; unlike apply, it rejects when the program throws inside an apply.
+  const value = await (output as unknown as { promise: () => Promise<unknown> }).promise();
   // Output.isSecret is internal but stable: what `pulumi stack output` shows as [secret].
   const secret = await (output as unknown as { isSecret: Promise<boolean> }).isSecret;
   return { value, secret };
@@ -85,9 +92,17 @@ export async function runProgram(
   stack: string,
   config: Record<string, string>,
   program?: (cfg?: StackConfig) => StackOutputs,
-): Promise<{ resources: RecordedResource[]; dependencies: Record<string, string[]>; outputs: Record<string, { value: unknown; secret: boolean }> }> {
+  { preview = false }: { preview?: boolean } = {},
+): Promise<{
+  resources: RecordedResource[];
+  dependencies: Record<string, string[]>;
+  /** Each resource's ignoreChanges option (the mocks API does not pass options either). */
+  ignoreChanges: Record<string, string[]>;
+  outputs: Record<string, { value: unknown; secret: boolean }>;
+}> {
   const resources: RecordedResource[] = [];
   const dependencies: Record<string, string[]> = {};
+  const ignoreChanges: Record<string, string[]> = {};
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -97,12 +112,21 @@ export async function runProgram(
       call: (args) => {
         if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
+        if (args.token === 'aws:ec2/getVpcs:getVpcs') {
+          expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
+          return { ids: [MOCK_SHARED_VPC] };
+        }
+        if (args.token === 'aws:ec2/getSubnets:getSubnets') {
+          const filter = (name: string) => (args.inputs.filters as Array<{ name: string; values: string[] }>).find((f) => f.name === name)?.values;
+          expect(filter('vpc-id')).toEqual([MOCK_SHARED_VPC]);
+          return { ids: MOCK_SHARED_SUBNETS[filter('tag:Tier')![0] as 'public' | 'private'] };
+        }
         throw new Error(`unmocked call ${args.token}`);
       },
     },
     PROJECT,
     stack,
-    false,
+    preview,
   );
   pulumi.runtime.setAllConfig(config, [`${PROJECT}:sshPrivateKey`]);
   // The mocks API does not pass a resource's dependencies; the request to the monitor has them.
@@ -110,6 +134,7 @@ export async function runProgram(
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
     dependencies[req.getName()] = (req.getDependenciesList() as string[]).map((urn) => urn.split('::').pop()!);
+    ignoreChanges[req.getName()] = req.getIgnorechangesList() as string[];
     return register(req, cb);
   };
 
@@ -127,5 +152,5 @@ export async function runProgram(
   }
   // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
   await pulumi.runtime.disconnect();
-  return { resources, dependencies, outputs: resolved };
+  return { resources, dependencies, ignoreChanges, outputs: resolved };
 }
