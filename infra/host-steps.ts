@@ -22,7 +22,9 @@ export const HOST_LAYOUT = {
   appName: 'cemetery-backend',
   /** PM2 on the host is the version the repository pins (package.json). */
   pm2Version: (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies.pm2,
-  logrotateVersion: '3.0.0',
+  // Not 3.0.0: it never compresses. PM2's module loader (pmx) casts the setting "true" to a boolean,
+  // and 3.0.0's parseBool accepts only the string (keymetrics/pm2-logrotate#201, open; 2.7.0 uses JSON.parse).
+  logrotateVersion: '2.7.0',
 };
 
 /** Single-quotes a word for a POSIX shell. */
@@ -96,6 +98,10 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
   const { appUser, appHome } = HOST_LAYOUT;
   const steps: HostStep[] = [
     { name: 'wait-for-host', script: 'wait-for-host.sh', args: {} },
+    // The deploy key(s) in authorized_keys; a changed key updates this step (its create changes), replacing nothing.
+    ...(cfg.sshPublicKey
+      ? [{ name: 'ssh-authorized-keys', script: 'ssh-authorized-keys.sh', args: { SSH_USER: cfg.sshUser, PUBLIC_KEY: cfg.sshPublicKey, NEXT_PUBLIC_KEY: cfg.sshNextPublicKey ?? '' } }]
+      : []),
     { name: 'system-limits', script: 'system-limits.sh', args: { APP_USER: appUser, NOFILE: cfg.nofileLimit } },
     { name: 'app-user', script: 'app-user.sh', args: { APP_USER: appUser, APP_HOME: appHome } },
     { name: 'nodejs', script: 'nodejs.sh', args: { NODE_VERSION: cfg.nodeVersion, NODE_MIRROR: cfg.nodeDistMirror } },
@@ -112,7 +118,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
         COMPRESS: cfg.logrotateCompress,
         ROTATE_INTERVAL: cfg.logrotateRotateInterval,
       },
-      uses: ['pm2-module.cjs'],
+      uses: ['pm2-module-setting.cjs'],
     },
   ];
   if (cfg.databaseMode === 'onHost') {

@@ -46,11 +46,12 @@ link() {
   fi
 }
 
-# as_user USER CMD...: runs CMD as USER in its home, with Node.js on PATH.
+# as_user USER CMD...: runs CMD as USER in its home (the SSH user's home, where
+# the scripts are, is not readable by USER), with Node.js on PATH.
 as_user() {
   local user=$1
   shift
   local home
   home=$(getent passwd "$user" | cut -d: -f6)
-  sudo -u "$user" -H env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" HOME="$home" "$@"
+  (cd "$home" && sudo -u "$user" -H env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" HOME="$home" "$@")
 }

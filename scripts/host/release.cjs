@@ -75,7 +75,7 @@ class Host {
 
   pm2(...args) {
     const [cmd, argv] = this.asApp('pm2', args);
-    const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', cwd: this.home });
     if (r.status !== 0) throw new ReleaseError(`pm2 ${args.join(' ')} failed:\n${lastLines(r.stdout + r.stderr, 20)}`);
     return r.stdout;
   }
@@ -129,7 +129,7 @@ class Host {
 
   migrate(id, envFile) {
     const [cmd, argv] = this.asApp('node', [path.join(this.releases, id, 'dist', 'migrate.js')], { env: [`CEMETERY_ENV_FILE=${envFile}`] });
-    const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+    const r = spawnSync(cmd, argv, { encoding: 'utf8', cwd: this.home });
     if (r.status !== 0) throw new ReleaseError(`the migrations of release ${id} failed, so it was not switched:\n${lastLines(r.stdout + r.stderr, 20)}`);
     log(lastLines(r.stdout, 1));
   }
@@ -143,7 +143,7 @@ class Host {
     const [cmd, argv] = this.asApp('node', [path.join(this.releases, id, 'dist', 'server.js')], {
       env: ['NODE_ENV=production', `CEMETERY_ENV_FILE=${envFile}`, `PORT=${port}`, 'HOST=127.0.0.1'],
     });
-    const child = spawn(cmd, argv, { stdio: ['ignore', out, out] });
+    const child = spawn(cmd, argv, { stdio: ['ignore', out, out], cwd: this.home });
     fs.closeSync(out);
     let exited;
     child.on('exit', (code, signal) => (exited = { code, signal }));

@@ -1,117 +1,59 @@
 /**
- * The provisioning that `pulumi up` would send, run for real on a fresh
- * Debian 13 VM (qemu, software emulation), through the stand-in for the
- * engine and @pulumi/command (test/standin): the `local` stack's program under
- * mocks gives the resources; successive `up`s run only what changed, as the
- * engine would. Then the host is checked, changed (a host script, the app
- * code), re-provisioned, rebooted, and checked again. Timings go to the
- * console and to .bench/e2e-<date>.json.
+ * The provisioning that `pulumi up -s local` would send, run for real on a
+ * fresh Debian 13 VM through the stand-in for the engine and @pulumi/command
+ * (local-stack.ts): successive `up`s run only what changed, as the engine
+ * would. The host is checked, changed (a host script, the app code, releases
+ * good and bad, a key rotation), rebooted, and checked again, under load where
+ * it matters. Figures go to the console and to .bench/e2e-<date>.json.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseStackConfig } from '../../infra/config';
 import { APP_DIST_DIR, HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
-import { parseJlist } from '../../scripts/lib/pm2.cjs';
-import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
-import { Engine, succeeded, type Step } from '../standin/engine';
 import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
 import { startLoad } from '../support/load';
-import { MOCK_PASSWORD, runProgram, stackFiles } from '../support/pulumi-mocks';
-import { startNodeMirror } from './node-mirror';
-import { ssh, type SshTarget } from './vm-ssh';
+import { MOCK_PASSWORD } from '../support/pulumi-mocks';
+import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack, type Release } from './local-stack';
+import { ssh } from './vm-ssh';
 
 jest.setTimeout(60 * 60 * 1000);
 
-const VM = path.join(ROOT, 'scripts', 'local-vm.sh');
-const CACHE = process.env.VM_CACHE ?? path.join(os.homedir(), '.cache', 'cemetery-backend', 'vm');
-const STATE = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
 const { appUser, appHome } = HOST_LAYOUT;
 const report: Record<string, unknown> = { date: new Date().toISOString() };
-const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
-
-let target: SshTarget;
-let appPort: number;
-let vmEnv: NodeJS.ProcessEnv;
-let mirror: Awaited<ReturnType<typeof startNodeMirror>>;
-let config: Record<string, string>;
-let stackConfig: ReturnType<typeof parseStackConfig>;
+let stack: LocalStack;
 /** Later tests need a provisioned host; without one they stop at once instead of timing out. */
 let provisioned = false;
 const requireProvisioned = () => {
   if (!provisioned) throw new Error('the VM was not provisioned (see the first failure)');
 };
-
-const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
-const root = (command: string) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`);
-const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=/opt/node/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
-
-const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
-const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
+const root = (command: string) => stack.root(command);
+const asApp = (command: string) => stack.asApp(command);
+const up = (label: string, opts: { replace?: 'all' } = {}) => stack.up(label, opts);
 
 beforeAll(async () => {
   mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
-  const sshPort = await freePort();
-  appPort = await freePort();
-  vmEnv = { ...process.env, VM_CACHE: CACHE, VM_STATE: STATE, VM_SSH_PORT: String(sshPort), VM_APP_PORT: String(appPort) };
-
-  let t = Date.now();
-  vm('build');
-  report.imageSeconds = seconds(t);
-  t = Date.now();
-  vm('start');
-  report.bootToSshSeconds = seconds(t);
-  target = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(CACHE, 'id_ed25519') };
-
-  // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
-  // A normal host does not need this; the product never does it.
-  t = Date.now();
-  for (const file of readdirSync('/usr/local/share/ca-certificates').filter((f) => f.endsWith('.crt'))) {
-    await ssh(target, `sudo tee /usr/local/share/ca-certificates/${file} >/dev/null`, readFileSync(path.join('/usr/local/share/ca-certificates', file), 'utf8'));
-  }
-  // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
-  // SSH sessions (/etc/environment) and sudo (env_keep).
-  await root(
-    'update-ca-certificates >/dev/null' +
-      ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
-      ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
-  );
-  report.caPlumbingSeconds = seconds(t);
-
-  mirror = await startNodeMirror(path.join(CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
-
-  // The `local` stack as a user would run it, pointed at this VM and the test mirror.
-  config = {
-    ...stackFiles().local,
-    'cemetery-backend:sshPort': String(sshPort),
-    'cemetery-backend:nodeDistMirror': mirror.guestUrl,
-    'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
+  stack = await startLocalStack({
+    report,
+    log: (line) => process.stdout.write(`${line}\n`),
     // Few enough that the log flood test can see old rotations go.
-    'cemetery-backend:logrotateRetain': '3',
-  };
-  stackConfig = parseStackConfig(
-    Object.fromEntries(Object.entries(config).map(([k, v]) => [k.replace('cemetery-backend:', ''), v])),
-    'local',
-    undefined,
-  );
+    overrides: { 'cemetery-backend:logrotateRetain': '3' },
+  });
 }, 30 * 60 * 1000);
 
 afterAll(async () => {
-  if (vmEnv) spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+  await stack?.stop();
   // The scenarios built other releases into app/dist: build the checked-out sources again.
-  spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
-  await mirror?.close();
-  mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
+  rebuildCheckedOut();
   const file = path.join(ROOT, '.bench', `e2e-${String(report.date).replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`e2e figures:\n${JSON.stringify(report, null, 2)}`);
 });
 
 async function checkHost() {
-  const nofile = String(stackConfig.nofileLimit);
+  const nofile = String(stack.stackConfig.nofileLimit);
   // limits.d and the systemd drop-in
   expect(await root(`cat /etc/security/limits.d/90-cemetery-backend.conf`)).toContain(`${appUser} hard nofile ${nofile}`);
   expect(await root(`cat /etc/systemd/system/pm2-${appUser}.service.d/10-nofile.conf`)).toContain(`LimitNOFILE=${nofile}`);
@@ -120,46 +62,26 @@ async function checkHost() {
   // the PM2 daemon systemd started, and every worker
   const daemonPid = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
   expect((await root(`systemctl show -p MainPID --value pm2-${appUser}`)).trim()).toBe(daemonPid);
-  const running = await workers();
+  const running = await stack.workers();
   for (const pid of [daemonPid, ...running.map((w) => String(w.pid))]) {
     expect(await root(`grep 'Max open files' /proc/${pid}/limits`)).toMatch(new RegExp(`Max open files\\s+${nofile}\\s+${nofile}\\s+files`));
   }
   // Node.js, PM2, pm2-logrotate
-  expect((await ssh(target, 'node --version')).trim()).toBe(`v${stackConfig.nodeVersion}`);
+  expect((await ssh(stack.target, 'node --version')).trim()).toBe(`v${stack.stackConfig.nodeVersion}`);
   const logrotate = JSON.parse(await root(`cat ${appHome}/.pm2/module_conf.json`))['pm2-logrotate'];
   expect(logrotate).toMatchObject({
-    max_size: stackConfig.logrotateMaxSize,
-    retain: String(stackConfig.logrotateRetain),
-    compress: String(stackConfig.logrotateCompress),
-    rotateInterval: stackConfig.logrotateRotateInterval,
+    max_size: stack.stackConfig.logrotateMaxSize,
+    retain: String(stack.stackConfig.logrotateRetain),
+    compress: String(stack.stackConfig.logrotateCompress),
+    rotateInterval: stack.stackConfig.logrotateRotateInterval,
   });
   expect((await root(`systemctl is-enabled pm2-${appUser}`)).trim()).toBe('enabled');
   // one worker per vCPU, serving through the forwarded port
-  const vcpus = Number((await ssh(target, 'nproc')).trim());
+  const vcpus = Number((await ssh(stack.target, 'nproc')).trim());
   expect(running).toHaveLength(vcpus);
-  expect((await getFresh(`http://127.0.0.1:${appPort}/readyz`)).status).toBe(200);
+  expect((await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`)).status).toBe(200);
   return running;
 }
-
-const engine = new Engine((line) => process.stdout.write(`${line}\n`));
-const short = (name: string) => name.replace('cemetery-dev-', '');
-const ran = (steps: Step[]) => steps.map((s) => `${s.op} ${short(s.name)}`);
-
-/** `pulumi up -s local` (with `--replace` for `replace`): the program under mocks, then the stand-in engine. */
-async function up(label: string, opts: { replace?: 'all' } = {}): Promise<Step[]> {
-  const program = await runProgram('local', config);
-  const remote = (await Engine.plan(program)).map((r) => r);
-  for (const r of remote) {
-    const c = r.inputs.connection;
-    if (c.user !== target.user || c.port !== target.port || c.host !== target.host) throw new Error(`${r.name} connects to ${c.user}@${c.host}:${c.port}, not the test VM`);
-  }
-  const started = Date.now();
-  const steps = succeeded(await engine.up(program, { replace: opts.replace === 'all' ? remote.map((r) => r.name) : undefined }));
-  (report.ups as unknown[]).push({ label, totalSeconds: seconds(started), steps: steps.map((s) => ({ ...s, name: short(s.name) })) });
-  process.stdout.write(`up (${label}): ${ran(steps).join(', ') || 'nothing ran'} in ${seconds(started)} s\n`);
-  return steps;
-}
-report.ups = [];
 
 /** Changes a repository file for the length of `fn`, as a user's edit before `pulumi up` would. */
 async function withEdit<T>(file: string, edit: (text: string) => string, fn: () => Promise<T>): Promise<T> {
@@ -179,12 +101,12 @@ test('the first up creates every remote resource the program registers, in depen
   provisioned = true;
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
-    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'postgres', 'release']
+    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'postgres', 'release']
       .map((n) => `create ${n}`)
       .sort(),
   );
   // The install path went through the mirror's checksum file.
-  expect(mirror.requests).toEqual(expect.arrayContaining([`/v${stackConfig.nodeVersion}/SHASUMS256.txt`, `/v${stackConfig.nodeVersion}/node-v${stackConfig.nodeVersion}-linux-x64.tar.gz`]));
+  expect(stack.mirrorRequests).toEqual(expect.arrayContaining([`/v${stack.stackConfig.nodeVersion}/SHASUMS256.txt`, `/v${stack.stackConfig.nodeVersion}/node-v${stack.stackConfig.nodeVersion}-linux-x64.tar.gz`]));
 });
 
 test('the host has the limits, Node.js, PM2 under systemd, logrotate, and serves', async () => {
@@ -200,11 +122,11 @@ test('an up with no change runs nothing', async () => {
 test('a changed host script runs only its own step (and the scripts copy)', async () => {
   requireProvisioned();
   const marker = `# e2e edit ${Date.now()}`;
-  const { scriptsDir } = provisioningLayout(target.user, releaseId());
+  const { scriptsDir } = provisioningLayout(stack.target.user, releaseId());
   const expected = ['update host-scripts', 'replace system-limits', 'delete system-limits'];
   await withEdit(path.join(HOST_SCRIPTS_DIR, 'system-limits.sh'), (text) => `${text}${marker}\n`, async () => {
     expect(ran(await up('system-limits.sh edited'))).toEqual(expected);
-    expect(await ssh(target, `tail -n 1 ${scriptsDir}/system-limits.sh`)).toBe(`${marker}\n`);
+    expect(await ssh(stack.target, `tail -n 1 ${scriptsDir}/system-limits.sh`)).toBe(`${marker}\n`);
   });
   // Back to the committed script: the same two run again, and nothing else.
   expect(ran(await up('system-limits.sh restored'))).toEqual(expected);
@@ -220,7 +142,7 @@ test('a code-only change runs only the release resources', async () => {
     expect(changed).not.toBe(before);
     expect(ran(await up('code changed'))).toEqual(expected);
     expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${changed}`);
-    expect((await getFresh(`http://127.0.0.1:${appPort}/readyz`)).status).toBe(200);
+    expect((await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`)).status).toBe(200);
   });
   expect(ran(await up('code restored'))).toEqual(expected);
   expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${before}`);
@@ -228,11 +150,11 @@ test('a code-only change runs only the release resources', async () => {
 
 test('every step replaced (pulumi up --replace) changes nothing and restarts nothing', async () => {
   requireProvisioned();
-  const before = await pm2List();
+  const before = await stack.pm2List();
   const daemon = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
   const steps = await up('every resource replaced', { replace: 'all' });
-  expect(steps.filter((s) => s.op === 'replace')).toHaveLength(11);
-  const after = await pm2List();
+  expect(steps.filter((s) => s.op === 'replace')).toHaveLength(12);
+  const after = await stack.pm2List();
   expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
   expect((await root(`cat ${appHome}/.pm2/pm2.pid`)).trim()).toBe(daemon);
 });
@@ -240,48 +162,14 @@ test('every step replaced (pulumi up --replace) changes nothing and restarts not
 // ---------------------------------------------------------------------------
 // Releases: each a real build of changed sources, deployed by successive ups.
 
-type Variant = { mark: string; throwOnBoot?: boolean; migration?: boolean };
-const MIGRATION = path.join(ROOT, 'app', 'migrations', '1900000000000_e2e-marker.sql');
-const MAIN = path.join(ROOT, 'app', 'src', 'main.ts');
-
-/** Builds app/dist from the sources changed as `v` says (then puts the sources back): a release as CI would build it. */
-function buildRelease(v: Variant): { id: string; build: string } {
-  const main = readFileSync(MAIN, 'utf8');
-  try {
-    let changed = `${main}\n// e2e release ${v.mark}\n`;
-    if (v.throwOnBoot) changed = changed.replace("import pino from 'pino';", "import pino from 'pino';\nthrow new Error('e2e: this release cannot start');");
-    writeFileSync(MAIN, changed);
-    if (v.migration) writeFileSync(MIGRATION, "CREATE TABLE e2e_marker (id serial PRIMARY KEY, note text NOT NULL);\nINSERT INTO e2e_marker (note) VALUES ('applied');\n");
-    execFileSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'ignore' });
-  } finally {
-    writeFileSync(MAIN, main);
-    rmSync(MIGRATION, { force: true });
-  }
-  return { id: releaseId(), build: readFileSync(path.join(APP_DIST_DIR, 'BUILD_ID'), 'utf8').trim() };
+async function expectServing(r: Release) {
+  const all = await stack.workersServing();
+  expect(all).toHaveLength(stack.stackConfig.pm2Instances === 'max' ? Number((await ssh(stack.target, 'nproc')).trim()) : Number(stack.stackConfig.pm2Instances));
+  for (const w of all) expect(w).toEqual({ pid: w.pid, id: r.id, build: r.build, cwd: `${appHome}/releases/${r.id}` });
 }
 
-/** Every worker (by pid, as PM2 lists them) answering /version through the forwarded port, and where its code was loaded from. */
-async function workersServing() {
-  const pids = new Set((await workers()).map((w) => w.pid));
-  const seen = new Map<number, { release: string; build: string }>();
-  await waitUntil('an answer from every worker', async () => {
-    const v = (await (await fetch(`http://127.0.0.1:${appPort}/version`, { headers: { connection: 'close' } })).json()) as { pid: number; release: string; build: string };
-    seen.set(v.pid, { release: v.release, build: v.build });
-    return [...pids].every((p) => seen.has(p));
-  }, { timeoutMs: 30000, intervalMs: 20 });
-  const cwd = async (pid: number) => (await root(`readlink -f /proc/${pid}/cwd`)).trim();
-  return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: await cwd(pid) })));
-}
-
-async function expectServing(r: { id: string; build: string }) {
-  const all = await workersServing();
-  expect(all).toHaveLength(stackConfig.pm2Instances === 'max' ? Number((await ssh(target, 'nproc')).trim()) : Number(stackConfig.pm2Instances));
-  for (const w of all) expect(w).toEqual({ pid: w.pid, release: r.id, build: r.build, cwd: `${appHome}/releases/${r.id}` });
-}
-
-const live = async () => (await root(`readlink ${appHome}/current`)).trim().split('/').pop();
-const apiUrl = () => `http://127.0.0.1:${appPort}/api/sections?limit=5`;
-const releases: Record<string, { id: string; build: string }> = {};
+const apiUrl = () => `http://127.0.0.1:${stack.appPort}/api/sections?limit=5`;
+const releases: Record<string, Release> = {};
 
 describe('releases', () => {
   test('v2 deployed under load: no failed request, and every worker runs v2 code', async () => {
@@ -303,11 +191,11 @@ describe('releases', () => {
   test('after a reboot v2 serves within 60 s of SSH answering, with the same limits', async () => {
     requireProvisioned();
     const before = Date.now();
-    await ssh(target, 'sudo systemctl reboot').catch(() => undefined);
+    await ssh(stack.target, 'sudo systemctl reboot').catch(() => undefined);
     await sleep(5000);
-    vm('wait-ssh', '300');
+    stack.vm('wait-ssh', '300');
     const sshBack = Date.now();
-    await waitUntil('/readyz after reboot', async () => (await getFresh(`http://127.0.0.1:${appPort}/readyz`).catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 60000, intervalMs: 500 });
+    await waitUntil('/readyz after reboot', async () => (await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`).catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 60000, intervalMs: 500 });
     report.rebootV2 = { rebootToSshSeconds: Math.round((sshBack - before) / 100) / 10, sshToServingSeconds: seconds(sshBack) };
     await checkHost();
     await expectServing(releases.v2);
@@ -317,8 +205,7 @@ describe('releases', () => {
     requireProvisioned();
     const bad = buildRelease({ mark: 'bad', throwOnBoot: true });
     const load = startLoad(apiUrl());
-    const program = await runProgram('local', config);
-    const result = await engine.up(program);
+    const result = await stack.tryUp('a release that throws on boot');
     const during = await load.stop(2000);
     report.badRelease = { load: during, ran: ran(result.steps) };
     expect(result.failed?.name).toBe('cemetery-dev-release');
@@ -328,7 +215,7 @@ describe('releases', () => {
     expect(message).toContain(`${releases.v2.id} keeps serving`);
     expect(message).not.toContain(MOCK_PASSWORD);
     expect(during.failed).toBe(0);
-    expect(await live()).toBe(releases.v2.id);
+    expect(await stack.live()).toBe(releases.v2.id);
     await expectServing(releases.v2);
 
     releases.v3 = buildRelease({ mark: 'v3' });
@@ -345,7 +232,7 @@ describe('releases', () => {
     releases.v5 = buildRelease({ mark: 'v5', migration: true });
     await up('v5, the same migration');
     await expectServing(releases.v5);
-    expect(await count("SELECT count(*) FROM pgmigrations WHERE name = '1900000000000_e2e-marker'")).toBe(1);
+    expect(await count(`SELECT count(*) FROM pgmigrations WHERE name = '${E2E_MIGRATION}'`)).toBe(1);
     expect(await count('SELECT count(*) FROM e2e_marker')).toBe(1);
   });
 
@@ -368,7 +255,7 @@ describe('releases', () => {
     requireProvisioned();
     expect(buildRelease({ mark: 'v2' })).toEqual(releases.v2); // builds are reproducible
     expect(ran(await up('v2 again'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
-    expect(engine.state.get('cemetery-dev-release')!.outputs.stdout).toContain(`release ${releases.v2.id} is already on the host`);
+    expect(stack.engine.state.get('cemetery-dev-release')!.outputs.stdout).toContain(`release ${releases.v2.id} is already on the host`);
     await expectServing(releases.v2);
   });
 
@@ -379,9 +266,9 @@ describe('releases', () => {
       await up(`v${i}`);
     }
     const kept = (await root(`ls ${appHome}/releases`)).trim().split('\n');
-    const uploads = (await ssh(target, `ls -d ${provisioningLayout(target.user, releases.v8.id).base}/r-*`)).trim().split('\n').map((p) => p.split('/').pop());
+    const uploads = (await ssh(stack.target, `ls -d ${provisioningLayout(stack.target.user, releases.v8.id).base}/r-*`)).trim().split('\n').map((p) => p.split('/').pop());
     report.retention = { releases: kept, uploads };
-    expect(kept).toHaveLength(stackConfig.releasesToKeep);
+    expect(kept).toHaveLength(stack.stackConfig.releasesToKeep);
     expect(kept).toContain(releases.v8.id);
     expect(kept).toContain(releases.v7.id); // the rollback target
     expect(uploads.sort()).toEqual([...kept].sort());
@@ -391,7 +278,7 @@ describe('releases', () => {
   test('a 50 MB log flood is rotated within 90 s into a compressed file, at most `retain` kept', async () => {
     requireProvisioned();
     const logs = `${appHome}/logs`;
-    const retain = stackConfig.logrotateRetain;
+    const retain = stack.stackConfig.logrotateRetain;
     // Older rotated files, as earlier days would have left them.
     await asApp(`for d in 01 02 03 04 05; do echo old > ${logs}/out__2020-01-\${d}_00-00-00.log.gz; done`);
     const started = Date.now();
@@ -411,13 +298,13 @@ describe('releases', () => {
 
   test('kill -9 of one worker under load: a new worker serves again, the others keep serving', async () => {
     requireProvisioned();
-    const [victim, ...others] = await workers();
+    const [victim, ...others] = await stack.workers();
     const load = startLoad(apiUrl());
     await sleep(2000);
     const killed = Date.now();
     await root(`kill -9 ${victim.pid}`);
     const replaced = await waitUntil('a replacement worker', async () => {
-      const now = await workers();
+      const now = await stack.workers();
       return now.length === others.length + 1 && !now.some((w) => w.pid === victim.pid) ? now : undefined;
     }, { timeoutMs: 60000, intervalMs: 250 });
     const recoverySeconds = seconds(killed);
@@ -436,5 +323,29 @@ describe('releases', () => {
     expect((await root(`grep -lF -e '${MOCK_PASSWORD}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null || true`)).trim()).toBe('');
     expect((await root(`journalctl --no-pager | grep -cF -e '${MOCK_PASSWORD}' || true`)).trim()).toBe('0');
     expect(await asApp('pm2 env 0')).not.toContain(MOCK_PASSWORD);
+  });
+
+  test('rotating the deploy key: two ups, the second with the new key; the old key is refused afterwards, nothing restarted', async () => {
+    requireProvisioned();
+    const keyFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'cemetery-key-')), 'deploy-2027');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'deploy-2027', '-f', keyFile]);
+    const newPublic = readFileSync(`${keyFile}.pub`, 'utf8').trim();
+    const before = await stack.pm2List();
+    // 1. authorize the new key next to the old one; the connection still uses the old key
+    stack.config['cemetery-backend:sshNextPublicKey'] = newPublic;
+    expect(ran(await up('next key authorized'))).toEqual(['update ssh-authorized-keys']);
+    expect((await ssh(stack.target, 'cat ~/.ssh/authorized_keys')).trim().split('\n')).toEqual([stack.config['cemetery-backend:sshPublicKey'], newPublic]);
+    // 2. connect with the new key and authorize only it: every step's connection changed, so every step runs once more
+    stack.config['cemetery-backend:sshPublicKey'] = newPublic;
+    stack.config['cemetery-backend:sshPrivateKey'] = readFileSync(keyFile, 'utf8');
+    delete stack.config['cemetery-backend:sshNextPublicKey'];
+    const steps = await up('switched to the new key');
+    expect(steps.filter((s) => s.op === 'replace' || s.op === 'create')).toEqual([]);
+    const oldTarget = { ...stack.target };
+    stack.target.keyFile = keyFile;
+    expect((await ssh(stack.target, 'cat ~/.ssh/authorized_keys')).trim()).toBe(newPublic);
+    await expect(ssh(oldTarget, 'true')).rejects.toThrow();
+    const after = await stack.pm2List();
+    expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
   });
 });

@@ -1,24 +1,36 @@
 /**
  * A stand-in for the Pulumi engine, for the @pulumi/command resources of the
  * program: it keeps each resource's saved state across successive `up`s of one
- * test run and applies the engine's rules (pulumi/pulumi pkg/resource/deploy:
- * step_generator.go, deployment_executor.go; pulumi-go-provider v1.3.0
- * infer/resource.go, which @pulumi/command 1.2.1 is built on):
+ * test run and applies the engine's rules. Sources: pulumi/pulumi v3.259.0
+ * (pkg/resource/deploy/step_generator.go, step.go, step_executor.go,
+ * deployment_executor.go, pkg/backend/snapshot.go) and pulumi-go-provider
+ * v1.3.0 (infer/resource.go), which @pulumi/command 1.2.1 is built on.
  *
- * 1. Inputs equal to the saved inputs: nothing runs ("same" step). A change in
- *    a dependency alone never re-runs a resource.
- * 2. `triggers` changed (replaceOnChanges on `triggers`, command.go line 42,
- *    copy.go line 38; infer Diff marks it replace), or `--replace`: replace,
- *    create-before-delete. The new one is created in place; the old one's
- *    `delete` runs after every other step (the engine's delete phase).
- * 3. Any other input changed: update (the provider's Update).
- * 4. A failed create saves nothing (infer Create returns no partial state for
- *    a plain error: the next `up` creates again); a failed update or replace
- *    keeps the old saved state (infer Update returns no properties). The
- *    engine starts no further step after a failure (no --continue-on-error),
- *    so nothing that depends on it runs.
- * 5. destroy: every `delete` in reverse dependency order.
+ * 1. Inputs equal to the saved inputs: a "same" step, nothing runs
+ *    (step_generator.go L1953, L2196-2197, L1893-1912; step.go L173-179).
+ *    Each resource is diffed on its own inputs only: a changed dependency
+ *    alone never re-runs it (step_generator.go diff, L2882-2958).
+ *    Assets and archives compare by hash alone (sdk archive.go L181-200).
+ * 2. `triggers` changed (replaceOnChanges: command.go L42 via common/inputs.go
+ *    L10, copy.go L38; infer Diff marks it replace, infer/resource.go
+ *    diff), or `--replace` (step_generator.go L2890): replace,
+ *    create-before-delete (L2157-2162); the original's `delete` runs after
+ *    every other step, in the delete phase (L2388-2421,
+ *    deployment_executor.go L486-501), and on the next `up` if this one fails.
+ * 3. Any other input changed: update, i.e. the provider's Update.
+ * 4. A failed create saves nothing (step.go L439-440, snapshot.go L448-458;
+ *    infer/resource.go Create returns no partial state for a plain error):
+ *    the next `up` creates it again. A failed update or replace keeps the old
+ *    saved state (step.go L1086-1087, snapshot.go L492-494). After a failure
+ *    the engine starts no further step (step_executor.go L435-461, no
+ *    --continue-on-error), so nothing that depends on it runs; deletes are
+ *    not generated (deployment_executor.go L318-332).
+ * 5. Resources gone from the program, and `destroy`: every `delete`, in
+ *    reverse dependency order (step_generator.go L2422-2427, ScheduleDeletes
+ *    L2745-2794).
  *
+ * Steps run one at a time here; the engine runs independent ones in
+ * parallel, which changes timing, not outcome, for this program's chain.
  * Resources of other types (AWS, random) are left to Pulumi's mocks.
  */
 import { createHash } from 'node:crypto';
@@ -59,8 +71,10 @@ async function plain(value: unknown): Promise<unknown> {
   return value;
 }
 
-/** Sources compare by hash and path, as the engine's asset equality does. */
-const changedKeys = (olds: Inputs, news: Inputs) => [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => !isDeepStrictEqual(olds[k], news[k]));
+/** Sources compare by their hash alone (archive.go / asset.go Equals); the path is kept for the copy. */
+const forDiff = (v: unknown) => JSON.parse(JSON.stringify(v ?? null, (_k, x) => (x && typeof x === 'object' && 'hash' in x && 'kind' in x ? { kind: x.kind, hash: x.hash } : x)));
+const changedKeys = (olds: Inputs, news: Inputs) =>
+  [...new Set([...Object.keys(olds), ...Object.keys(news)])].filter((k) => !isDeepStrictEqual(forDiff(olds[k]), forDiff(news[k])));
 
 export class Engine {
   readonly state = new Map<string, Saved>();

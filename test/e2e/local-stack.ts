@@ -1,0 +1,169 @@
+/**
+ * The `local` stack on a fresh Debian 13 VM (qemu, software emulation), as a
+ * user would run it, driven through the stand-in for the engine and
+ * @pulumi/command (test/standin): the program under mocks gives the
+ * resources, and each `up` runs only what changed. Shared by the VM tier
+ * (provision.e2e.ts) and npm run bench:deploy.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseStackConfig, type StackConfig } from '../../infra/config';
+import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
+import { parseJlist } from '../../scripts/lib/pm2.cjs';
+import { freePort } from '../../scripts/lib/ports.cjs';
+import { waitUntil } from '../../scripts/lib/wait.cjs';
+import { Engine, succeeded, type Step, type UpResult } from '../standin/engine';
+import { ROOT } from '../support/db';
+import { runProgram, stackFiles } from '../support/pulumi-mocks';
+import { startNodeMirror } from './node-mirror';
+import { ssh, type SshTarget } from './vm-ssh';
+
+const VM = path.join(ROOT, 'scripts', 'local-vm.sh');
+export const VM_CACHE = process.env.VM_CACHE ?? path.join(os.homedir(), '.cache', 'cemetery-backend', 'vm');
+const { appUser, appHome } = HOST_LAYOUT;
+export const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
+const short = (name: string) => name.replace('cemetery-dev-', '');
+/** What an `up` ran, as `<op> <resource>` with the stack prefix dropped. */
+export const ran = (steps: Step[]) => steps.map((s) => `${s.op} ${short(s.name)}`);
+
+export type Release = { id: string; build: string };
+/** A release built from the sources changed as it says: a comment (a new build id), a throw at boot, a new migration. */
+export type Variant = { mark: string; throwOnBoot?: boolean; migration?: boolean };
+export const E2E_MIGRATION = '1900000000000_e2e-marker';
+const MAIN = path.join(ROOT, 'app', 'src', 'main.ts');
+
+/** Builds app/dist from changed sources (then puts the sources back): a release as CI would build it. */
+export function buildRelease(v: Variant): Release {
+  const main = readFileSync(MAIN, 'utf8');
+  const migration = path.join(ROOT, 'app', 'migrations', `${E2E_MIGRATION}.sql`);
+  try {
+    let changed = `${main}\n// e2e release ${v.mark}\n`;
+    if (v.throwOnBoot) changed = changed.replace("import pino from 'pino';", "import pino from 'pino';\nthrow new Error('e2e: this release cannot start');");
+    writeFileSync(MAIN, changed);
+    if (v.migration) writeFileSync(migration, "CREATE TABLE e2e_marker (id serial PRIMARY KEY, note text NOT NULL);\nINSERT INTO e2e_marker (note) VALUES ('applied');\n");
+    execFileSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'ignore' });
+  } finally {
+    writeFileSync(MAIN, main);
+    rmSync(migration, { force: true });
+  }
+  return { id: releaseId(), build: readFileSync(path.join(APP_DIST_DIR, 'BUILD_ID'), 'utf8').trim() };
+}
+
+/** Builds app/dist from the checked-out sources again (after buildRelease). */
+export const rebuildCheckedOut = () => spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
+
+export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void }) {
+  const { report } = opts;
+  const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
+  const sshPort = await freePort();
+  const appPort = await freePort();
+  const vmEnv = { ...process.env, VM_CACHE, VM_STATE: state, VM_SSH_PORT: String(sshPort), VM_APP_PORT: String(appPort) };
+  const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
+  const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
+  const root = (command: string) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`);
+  const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=/opt/node/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
+
+  let t = Date.now();
+  vm('build');
+  report.imageSeconds = seconds(t);
+  t = Date.now();
+  vm('start');
+  report.bootToSshSeconds = seconds(t);
+
+  // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
+  // A normal host does not need this; the product never does it.
+  t = Date.now();
+  for (const file of readdirSync('/usr/local/share/ca-certificates').filter((f) => f.endsWith('.crt'))) {
+    await ssh(target, `sudo tee /usr/local/share/ca-certificates/${file} >/dev/null`, readFileSync(path.join('/usr/local/share/ca-certificates', file), 'utf8'));
+  }
+  // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
+  // SSH sessions (/etc/environment) and sudo (env_keep).
+  await root(
+    'update-ca-certificates >/dev/null' +
+      ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
+      ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
+  );
+  report.caPlumbingSeconds = seconds(t);
+
+  const mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+
+  // The `local` stack as a user would run it, pointed at this VM and the test mirror.
+  const config: Record<string, string> = {
+    ...stackFiles().local,
+    'cemetery-backend:sshPort': String(sshPort),
+    'cemetery-backend:nodeDistMirror': mirror.guestUrl,
+    'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
+    // The deploy key, kept in authorized_keys by provisioning.
+    'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
+    ...opts.overrides,
+  };
+  const stackConfig: StackConfig = parseStackConfig(
+    Object.fromEntries(Object.entries(config).map(([k, v]) => [k.replace('cemetery-backend:', ''), v])),
+    'local',
+    undefined,
+  );
+
+  const engine = new Engine(opts.log ?? (() => {}));
+  report.ups = [];
+  /** `pulumi up -s local` (with `--replace` of every resource for `replace: 'all'`), as the engine would run it; the result as it comes. */
+  async function tryUp(label: string, upOpts: { replace?: 'all' } = {}): Promise<UpResult> {
+    const program = await runProgram('local', config);
+    const remote = await Engine.plan(program);
+    for (const r of remote) {
+      const c = r.inputs.connection;
+      if (c.user !== target.user || c.port !== target.port || c.host !== target.host) throw new Error(`${r.name} connects to ${c.user}@${c.host}:${c.port}, not the test VM`);
+    }
+    const started = Date.now();
+    const result = await engine.up(program, { replace: upOpts.replace === 'all' ? remote.map((r) => r.name) : undefined });
+    (report.ups as unknown[]).push({ label, totalSeconds: seconds(started), steps: result.steps.map((s) => ({ ...s, name: short(s.name) })), failed: result.failed?.name });
+    (opts.log ?? (() => {}))(`up (${label}): ${ran(result.steps).join(', ') || 'nothing ran'}${result.failed ? `; ${result.failed.name} FAILED` : ''} in ${seconds(started)} s`);
+    return result;
+  }
+
+  const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
+  const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
+
+  return {
+    target,
+    appPort,
+    config,
+    stackConfig,
+    engine,
+    vm,
+    root,
+    asApp,
+    pm2List,
+    workers,
+    tryUp,
+    /** `pulumi up` that must succeed. */
+    up: async (label: string, upOpts: { replace?: 'all' } = {}) => succeeded(await tryUp(label, upOpts)),
+    live: async () => (await root(`readlink ${appHome}/current`)).trim().split('/').pop(),
+
+    /** Every worker (by pid, as PM2 lists them) answering /version through the forwarded port, and where its code was loaded from. */
+    async workersServing() {
+      const pids = new Set((await workers()).map((w) => w.pid));
+      const seen = new Map<number, Release>();
+      await waitUntil(
+        'an answer from every worker',
+        async () => {
+          const v = (await (await fetch(`http://127.0.0.1:${appPort}/version`, { headers: { connection: 'close' } })).json()) as { pid: number; release: string; build: string };
+          seen.set(v.pid, { id: v.release, build: v.build });
+          return [...pids].every((p) => seen.has(p));
+        },
+        { timeoutMs: 30000, intervalMs: 20 },
+      );
+      return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
+    },
+
+    /** What the guest asked the Node.js mirror for. */
+    mirrorRequests: mirror.requests,
+
+    async stop() {
+      spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+      await mirror.close();
+    },
+  };
+}
+export type LocalStack = Awaited<ReturnType<typeof startLocalStack>>;
