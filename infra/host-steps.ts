@@ -39,10 +39,10 @@ export function listFiles(dir: string): string[] {
     });
 }
 
-/** A short content hash of files (names and bytes). */
-export function hashFiles(files: string[]): string {
+/** A short content hash of files: their paths (relative to `base`; else their names) and bytes. */
+export function hashFiles(files: string[], base?: string): string {
   const hash = createHash('sha256');
-  for (const file of files) hash.update(path.basename(file)).update('\0').update(readFileSync(file)).update('\0');
+  for (const file of files) hash.update(base ? path.relative(base, file) : path.basename(file)).update('\0').update(readFileSync(file)).update('\0');
   return hash.digest('hex').slice(0, 12);
 }
 
@@ -51,7 +51,7 @@ export function releaseId(): string {
   if (!existsSync(path.join(APP_DIST_DIR, 'server.js'))) {
     throw new Error('app/dist is missing: run `npm run build` before `pulumi up` (the release ships the bundle)');
   }
-  return `r-${hashFiles([...listFiles(APP_DIST_DIR), PROCESS_FILE])}`;
+  return `r-${hashFiles([...listFiles(APP_DIST_DIR), PROCESS_FILE], APP_DIR)}`;
 }
 
 /** A CopyToRemote: a local file or directory (never with a trailing slash) and its `remotePath`. */
@@ -100,7 +100,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     { name: 'wait-for-host', script: 'wait-for-host.sh', args: {} },
     // The deploy key(s) in authorized_keys; a changed key updates this step (its create changes), replacing nothing.
     ...(cfg.sshPublicKey
-      ? [{ name: 'ssh-authorized-keys', script: 'ssh-authorized-keys.sh', args: { SSH_USER: cfg.sshUser, PUBLIC_KEY: cfg.sshPublicKey, NEXT_PUBLIC_KEY: cfg.sshNextPublicKey ?? '' } }]
+      ? [{ name: 'ssh-authorized-keys', script: 'ssh-authorized-keys.sh', args: { SSH_USER: cfg.sshUser, PUBLIC_KEY: cfg.sshPublicKey, ...(cfg.sshNextPublicKey ? { NEXT_PUBLIC_KEY: cfg.sshNextPublicKey } : {}) } }]
       : []),
     { name: 'system-limits', script: 'system-limits.sh', args: { APP_USER: appUser, NOFILE: cfg.nofileLimit } },
     { name: 'app-user', script: 'app-user.sh', args: { APP_USER: appUser, APP_HOME: appHome } },

@@ -119,6 +119,7 @@ describe('provisioning over SSH', () => {
     const steps = commands(stack).map((c) => c.name.replace(/^cemetery-\w+-/, ''));
     expect(steps).toEqual([
       'wait-for-host',
+      'ssh-authorized-keys',
       'system-limits',
       'app-user',
       'nodejs',
@@ -379,7 +380,8 @@ describe('rotating the deploy key', () => {
       const now = after.resources[i];
       const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(now.inputs)])].filter((k) => JSON.stringify(old.inputs[k]) !== JSON.stringify(now.inputs[k]));
       const notIgnored = keys.filter((k) => !after.ignoreChanges[now.name].includes(k));
-      if (keys.length) ignored[now.name] = keys.filter((k) => after.ignoreChanges[now.name].includes(k));
+      const ignoredKeys = keys.filter((k) => after.ignoreChanges[now.name].includes(k));
+      if (ignoredKeys.length) ignored[now.name] = ignoredKeys;
       if (notIgnored.length) changed[now.name] = notIgnored;
     }
     return { changed, ignored };
@@ -393,6 +395,8 @@ describe('rotating the deploy key', () => {
       expect({ name, keys: keys.filter((k) => !['create', 'stdin'].includes(k)) }).toEqual({ name, keys: [] });
     }
     expect(ignored).toEqual({ [`cemetery-${stack === 'prod' ? 'prod' : stack}-key`]: ['publicKey'] });
+    // The new key reaches authorized_keys through its step's command line: an update, which runs it again.
+    expect(changed[`cemetery-${stack}-ssh-authorized-keys`]).toEqual(['create']);
   });
 
   test('the instance ignores its launch key pair and its AMI', async () => {

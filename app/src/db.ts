@@ -48,6 +48,20 @@ export async function pendingMigrations(pool: pg.Pool, names: string[]): Promise
 }
 
 /**
+ * Opens `count` connections and returns them to the pool, for at most
+ * `timeoutMs`: a worker that joins a cluster under load then serves its first
+ * requests without each waiting for a new connection (and its authentication),
+ * which on a busy host can exceed the pool's connect timeout. Failures are left
+ * to watchUntilReachable.
+ */
+export async function warmPool(pool: pg.Pool, count: number, timeoutMs: number): Promise<void> {
+  const connects = Array.from({ length: count }, () => pool.connect().then((client) => client.release(), () => undefined));
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(connects), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+  clearTimeout(timer);
+}
+
+/**
  * Retries until the database answers once, with capped exponential backoff,
  * so a worker started before its database waits (and /readyz says 503)
  * instead of crash-looping into PM2's errored state.

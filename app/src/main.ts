@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
 import path from 'node:path';
-import { createPool, watchUntilReachable } from './db';
+import { createPool, warmPool, watchUntilReachable } from './db';
 import { withEnvFile } from './env-file';
 import { releaseOf, shippedMigrations } from './release';
 import { buildServer, type Lifecycle } from './server';
@@ -28,8 +28,10 @@ async function main() {
   app.addHook('onClose', async () => watcher.stop());
   installGracefulShutdown({ app, pool, lifecycle, timeoutMs: config.shutdownTimeoutMs });
 
+  // In cluster mode a worker gets connections as soon as it listens (ready only tells PM2 when to retire the old one): warm first.
+  await warmPool(pool, Math.min(config.dbPoolMax, 4), 5000);
   await app.listen({ port: config.port, host: config.host });
-  // PM2 (wait_ready) routes traffic to this worker and retires the old one only after this.
+  // PM2 (wait_ready) retires the old worker of a reload only after this.
   if (process.send) process.send('ready');
 }
 

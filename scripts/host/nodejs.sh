@@ -22,17 +22,22 @@ if [ "$("$dir/bin/node" --version 2>/dev/null || true)" != "v$NODE_VERSION" ]; t
   mv -T "$dir.partial" "$dir"
   log "installed $("$dir/bin/node" --version) in $dir"
 fi
+before=$(readlink -f /opt/node || true)
 link "$dir" /opt/node
+# The install before the live one stays, for a quick way back (and for a daemon still on it).
+if [ -n "$before" ] && [ "$before" != "$dir" ]; then link "$before" /opt/node.previous; fi
 for bin in node npm npx; do link "/opt/node/bin/$bin" "/usr/local/bin/$bin"; done
 write_file /etc/profile.d/nodejs.sh 0644 root:root <<'PROFILE'
 # Node.js for login shells (installed by cemetery-backend provisioning)
 case ":$PATH:" in *:/opt/node/bin:*) ;; *) PATH="/opt/node/bin:$PATH" ;; esac
 export PATH
 PROFILE
-# The newest install other than the live one is kept for a quick way back.
-live=$(readlink -f /opt/node)
-others=$(find /opt -maxdepth 1 -type d -name 'node-v*-linux-x64' ! -path "$live" -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2-)
-for old in $(echo "$others" | tail -n +2); do
+# Older installs go: not the live one, not the previous one, not the one the PM2 daemon runs on.
+keep=("$dir" "$(readlink -f /opt/node.previous || true)")
+for pid in $(pgrep -f 'PM2 v.*God Daemon' || true); do keep+=("$(dirname "$(dirname "$(readlink -f "/proc/$pid/exe")")")"); done
+for old in /opt/node-v*-linux-x64; do
+  [ -d "$old" ] || continue
+  case " ${keep[*]} " in *" $old "*) continue ;; esac
   rm -rf "$old"
   log "removed $old"
 done

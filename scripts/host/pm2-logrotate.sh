@@ -10,7 +10,8 @@ home=$(getent passwd "$APP_USER" | cut -d: -f6)
 # The helper goes in on stdin: the app user cannot read the SSH user's home, where the scripts are.
 setting() { as_user "$APP_USER" node - "$@" <"$(dirname "$0")/pm2-module-setting.cjs"; }
 
-installed=$(/opt/node/bin/node -p "require('$home/.pm2/modules/pm2-logrotate/node_modules/pm2-logrotate/package.json').version" 2>/dev/null || true)
+# Read as the app user: its ~/.pm2 is not root's to trust.
+installed=$(as_user "$APP_USER" node -p "require('$home/.pm2/modules/pm2-logrotate/node_modules/pm2-logrotate/package.json').version" 2>/dev/null || true)
 if [ "$installed" != "$LOGROTATE_VERSION" ]; then
   as_user "$APP_USER" pm2 install "pm2-logrotate@$LOGROTATE_VERSION" >/dev/null
   log "installed pm2-logrotate $LOGROTATE_VERSION"

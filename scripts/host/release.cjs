@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// cemetery-backend releases on the host. Installed as /srv/cemetery-backend/bin/release
-// by the release step (scripts/host/release.sh), which runs `deploy`; by hand:
+// cemetery-backend releases on the host. Installed as /usr/local/sbin/cemetery-release
+// (root's, outside the app user's home) by the release step (scripts/host/release.sh),
+// which runs `deploy`; by hand:
 //
-//   sudo /srv/cemetery-backend/bin/release list
-//   sudo /srv/cemetery-backend/bin/release rollback [<id>]   (default: the previous live release)
+//   sudo cemetery-release list
+//   sudo cemetery-release rollback [<id>]   (default: the previous live release)
 //
 // Every switch is health-gated: the release boots on a spare loopback port and
 // must answer /readyz (database reachable, its migrations applied) before
 // `current` moves and PM2 reloads; if it does not, nothing switches. After a
 // switch PM2's process list is saved, so a reboot serves the same release.
-// Runs as root with the Node.js of the host; no dependencies.
+// Runs as root with the Node.js of the host; no dependencies. Files in the app
+// user's directories are written and read as the app user (never by root
+// through a path that user controls), and switched with renames.
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -33,7 +36,9 @@ const appProcesses = (list, name) => list.filter((p) => p.name === name);
 /** How many workers the environment file asks for: PM2_INSTANCES, "max" (the default in production) = one per CPU. */
 function desiredWorkers(envText, cpus) {
   const raw = parseEnv(envText).PM2_INSTANCES;
-  return !raw || raw === 'max' ? cpus : Number(raw);
+  if (!raw || raw === 'max') return cpus;
+  if (!/^[1-9]\d{0,2}$/.test(raw)) throw new ReleaseError(`PM2_INSTANCES must be "max" or 1-999, got "${raw}"`);
+  return Number(raw);
 }
 
 /** Releases to remove: all but the newest `keep` (newest first in `ids`), never one in `protect`. */
@@ -82,6 +87,25 @@ class Host {
 
   workers() {
     return appProcesses(parseJlist(this.pm2('jlist')), this.name);
+  }
+
+  /** `pm2 ...` as the app user with no daemon running would start one outside systemd (without the unit's limits). */
+  requireDaemon() {
+    const unit = `pm2-${this.user}`;
+    if (spawnSync('systemctl', ['is-active', '--quiet', unit]).status !== 0) throw new ReleaseError(`${unit}.service is not running (systemctl status ${unit})`);
+  }
+
+  /** Writes a file as the app user (umask 077): a path that user controls is never written by root. */
+  writeAsApp(file, text) {
+    const [cmd, argv] = this.asApp('sh', ['-c', 'umask 077 && cat > "$1"', 'sh', file]);
+    const r = spawnSync(cmd, argv, { input: text, encoding: 'utf8', cwd: this.home });
+    if (r.status !== 0) throw new ReleaseError(`could not write ${file}: ${(r.stderr || '').trim()}`);
+  }
+
+  /** The last lines of a file, read as the app user. */
+  tailAsApp(file, n) {
+    const [cmd, argv] = this.asApp('tail', ['-n', String(n), file]);
+    return spawnSync(cmd, argv, { encoding: 'utf8', cwd: this.home }).stdout || '';
   }
 
   link(name) {
@@ -137,15 +161,13 @@ class Host {
   /** The health gate: the release on a spare loopback port must answer /readyz 200 within `timeoutSeconds`. */
   async gate(id, envFile, timeoutSeconds) {
     const port = await freePort();
-    fs.mkdirSync(path.dirname(this.checkLog), { recursive: true });
-    const out = fs.openSync(this.checkLog, 'w', 0o640);
-    fs.fchownSync(out, ...uidGid(this.user));
-    const [cmd, argv] = this.asApp('node', [path.join(this.releases, id, 'dist', 'server.js')], {
+    // The app user opens its own log (sh's redirection), in its logs directory.
+    const [cmd, argv] = this.asApp('sh', ['-c', 'umask 027 && exec node "$1" >"$2" 2>&1', 'sh', path.join(this.releases, id, 'dist', 'server.js'), this.checkLog], {
       env: ['NODE_ENV=production', `CEMETERY_ENV_FILE=${envFile}`, `PORT=${port}`, 'HOST=127.0.0.1'],
     });
-    const child = spawn(cmd, argv, { stdio: ['ignore', out, out], cwd: this.home });
-    fs.closeSync(out);
+    const child = spawn(cmd, argv, { stdio: 'ignore', cwd: this.home });
     let exited;
+    child.on('error', (err) => (exited = { code: null, signal: err.message }));
     child.on('exit', (code, signal) => (exited = { code, signal }));
     const started = Date.now();
     let last = 'no answer';
@@ -163,7 +185,7 @@ class Host {
       if (!exited) last = `${last}, after ${timeoutSeconds} s`;
       throw new ReleaseError(
         `release ${id} did not become ready, so it was not switched: ${last}.\n` +
-          `Last lines of its log (${this.checkLog}):\n${lastLines(fs.readFileSync(this.checkLog, 'utf8'), 15)}`,
+          `Last lines of its log (${this.checkLog}):\n${this.tailAsApp(this.checkLog, 15).trimEnd()}`,
       );
     } finally {
       if (!exited) {
@@ -237,7 +259,9 @@ class Host {
 async function activate(host, id, { envText, timeoutSeconds, migrate }) {
   const cpus = os.cpus().length;
   const live = host.link('current');
+  const previous = host.link('previous');
   const nextEnv = `${host.envFile}.next`;
+  const prevEnv = `${host.envFile}.prev`;
   const configChanged = envText !== undefined && (!fs.existsSync(host.envFile) || fs.readFileSync(host.envFile, 'utf8') !== envText);
   if (live === id && !configChanged) {
     const want = desiredWorkers(fs.readFileSync(host.envFile, 'utf8'), cpus);
@@ -245,7 +269,7 @@ async function activate(host, id, { envText, timeoutSeconds, migrate }) {
   }
   const envFile = configChanged ? nextEnv : host.envFile;
   try {
-    if (configChanged) writePrivate(nextEnv, envText, host.user);
+    if (configChanged) host.writeAsApp(nextEnv, envText);
     if (migrate) host.migrate(id, envFile);
     await host.gate(id, envFile, timeoutSeconds);
   } catch (err) {
@@ -253,31 +277,53 @@ async function activate(host, id, { envText, timeoutSeconds, migrate }) {
     if (live) throw new ReleaseError(`${err.message}\n${live} keeps serving.`);
     throw err;
   }
-  if (configChanged) fs.renameSync(nextEnv, host.envFile);
-  if (live && live !== id) host.setLink('previous', live);
-  host.setLink('current', id);
-  const want = host.reload(cpus);
-  const problem = await waitFor(() => host.serving(id, want), 60);
-  if (problem) {
-    if (live && live !== id) {
-      host.setLink('current', live);
-      host.reload(cpus);
-      host.save();
-      throw new ReleaseError(`release ${id} did not come up under PM2 (${problem}); switched back to ${live}`);
+
+  // The switch: renames only, each undone in reverse if anything after it fails.
+  const undo = [];
+  try {
+    if (configChanged) {
+      if (fs.existsSync(host.envFile)) {
+        fs.renameSync(host.envFile, prevEnv);
+        undo.push(() => fs.renameSync(prevEnv, host.envFile));
+      }
+      fs.renameSync(nextEnv, host.envFile);
     }
-    throw new ReleaseError(`release ${id} did not come up under PM2: ${problem}`);
+    if (live && live !== id) {
+      host.setLink('previous', live);
+      undo.push(() => (previous ? host.setLink('previous', previous) : fs.rmSync(path.join(host.home, 'previous'), { force: true })));
+    }
+    host.setLink('current', id);
+    if (live) undo.push(() => host.setLink('current', live));
+    const want = host.reload(cpus);
+    const problem = await waitFor(() => host.serving(id, want), 60);
+    if (problem) throw new ReleaseError(`release ${id} did not come up under PM2: ${problem}`);
+    host.save();
+    fs.rmSync(prevEnv, { force: true });
+    log(`release ${id} is live on ${want} workers${live && live !== id ? ` (was ${live})` : ''}; PM2's process list saved`);
+  } catch (err) {
+    if (!live) throw err;
+    for (const step of undo.reverse()) step();
+    let outcome;
+    try {
+      const want = host.reload(cpus);
+      const problem = await waitFor(() => host.serving(live, want), 60);
+      host.save();
+      outcome = problem ? `switching back to ${live} did not work either: ${problem}` : `switched back to ${live}, which serves`;
+    } catch (backErr) {
+      outcome = `switching back to ${live} failed too: ${backErr.message}`;
+    }
+    throw new ReleaseError(`${err.message}\n${outcome}.`);
   }
-  host.save();
-  log(`release ${id} is live on ${want} workers${live && live !== id ? ` (was ${live})` : ''}; PM2's process list saved`);
 }
 
-const USAGE = `usage: release list
-       release rollback [<id>]
-       release deploy --id <id> --upload <dir> [--keep N] [--timeout S]   (provisioning; the environment file on stdin)`;
+const USAGE = `usage: cemetery-release list
+       cemetery-release rollback [<id>]
+       cemetery-release deploy --id <id> --upload <dir> [--keep N] [--timeout S]   (provisioning; the environment file on stdin)`;
 
 async function main(argv) {
   const { opts, rest } = parseArgs(argv);
   const host = new Host(opts);
+  host.requireDaemon();
   const timeoutSeconds = Number(opts.timeout || 60);
   const keep = Number(opts.keep || 5);
   switch (rest[0]) {
@@ -286,8 +332,9 @@ async function main(argv) {
       return;
     case 'rollback': {
       const target = rest[1] || host.link('previous');
-      if (!target) throw new ReleaseError('there is no previous release to roll back to (release list)');
-      if (!fs.existsSync(path.join(host.releases, target))) throw new ReleaseError(`release ${target} is not on this host (release list)`);
+      if (!target) throw new ReleaseError('there is no previous release to roll back to (cemetery-release list)');
+      if (!/^r-[0-9a-f]+$/.test(target)) throw new ReleaseError(`not a release id: "${target}" (cemetery-release list)`);
+      if (!fs.existsSync(path.join(host.releases, target))) throw new ReleaseError(`release ${target} is not on this host (cemetery-release list)`);
       await activate(host, target, { timeoutSeconds, migrate: false });
       return;
     }
@@ -313,7 +360,7 @@ function log(line) {
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new ReleaseError(`${cmd} ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  if (r.status !== 0) throw new ReleaseError(`${cmd} ${args.join(' ')} failed: ${(r.stderr || String(r.error || '')).trim()}`);
 }
 
 function parseArgs(argv) {
@@ -325,19 +372,6 @@ function parseArgs(argv) {
     else rest.push(argv[i]);
   }
   return { opts, rest };
-}
-
-function uidGid(user) {
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`));
-  if (!line) throw new ReleaseError(`no user ${user}`);
-  const [, , uid, gid] = line.split(':');
-  return [Number(uid), Number(gid)];
-}
-
-function writePrivate(file, text, user) {
-  fs.writeFileSync(file, text, { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
-  fs.chownSync(file, ...uidGid(user));
 }
 
 function cwdOf(pid) {

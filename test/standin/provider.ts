@@ -43,12 +43,15 @@ async function withClient<T>(connection: Connection, fn: (client: Client) => Pro
 /** CommandOutputs.run: one command on a fresh connection. */
 async function run(inputs: Inputs, command: string, previous: Outputs, log: Log): Promise<Outputs> {
   return withClient(inputs.connection, async (client) => {
+    // The provider sets `environment` with want-reply Setenv and fails when sshd refuses it (Debian's
+    // AcceptEnv allows LANG LC_* only); ssh2 sends it without a reply, so the stand-in cannot tell: refuse it.
+    if (inputs.environment && Object.keys(inputs.environment).length) throw new Error('the stand-in does not model `environment` (see provider.ts)');
     const env: Record<string, string> = {};
     if (inputs.addPreviousOutputInEnv !== false) {
       if (previous.stdout) env.PULUMI_COMMAND_STDOUT = previous.stdout;
       if (previous.stderr) env.PULUMI_COMMAND_STDERR = previous.stderr;
     }
-    const r = await execOn(client, command, { stdin: inputs.stdin, env: { ...inputs.environment, ...env } });
+    const r = await execOn(client, command, { stdin: inputs.stdin, env });
     const logging = inputs.logging ?? 'stdoutAndStderr';
     const shown = logging === 'none' ? '' : logging === 'stdout' ? r.stdout : logging === 'stderr' ? r.stderr : r.combined;
     if (shown.trim()) log(shown.trimEnd());
