@@ -7,13 +7,13 @@ source "$(dirname "$0")/lib.sh"
 require SSH_USER PUBLIC_KEY
 
 home=$(getent passwd "$SSH_USER" | cut -d: -f6) || fail "no user $SSH_USER"
-NEXT_PUBLIC_KEY=${NEXT_PUBLIC_KEY:-}
-for key in "$PUBLIC_KEY" ${NEXT_PUBLIC_KEY:+"$NEXT_PUBLIC_KEY"}; do
+next_key=${NEXT_PUBLIC_KEY:-} # optional argument (arguments are read-only)
+for key in "$PUBLIC_KEY" ${next_key:+"$next_key"}; do
   [[ "$key" =~ ^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521))\ [A-Za-z0-9+/=]+( .*)?$ ]] || fail "not an OpenSSH public key: '${key:0:40}...'"
 done
 install -d -m 0700 -o "$SSH_USER" -g "$SSH_USER" "$home/.ssh"
 {
   echo "$PUBLIC_KEY"
-  if [ -n "$NEXT_PUBLIC_KEY" ]; then echo "$NEXT_PUBLIC_KEY"; fi
+  if [ -n "$next_key" ]; then echo "$next_key"; fi
 } | write_file "$home/.ssh/authorized_keys" 0600 "$SSH_USER:$SSH_USER"
 log "$SSH_USER authorizes $(wc -l <"$home/.ssh/authorized_keys") deploy key(s)"
