@@ -98,6 +98,10 @@ export const COMMON_DEFAULTS = {
   releasesToKeep: 5,
   // How long a new release may take to answer /readyz on its own before the switch is refused.
   releaseHealthTimeoutSeconds: 60,
+  // Certificates for domainName: Let's Encrypt through ACME, or Caddy's own CA (a host with no public name, e.g. the local VM).
+  certificateIssuer: 'acme',
+  // Cemetery records are public records: reads need no token unless a stack says so.
+  publicReads: true,
 } as const;
 
 // --- value shapes --------------------------------------------------------
@@ -121,6 +125,7 @@ const intIn = (min: number, max: number) =>
   z.coerce.number({ error: `expected a whole number from ${min} to ${max}` }).int(`expected a whole number from ${min} to ${max}`).min(min, `expected a whole number from ${min} to ${max}`).max(max, `expected a whole number from ${min} to ${max}`);
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')], { error: 'expected true or false' });
 
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
 const OPENSSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/;
 
 export type SchemaContext = {
@@ -186,6 +191,16 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
       releasesToKeep: intIn(2, 100).default(d.releasesToKeep),
       releaseHealthTimeoutSeconds: intIn(5, 600).default(d.releaseHealthTimeoutSeconds),
+      // The front door (README: HTTPS and the domain). Without a domain the proxy serves plain HTTP on port 80.
+      domainName: str('a DNS name').regex(DNS_NAME, 'expected a DNS name such as cemetery.example.org (no scheme, no port)').optional(),
+      hostedZoneId: str('a Route 53 hosted zone id').regex(/^Z[A-Z0-9]{4,31}$/, 'expected a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ').optional(),
+      acmeEmail: z.email({ error: 'expected an email address (Let\'s Encrypt writes to it about expiring certificates)' }).optional(),
+      certificateIssuer: z.enum(['acme', 'internal'], { error: "expected acme (Let's Encrypt) or internal (Caddy's own CA, for a host with no public name)" }).default(d.certificateIssuer),
+      // target ssh: the host's SSH host key, so the first connection already verifies (target aws generates its own).
+      sshHostKey: str('an OpenSSH public host key').regex(OPENSSH_PUBLIC_KEY, 'expected the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
+      publicReads: bool.default(d.publicReads),
+      // Requests per minute from one client address; unset: the app's default (README: Abuse limits).
+      rateLimitPerMinute: intIn(1, 1000000).optional(),
     })
     .strict()
     .superRefine((c, ctx) => {
@@ -212,6 +227,14 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       if (!preview && !networkOnly && !c.sshPrivateKey) {
         at('sshPrivateKey', 'required for pulumi up, which provisions the host over SSH (a preview runs without it): pulumi config set --secret sshPrivateKey < ~/.ssh/cemetery-<environment>');
       }
+      if (c.target === 'ssh' && !preview && !networkOnly && !c.sshHostKey) {
+        at('sshHostKey', 'required for pulumi up on target ssh, so the first connection already verifies the host: pulumi config set sshHostKey "$(ssh-keyscan -t ed25519 <host> | cut -d\' \' -f2-)" (scripts/local-vm.sh host-key for the local VM)');
+      }
+      if (c.target === 'aws' && c.sshHostKey) at('sshHostKey', 'target aws generates the host key itself (README: SSH host keys): remove it');
+      if (c.hostedZoneId && !c.domainName) at('hostedZoneId', 'the DNS record is for domainName: set domainName too');
+      if (c.hostedZoneId && c.target !== 'aws') at('hostedZoneId', 'target ssh has no Elastic IP to point a record at: create the record yourself');
+      if (c.certificateIssuer === 'internal' && !c.domainName) at('certificateIssuer', 'certificates are for domainName: set domainName too, or leave certificateIssuer at acme');
+      if (c.acmeEmail && !c.domainName) at('acmeEmail', 'certificates are for domainName: set domainName too');
       if (c.sshNextPublicKey !== undefined && c.sshNextPublicKey === c.sshPublicKey) at('sshNextPublicKey', 'expected the incoming key, different from sshPublicKey; remove it once the rotation is done');
       if (c.maxAllocatedStorageGiB < c.allocatedStorageGiB) {
         at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
@@ -220,6 +243,8 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
         if (c.sshAllowedCidrs?.some((cidr) => cidr.endsWith('/0'))) at('sshAllowedCidrs', 'prod does not open SSH to the whole internet (0.0.0.0/0); list your VPN or runner ranges');
         if (vcpusOfInstanceType(c.instanceType) < 4) at('instanceType', 'prod runs a multi-core cluster: expected 4 vCPU or more (xlarge or bigger)');
         if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
+        if (!networkOnly && !c.domainName) at('domainName', 'prod serves HTTPS: expected its DNS name, pulumi config set domainName cemetery.example.org');
+        if (c.certificateIssuer !== 'acme') at('certificateIssuer', "prod's certificate comes from Let's Encrypt: expected acme");
         if (c.databaseMode === 'rds' && c.backupRetentionDays < 7) at('backupRetentionDays', 'prod keeps at least 7 days of backups');
       }
     });

@@ -124,6 +124,17 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
   if (cfg.databaseMode === 'onHost') {
     steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword' });
   }
+  // Before the release: a failed release must not hold back a proxy change.
+  steps.push({
+    name: 'proxy',
+    script: 'proxy.sh',
+    args: {
+      APP_PORT: cfg.appPort,
+      ISSUER: cfg.certificateIssuer,
+      ...(cfg.domainName ? { DOMAIN: cfg.domainName } : {}),
+      ...(cfg.acmeEmail ? { ACME_EMAIL: cfg.acmeEmail } : {}),
+    },
+  });
   const { uploadDir } = layout;
   // The release tool saves PM2's process list after every switch: no separate `pm2 save` step.
   steps.push({

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import * as tls from '@pulumi/tls';
 
 /** Debian's own AWS account publishes the official AMIs. */
 export const DEBIAN_AMI_OWNER = '136693071363';
@@ -18,19 +19,32 @@ export type HostArgs = {
    * (staging: the default quota is 5 Elastic IPs per region).
    */
   publicAddress: 'elastic' | 'launch';
-  appPort: number;
+  /** With a domain the proxy serves HTTPS on 443 (and redirects 80 to it); without, plain HTTP on 80. */
+  https: boolean;
   tags: Record<string, string>;
 };
 
+/** The instance's user data: cloud-init installs the host key Pulumi made. */
+export function cloudConfig(hostKey: { privateKeyOpenssh: string; publicKeyOpenssh: string }): string {
+  // cloud-init's cc_ssh: with ssh_keys it writes these and generates no others
+  // (ssh_deletekeys drops the image's). JSON is YAML, and quotes the key safely.
+  const config = { ssh_deletekeys: true, ssh_keys: { ed25519_private: hostKey.privateKeyOpenssh, ed25519_public: hostKey.publicKeyOpenssh.trim() } };
+  return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
+}
+
 /**
  * The application host: Debian 13 on EC2 with an Elastic IP (or, for staging,
- * its launch address). SSH only from the allowed ranges, the app port open,
- * IMDSv2 only, encrypted gp3 root.
+ * its launch address). SSH only from the allowed ranges, the web ports (the
+ * proxy's) open, the app port never; IMDSv2 only, encrypted gp3 root; an SSH
+ * host key made here and installed at first boot, so every connection,
+ * the first included, verifies the host.
  */
 export class Host extends pulumi.ComponentResource {
   readonly securityGroupId: pulumi.Output<string>;
   readonly instanceId: pulumi.Output<string>;
   readonly publicIp: pulumi.Output<string>;
+  /** The host's SSH public key (`ssh-ed25519 AAAA...`): every connection's hostKey. */
+  readonly sshHostKey: pulumi.Output<string>;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super('cemetery:infra:Host', name, {}, opts);
@@ -53,10 +67,12 @@ export class Host extends pulumi.ComponentResource {
       `${name}-host-sg`,
       {
         vpcId: args.vpcId,
-        description: 'cemetery-backend host: SSH from allowed ranges, the app port',
+        description: 'cemetery-backend host: SSH from allowed ranges, the web ports',
+        // The app listens on loopback behind the proxy: its port is never opened.
         ingress: [
           { description: 'SSH', protocol: 'tcp', fromPort: 22, toPort: 22, cidrBlocks: args.sshAllowedCidrs },
-          { description: 'app (PM2 cluster)', protocol: 'tcp', fromPort: args.appPort, toPort: args.appPort, cidrBlocks: ['0.0.0.0/0'] },
+          { description: args.https ? 'HTTP (redirects to HTTPS; ACME challenges)' : 'HTTP (the proxy)', protocol: 'tcp', fromPort: 80, toPort: 80, cidrBlocks: ['0.0.0.0/0'] },
+          ...(args.https ? [{ description: 'HTTPS (the proxy)', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }] : []),
         ],
         // apt, the Node.js dist mirror and the npm registry.
         egress: [{ description: 'all outbound', protocol: '-1', fromPort: 0, toPort: 0, cidrBlocks: ['0.0.0.0/0'] }],
@@ -72,6 +88,9 @@ export class Host extends pulumi.ComponentResource {
     // `pulumi up --replace <key pair urn> --replace <instance urn>`.
     const keyPair = new aws.ec2.KeyPair(`${name}-key`, { publicKey: args.sshPublicKey, tags: args.tags }, { ...parent, ignoreChanges: ['publicKey'] });
 
+    // Kept in the state as a secret; replaced only with the instance (a new key needs a new first boot).
+    const hostKey = new tls.PrivateKey(`${name}-ssh-host-key`, { algorithm: 'ED25519' }, parent);
+
     const instance = new aws.ec2.Instance(
       `${name}-vm`,
       {
@@ -83,6 +102,9 @@ export class Host extends pulumi.ComponentResource {
         associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
         rootBlockDevice: { volumeType: 'gp3', volumeSize: args.rootVolumeSizeGiB, encrypted: true, deleteOnTermination: true },
         metadataOptions: { httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1 },
+        userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => cloudConfig({ privateKeyOpenssh, publicKeyOpenssh }))),
+        // cloud-init reads user data at the first boot only: a host key the host never installed would lock every up out.
+        userDataReplaceOnChange: true,
         tags: { ...args.tags, Name: `${name}-vm` },
       },
       // A newer Debian AMI must not replace a running host on the next `up`;
@@ -99,6 +121,7 @@ export class Host extends pulumi.ComponentResource {
     this.securityGroupId = securityGroup.id;
     this.instanceId = instance.id;
     this.publicIp = publicIp;
-    this.registerOutputs({ securityGroupId: this.securityGroupId, instanceId: this.instanceId, publicIp: this.publicIp });
+    this.sshHostKey = hostKey.publicKeyOpenssh.apply((key) => key.trim());
+    this.registerOutputs({ securityGroupId: this.securityGroupId, instanceId: this.instanceId, publicIp: this.publicIp, sshHostKey: this.sshHostKey });
   }
 }

@@ -16,6 +16,9 @@ export type ProvisioningArgs = {
   privateKey: pulumi.Input<string>;
   /** Changes when the machine is replaced, so every step runs again on the new one. */
   machineId: pulumi.Input<string>;
+  /** The host's SSH public key: every connection checks it before it authenticates. */
+  hostKey: pulumi.Input<string>;
+  dialErrorLimit: number;
   cfg: StackConfig;
   databasePassword: pulumi.Input<string>;
   databaseUrl: pulumi.Input<string>;
@@ -34,8 +37,10 @@ export class Provisioning extends pulumi.ComponentResource {
       port: args.port,
       user: args.user,
       privateKey: pulumi.secret(args.privateKey),
-      // A new VM takes minutes to boot and start sshd: keep dialling.
-      dialErrorLimit: 60,
+      // @pulumi/command 1.2.1 then accepts this key alone, before any authentication
+      // (remote/connection.go SSHConfig: ssh.FixedHostKey); a mismatch fails the dial.
+      hostKey: args.hostKey,
+      dialErrorLimit: args.dialErrorLimit,
       perDialTimeout: 10,
     };
 
@@ -58,15 +63,17 @@ export class Provisioning extends pulumi.ComponentResource {
       );
     }
 
+    // The app listens on loopback: the proxy (the proxy step) is the only way in.
     const appEnvironment = pulumi.secret(
       pulumi.interpolate`NODE_ENV=production
-HOST=0.0.0.0
+HOST=127.0.0.1
 PORT=${cfg.appPort}
 DATABASE_URL=${args.databaseUrl}
 LOG_DIR=${HOST_LAYOUT.appHome}/logs
 PM2_INSTANCES=${cfg.pm2Instances}
 PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}
-`,
+PUBLIC_READS=${cfg.publicReads}
+${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );
     const stdinFor = { databasePassword: pulumi.interpolate`${args.databasePassword}\n`, appEnvironment };
     const lib = libHash();

@@ -1,3 +1,4 @@
+import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { parseStackConfig, PROJECT, StackConfigError, type StackConfig } from './config';
 import { Database } from './database';
@@ -67,6 +68,9 @@ function createAppStack(cfg: StackConfig) {
       user: cfg.sshUser,
       privateKey: keyless ? pulumi.output<string>(pulumi.unknown as unknown as string) : cfg.sshPrivateKey!,
       machineId: machine.id,
+      hostKey: machine.sshHostKey,
+      // A new EC2 host takes minutes to boot and start sshd; an existing one is up (and a wrong host key then fails in seconds).
+      dialErrorLimit: cfg.target === 'aws' ? 60 : 10,
       cfg,
       databasePassword: database.password,
       databaseUrl: database.url,
@@ -78,7 +82,7 @@ function createAppStack(cfg: StackConfig) {
   return {
     environment: cfg.environment,
     publicIp: machine.address,
-    appUrl: pulumi.interpolate`http://${machine.address}:${cfg.appPort}`,
+    appUrl: cfg.domainName ? pulumi.output(`https://${cfg.domainName}`) : pulumi.interpolate`http://${machine.address}`,
     sshCommand: pulumi.interpolate`ssh ${cfg.sshPort === 22 ? '' : `-p ${cfg.sshPort} `}${cfg.sshUser}@${machine.address}`,
     instanceId: machine.id,
     databaseEndpoint: pulumi.interpolate`${database.host}:${database.port}`,
@@ -93,6 +97,7 @@ type Machine = {
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   securityGroupId: pulumi.Input<string>;
+  sshHostKey: pulumi.Input<string>;
 };
 
 /** target aws: a new EC2 host, in the stack's own network or the shared staging one. */
@@ -106,14 +111,27 @@ function awsMachine(name: string, cfg: StackConfig, tags: Record<string, string>
     sshAllowedCidrs: cfg.sshAllowedCidrs!,
     sshPublicKey: cfg.sshPublicKey!,
     publicAddress: cfg.network === 'shared' ? 'launch' : 'elastic',
-    appPort: cfg.appPort,
+    https: cfg.domainName !== undefined,
     tags,
   });
-  return { id: host.instanceId, address: host.publicIp, vpcId: network.vpcId, privateSubnetIds: network.privateSubnetIds, securityGroupId: host.securityGroupId };
+  if (cfg.hostedZoneId) {
+    // The name follows the host's address; a user without a Route 53 zone points the name at publicIp by hand.
+    new aws.route53.Record(`${name}-dns`, { zoneId: cfg.hostedZoneId, name: cfg.domainName!, type: 'A', ttl: 300, records: [host.publicIp] });
+  }
+  return {
+    id: host.instanceId,
+    address: host.publicIp,
+    vpcId: network.vpcId,
+    privateSubnetIds: network.privateSubnetIds,
+    securityGroupId: host.securityGroupId,
+    sshHostKey: host.sshHostKey,
+  };
 }
 
 /** target ssh: an existing Debian host; nothing is created in a cloud. */
 function existingMachine(cfg: StackConfig): Machine {
   const address = pulumi.output(cfg.sshHost!);
-  return { id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, vpcId: '', privateSubnetIds: [], securityGroupId: '' };
+  // Required for `up` (config.ts); a preview connects to nothing and may run without it.
+  const sshHostKey = cfg.sshHostKey ?? pulumi.output<string>(pulumi.unknown as unknown as string);
+  return { id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, vpcId: '', privateSubnetIds: [], securityGroupId: '', sshHostKey };
 }

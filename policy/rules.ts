@@ -36,6 +36,9 @@ function openPortViolations(props: Record<string, any>, port: number, what: stri
     .map((rule) => `${what}: ingress ${rule.fromPort}-${rule.toPort} is open to ${[...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].join(', ')}`);
 }
 
+/** What may be open to the whole internet: the proxy's ports, and SSH (outside prod, see no-public-ssh-in-prod). */
+export const WORLD_OPEN_PORTS = [22, 80, 443];
+
 export const securityRules: SecurityRule[] = [
   {
     name: 'environment-matches-stack',
@@ -63,6 +66,16 @@ export const securityRules: SecurityRule[] = [
     description: 'No security group opens PostgreSQL (5432) to the internet.',
     resourceType: 'aws:ec2/securityGroup:SecurityGroup',
     check: (sg) => openPortViolations(sg, 5432, 'PostgreSQL'),
+  },
+  {
+    name: 'only-web-and-ssh-from-anywhere',
+    description: 'No security group opens any port but 80, 443 and SSH (22) to the internet: the app port sits behind the proxy.',
+    resourceType: 'aws:ec2/securityGroup:SecurityGroup',
+    check: (sg) =>
+      ((sg.ingress ?? []) as Ingress[])
+        .filter(fromAnywhere)
+        .filter((rule) => !(rule.protocol === 'tcp' && rule.fromPort === rule.toPort && WORLD_OPEN_PORTS.includes(rule.fromPort ?? -1)))
+        .map((rule) => `ingress ${rule.protocol} ${rule.fromPort}-${rule.toPort} is open to the internet; only ${WORLD_OPEN_PORTS.join(', ')} may be (tcp, one port per rule)`),
   },
   {
     name: 'no-public-ssh-in-prod',

@@ -2,13 +2,12 @@
 // in every worker, and what the traffic meanwhile sees. On a fresh local VM
 // (the VM tier's machinery: test/e2e/local-stack.ts), after a first `up`, each
 // round builds a release with changed sources and runs the `up` under load
-// through the forwarded port. Prints the figures and writes .bench/deploy-<date>.json.
+// through the proxy (HTTPS, the forwarded port 443). Prints the figures and writes .bench/deploy-<date>.json.
 //   BENCH_DEPLOYS=3 (rounds)  BENCH_CONNECTIONS=8
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildRelease, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack } from '../test/e2e/local-stack';
 import { ROOT } from '../test/support/db';
-import { startLoad } from '../test/support/load';
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS || 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 8);
@@ -27,7 +26,7 @@ type Round = {
 
 async function round(stack: LocalStack, n: number): Promise<Round> {
   const release = buildRelease({ mark: `bench ${n} ${Date.now()}` });
-  const load = startLoad(`http://127.0.0.1:${stack.appPort}/api/sections?limit=5`, CONNECTIONS);
+  const load = stack.load('/api/sections?limit=5', CONNECTIONS);
   await new Promise((r) => setTimeout(r, 1000));
   const started = Date.now();
   // Watches /version alongside the load for the first worker that answers with the new build.
@@ -35,8 +34,9 @@ async function round(stack: LocalStack, n: number): Promise<Round> {
   let watching = true;
   const watcher = (async () => {
     while (watching && firstNew === null) {
-      const v = await fetch(`http://127.0.0.1:${stack.appPort}/version`, { headers: { connection: 'close' } })
-        .then((r) => r.json() as Promise<{ build: string }>)
+      const v = await stack
+        .web('/version')
+        .then((r) => JSON.parse(r.body) as { build: string })
         .catch(() => undefined);
       if (v?.build === release.build) firstNew = seconds(started);
       await new Promise((r) => setTimeout(r, 100));

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A local Debian 13 VM to rehearse provisioning on (the `local` Pulumi stack,
 # and npm run test:e2e): user `admin` with passwordless sudo and an SSH key,
-# as on Debian's AWS AMI; SSH and the app port forwarded to 127.0.0.1.
+# as on Debian's AWS AMI; SSH, the proxy's ports (80, 443) and the app port
+# (which provisioning keeps on the VM's loopback: closed from outside)
+# forwarded to 127.0.0.1.
 #
 #   scripts/local-vm.sh build     build the base image once (mmdebstrap; cached)
 #   scripts/local-vm.sh start     boot a fresh VM on a throwaway overlay
 #   scripts/local-vm.sh ssh [cmd] a shell (or a command) on the VM as admin
+#   scripts/local-vm.sh host-key  the VM's SSH host key, for sshHostKey
 #   scripts/local-vm.sh stop      power it off
 #   scripts/local-vm.sh status
 #
@@ -13,6 +16,7 @@
 # qemu-utils, e2fsprogs, openssh-client. Runs under software emulation (TCG).
 # Settings: VM_CACHE (base image, key; default ~/.cache/cemetery-backend/vm),
 # VM_STATE (this VM's overlay, pid, console; default .vm), VM_SSH_PORT (2222),
+# VM_HTTP_PORT (8080) and VM_HTTPS_PORT (8443) for the guest's 80 and 443,
 # VM_APP_PORT (host port for the guest's 3000; default 3080), VM_CPUS (2),
 # VM_MEMORY (2048), DEBIAN_MIRROR (http://deb.debian.org/debian).
 set -euo pipefail
@@ -22,6 +26,8 @@ CACHE=${VM_CACHE:-$HOME/.cache/cemetery-backend/vm}
 STATE=${VM_STATE:-$ROOT/.vm}
 SSH_PORT=${VM_SSH_PORT:-2222}
 APP_PORT=${VM_APP_PORT:-3080}
+HTTP_PORT=${VM_HTTP_PORT:-8080}
+HTTPS_PORT=${VM_HTTPS_PORT:-8443}
 CPUS=${VM_CPUS:-2}
 MEMORY=${VM_MEMORY:-2048}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -100,13 +106,13 @@ start() {
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
     -drive "file=$STATE/run.qcow2,if=virtio,format=qcow2" \
-    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000" \
+    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:80,hostfwd=tcp:127.0.0.1:$HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=net0 \
     -display none -serial "file:$STATE/console.log" \
     -daemonize -pidfile "$STATE/qemu.pid"
   local started=$SECONDS
   wait_for_ssh 300
-  echo "local-vm: up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@127.0.0.1 (key $KEY); app port 3000 -> 127.0.0.1:$APP_PORT"
+  echo "local-vm: up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@127.0.0.1 (key $KEY); ports 80, 443, 3000 -> 127.0.0.1:$HTTP_PORT, $HTTPS_PORT, $APP_PORT"
 }
 
 stop() {
@@ -131,5 +137,9 @@ case "${1:-}" in
   wait-ssh) wait_for_ssh "${2:-300}" ;;
   status) if running; then echo "running (pid $(cat "$STATE/qemu.pid")), ssh port $SSH_PORT, app port $APP_PORT"; else echo "stopped"; fi ;;
   key) echo "$KEY" ;;
-  *) die "usage: $0 build|start|stop|ssh [command]|status|key" ;;
+  # The key the VM made at its first boot, read on loopback (the one place where
+  # trusting the first answer is sound): the value for the stack's sshHostKey.
+  host-key) running || die "not running"
+    ssh-keyscan -t ed25519 -p "$SSH_PORT" 127.0.0.1 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on 127.0.0.1:$SSH_PORT" ;;
+  *) die "usage: $0 build|start|stop|ssh [command]|status|key|host-key" ;;
 esac

@@ -6,12 +6,14 @@ import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
 import { securityRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
 import {
+  MOCK_HOST_KEY,
   MOCK_PASSWORD,
   MOCK_PUBLIC_IP,
   MOCK_SHARED_SUBNETS,
   MOCK_SHARED_VPC,
   runProgram,
   stackFiles,
+  TEST_SSH_HOST_KEY,
   TEST_SSH_PRIVATE_KEY,
   TEST_SSH_PUBLIC_KEY,
   withUserSecrets,
@@ -41,6 +43,9 @@ function graph(resources: RecordedResource[]) {
   const replacements: Array<[RegExp, string]> = [
     [new RegExp(MOCK_PASSWORD, 'g'), '[generated password]'],
     [new RegExp(TEST_SSH_PUBLIC_KEY.replace(/[+/]/g, '\\$&'), 'g'), '[user ssh public key]'],
+    [new RegExp(TEST_SSH_HOST_KEY.replace(/[+/]/g, '\\$&'), 'g'), '[ssh host key]'],
+    [new RegExp(MOCK_HOST_KEY.public.replace(/[+/]/g, '\\$&'), 'g'), '[generated ssh host key]'],
+[/"ed25519_private": "-----BEGIN OPENSSH PRIVATE KEY-----[^"]*-----END OPENSSH PRIVATE KEY-----\\n"/g, '"ed25519_private": "[generated ssh host private key]"'],
     [/-----BEGIN OPENSSH PRIVATE KEY-----[^]*?-----END OPENSSH PRIVATE KEY-----\n?/g, '[user ssh private key]'],
     [/\br-[0-9a-f]{12}\b/g, '[release id]'],
     [/^[0-9a-f]{12}$/, '[content hash]'],
@@ -99,7 +104,8 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
     }
     const [ip, ssh] = stack === 'local' ? ['127.0.0.1', 'ssh -p 2222 admin@127.0.0.1'] : [MOCK_PUBLIC_IP, `ssh admin@${MOCK_PUBLIC_IP}`];
     expect(outputs.publicIp).toEqual({ value: ip, secret: false });
-    expect(outputs.appUrl.value).toBe(`http://${ip}:3000`);
+    const domain = STACKS[stack]['cemetery-backend:domainName'];
+    expect(outputs.appUrl.value).toBe(domain ? `https://${domain}` : `http://${ip}`);
     expect(outputs.sshCommand.value).toBe(ssh);
     expect(outputs.releaseId.value).toMatch(/^r-[0-9a-f]{12}$/);
     expect(outputs.databaseUrl.secret).toBe(true);
@@ -126,6 +132,7 @@ describe('provisioning over SSH', () => {
       'pm2',
       'pm2-logrotate',
       ...(stack === 'local' ? ['postgres'] : []),
+      'proxy',
       'release',
     ]);
     const deps = runs[stack].dependencies;
@@ -140,7 +147,9 @@ describe('provisioning over SSH', () => {
       expect(cmd.inputs.create).toMatch(/^sudo bash \/home\/admin\/\.cemetery-provision\/host\/[a-z0-9-]+\.sh( [A-Z][A-Z0-9_]*=\S+| '[A-Z][A-Z0-9_]*=[^']*')*$/);
       // The connection holds the private key, so Pulumi keeps the whole of it secret.
       expect(cmd.inputs.connection[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
-      expect(cmd.inputs.connection.value).toMatchObject({ user: 'admin', dialErrorLimit: 60, perDialTimeout: 10 });
+      // Every connection checks the host's key: generated with the EC2 host, or the stack's sshHostKey.
+      const hostKey = STACKS[stack]['cemetery-backend:target'] === 'ssh' ? TEST_SSH_HOST_KEY : MOCK_HOST_KEY.public;
+      expect(cmd.inputs.connection.value).toMatchObject({ user: 'admin', hostKey, dialErrorLimit: stack === 'local' ? 10 : 60, perDialTimeout: 10 });
       if (cmd.inputs.stdin !== undefined) expect(cmd.inputs.logging).toBe('none');
     }
     const release = commands(stack).find((c) => c.name.endsWith('-release'))!;
@@ -234,6 +243,73 @@ describe('environment differences', () => {
   });
 });
 
+describe('the front door: the proxy, the host key, the web ports', () => {
+  const hostSg = (resources: RecordedResource[]) => ofType(resources, 'aws:ec2/securityGroup:SecurityGroup').find((s) => s.name.endsWith('-host-sg'))!;
+  const ingress = (resources: RecordedResource[]) =>
+    (hostSg(resources).inputs.ingress as Array<{ fromPort: number; toPort: number; cidrBlocks: string[] }>).map((r) => `${r.fromPort}-${r.toPort} from ${r.cidrBlocks.join(',')}`);
+  const step = (stack: string, name: string) => ofType(runs[stack].resources, 'command:remote:Command').find((c) => c.name === `cemetery-${stack === 'local' ? 'dev' : stack}-${name}`)!;
+
+  test('the host opens SSH to its ranges and the proxy to the world, never the app port', () => {
+    expect(ingress(runs.prod.resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from 0.0.0.0/0', '443-443 from 0.0.0.0/0']);
+    // No domain: plain HTTP on 80 only.
+    expect(ingress(runs.dev.resources)).toEqual(['22-22 from 0.0.0.0/0', '80-80 from 0.0.0.0/0']);
+    expect(ingress(runs.staging.resources)).toEqual(['22-22 from 0.0.0.0/0', '80-80 from 0.0.0.0/0']);
+  });
+
+  test('the app listens on loopback; the proxy step gets the domain and issuer', () => {
+    expect(step('prod', 'release').inputs.stdin.value).toMatch(/^HOST=127\.0\.0\.1$/m);
+    expect(step('prod', 'release').inputs.stdin.value).toMatch(/^PUBLIC_READS=true$/m);
+    expect(step('prod', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\.example\.org ACME_EMAIL=ops@example\.org$/);
+    expect(step('dev', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=acme$/);
+    expect(step('local', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\.test$/);
+  });
+
+  test('target aws: the host key is generated, installed by cloud-init at first boot, and a new one replaces the instance', () => {
+    const keys = ofType(runs.prod.resources, 'tls:index/privateKey:PrivateKey');
+    expect(keys.map((k) => [k.name, k.inputs.algorithm])).toEqual([['cemetery-prod-ssh-host-key', 'ED25519']]);
+    const vm = ofType(runs.prod.resources, 'aws:ec2/instance:Instance')[0].inputs;
+    expect(vm.userDataReplaceOnChange).toBe(true);
+    // User data holds the private host key: Pulumi keeps it secret.
+    expect(vm.userData[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
+    const userData: string = vm.userData.value;
+    expect(userData.split('\n')[0]).toBe('#cloud-config');
+    expect(JSON.parse(userData.slice(userData.indexOf('\n') + 1))).toEqual({
+      ssh_deletekeys: true,
+      ssh_keys: { ed25519_private: MOCK_HOST_KEY.private, ed25519_public: MOCK_HOST_KEY.public },
+    });
+  });
+
+  test('a Route 53 zone gets an A record for the domain at the host address', async () => {
+    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), 'cemetery-backend:hostedZoneId': 'Z0123456789ABCDEFGHIJ' });
+    expect(ofType(resources, 'aws:route53/record:Record').map((r) => r.inputs)).toEqual([
+      { zoneId: 'Z0123456789ABCDEFGHIJ', name: 'cemetery.example.org', type: 'A', ttl: 300, records: [MOCK_PUBLIC_IP] },
+    ]);
+    expect(ofType(runs.prod.resources, 'aws:route53/record:Record')).toEqual([]);
+  });
+
+  test.each([
+    ['prod', 'prod without a domain', { 'cemetery-backend:domainName': '' }, /cemetery-backend:domainName = "": expected a DNS name/],
+    ['prod', 'prod on the internal CA', { 'cemetery-backend:certificateIssuer': 'internal' }, /cemetery-backend:certificateIssuer = "internal": prod's certificate comes from Let's Encrypt/],
+    ['dev', 'a URL for a domain', { 'cemetery-backend:domainName': 'https://dev.example.org' }, /cemetery-backend:domainName = "https:\/\/dev.example.org": expected a DNS name such as cemetery.example.org \(no scheme, no port\)/],
+    ['dev', 'a zone without a domain', { 'cemetery-backend:hostedZoneId': 'Z0123456789ABCDEFGHIJ' }, /cemetery-backend:hostedZoneId = "Z0123456789ABCDEFGHIJ": the DNS record is for domainName: set domainName too/],
+    ['dev', 'a host key for an EC2 host', { 'cemetery-backend:sshHostKey': TEST_SSH_HOST_KEY }, /cemetery-backend:sshHostKey = "ssh-ed25519 [^"]+": target aws generates the host key itself/],
+    ['local', 'an existing host without its host key', { 'cemetery-backend:sshHostKey': '' }, /cemetery-backend:sshHostKey = "": expected the host's public key as `ssh-keyscan -t ed25519 <host>` prints it/],
+  ])('%s: %s is refused', async (stack, _what, override, message) => {
+    await expect(runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override })).rejects.toThrow(message);
+  });
+
+  test('prod without domainName says how to set it', async () => {
+    const config = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => !['cemetery-backend:domainName', 'cemetery-backend:acmeEmail'].includes(k)));
+    await expect(runProgram('prod', config)).rejects.toThrow(/cemetery-backend:domainName = undefined: prod serves HTTPS: expected its DNS name, pulumi config set domainName/);
+  });
+
+  test('target ssh: pulumi up needs sshHostKey, a preview does not', async () => {
+    const config = Object.fromEntries(Object.entries(withUserSecrets(STACKS.local)).filter(([k]) => k !== 'cemetery-backend:sshHostKey'));
+    await expect(runProgram('local', config)).rejects.toThrow(/cemetery-backend:sshHostKey = undefined: required for pulumi up on target ssh/);
+    await expect(runProgram('local', config, undefined, { preview: true })).resolves.toBeDefined();
+  });
+});
+
 describe('bad configuration fails the program with a message naming the key', () => {
   const devConfig = () => withUserSecrets(STACKS.dev);
   const prodConfig = () => withUserSecrets(STACKS.prod);
@@ -297,8 +373,12 @@ describe('CrossGuard rules (policy/)', () => {
 
   test.each([
     ['aws:rds/instance:Instance', { publiclyAccessible: true, storageEncrypted: false, tags: { Environment: 'dev' }, skipFinalSnapshot: true }, ['rds-private-and-encrypted', 'rds-private-and-encrypted']],
-    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 5400, toPort: 5500, cidrBlocks: ['0.0.0.0/0'] }] }, ['no-postgres-from-anywhere']],
-    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: '-1', fromPort: 0, toPort: 0, ipv6CidrBlocks: ['::/0'] }], tags: { Environment: 'prod' } }, ['no-postgres-from-anywhere', 'no-public-ssh-in-prod']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 5400, toPort: 5500, cidrBlocks: ['0.0.0.0/0'] }] }, ['no-postgres-from-anywhere', 'only-web-and-ssh-from-anywhere']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: '-1', fromPort: 0, toPort: 0, ipv6CidrBlocks: ['::/0'] }], tags: { Environment: 'prod' } }, ['no-postgres-from-anywhere', 'only-web-and-ssh-from-anywhere', 'no-public-ssh-in-prod']],
+    // The app port behind the proxy, opened to the world as before the proxy; a range that includes 443.
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 3000, toPort: 3000, cidrBlocks: ['0.0.0.0/0'] }] }, ['only-web-and-ssh-from-anywhere']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 443, toPort: 444, cidrBlocks: ['0.0.0.0/0'] }] }, ['only-web-and-ssh-from-anywhere']],
+    ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 3000, toPort: 3000, cidrBlocks: ['10.0.0.0/8'] }, { protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }] }, []],
     ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'optional' }, rootBlockDevice: { encrypted: false } }, ['imdsv2-required', 'encrypted-root-volume']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],

@@ -19,4 +19,14 @@ exec flock -w 900 /run/cemetery-release.lock /opt/node/bin/node /usr/local/lib/c
   --uploads $(dirname "$UPLOAD_DIR") --keep $KEEP_RELEASES --timeout $HEALTH_TIMEOUT "\$@"
 WRAPPER
 
+# The app's own admin commands (API tokens), as the app user with the live
+# release and its env file: `sudo cemetery-admin token create --name office`.
+write_file /usr/local/sbin/cemetery-admin 0755 root:root <<WRAPPER
+#!/bin/sh
+# cemetery-backend admin commands of the live release (written by provisioning)
+[ "\$(id -u)" = 0 ] || { echo "cemetery-admin: run it with sudo" >&2; exit 1; }
+cd $APP_HOME/current || exit 1
+exec sudo -u $APP_USER -H env CEMETERY_ENV_FILE=$APP_HOME/shared/app.env NODE_ENV=production /opt/node/bin/node dist/admin.js "\$@"
+WRAPPER
+
 cemetery-release deploy --id "$RELEASE_ID" --upload "$UPLOAD_DIR" || fail "release $RELEASE_ID was not deployed (see above)"

@@ -7,6 +7,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { parseStackConfig, type StackConfig } from '../../infra/config';
@@ -18,11 +20,14 @@ import { Engine, succeeded, type Step, type UpResult } from '../standin/engine';
 import { ROOT } from '../support/db';
 import { runProgram, stackFiles } from '../support/pulumi-mocks';
 import { startNodeMirror } from './node-mirror';
+import { startLoad } from '../support/load';
 import { ssh, type SshTarget } from './vm-ssh';
 
 const VM = path.join(ROOT, 'scripts', 'local-vm.sh');
 export const VM_CACHE = process.env.VM_CACHE ?? path.join(os.homedir(), '.cache', 'cemetery-backend', 'vm');
 const { appUser, appHome } = HOST_LAYOUT;
+/** Caddy's own CA (certificateIssuer internal), in the Debian package's caddy user's data directory. */
+export const CADDY_ROOT_CA = '/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt';
 export const seconds = (since: number) => Math.round((Date.now() - since) / 100) / 10;
 const short = (name: string) => name.replace('cemetery-dev-', '');
 /** What an `up` ran, as `<op> <resource>` with the stack prefix dropped. */
@@ -59,7 +64,17 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
   const sshPort = await freePort();
   const appPort = await freePort();
-  const vmEnv = { ...process.env, VM_CACHE, VM_STATE: state, VM_SSH_PORT: String(sshPort), VM_APP_PORT: String(appPort) };
+  const httpPort = await freePort();
+  const httpsPort = await freePort();
+  const vmEnv = {
+    ...process.env,
+    VM_CACHE,
+    VM_STATE: state,
+    VM_SSH_PORT: String(sshPort),
+    VM_APP_PORT: String(appPort),
+    VM_HTTP_PORT: String(httpPort),
+    VM_HTTPS_PORT: String(httpsPort),
+  };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
   const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
   const root = (command: string) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`);
@@ -97,6 +112,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
     // The deploy key, kept in authorized_keys by provisioning.
     'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
+    // What a user sets from `scripts/local-vm.sh host-key`: every connection then checks it.
+    'cemetery-backend:sshHostKey': execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
     ...opts.overrides,
   };
   const stackConfig: StackConfig = parseStackConfig(
@@ -123,11 +140,49 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   }
 
   const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
+  const domain = stackConfig.domainName!;
+  let caddyRoot: string | undefined;
+  /** The root of Caddy's own CA on the VM (certificateIssuer internal): what a client of the local stack trusts. */
+  const proxyCa = async () => (caddyRoot ??= await root(`cat ${CADDY_ROOT_CA}`));
+  /** One request to the proxy through the forwarded port, as a client of https://<domain> (or http://) would send it, certificate checked. */
+  async function web(urlPath: string, opts: { scheme?: 'https' | 'http'; method?: string; headers?: Record<string, string>; body?: string } = {}) {
+    const scheme = opts.scheme ?? 'https';
+    const ca = scheme === 'https' ? await proxyCa() : undefined;
+    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const request = (scheme === 'https' ? https : http).request(
+        {
+          host: '127.0.0.1',
+          port: scheme === 'https' ? httpsPort : httpPort,
+          path: urlPath,
+          method: opts.method ?? 'GET',
+          headers: { host: domain, connection: 'close', ...opts.headers },
+          agent: false,
+          ...(scheme === 'https' ? { ca, servername: domain } : {}),
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        },
+      );
+      request.on('error', reject);
+      request.setTimeout(10000, () => request.destroy(new Error(`${scheme} ${urlPath} timed out`)));
+      request.end(opts.body);
+    });
+  }
   const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
 
   return {
     target,
     appPort,
+    httpPort,
+    httpsPort,
+    domain,
+    web,
+    proxyCa,
+    /** Load through the proxy, as the public sees the app (see startLoad). */
+    load: (urlPath: string, connections?: number) => startLoad(`https://127.0.0.1:${httpsPort}${urlPath}`, connections, { servername: domain, host: domain }),
     config,
     stackConfig,
     engine,
@@ -141,18 +196,26 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     up: async (label: string, upOpts: { replace?: 'all' } = {}) => succeeded(await tryUp(label, upOpts)),
     live: async () => (await root(`readlink ${appHome}/current`)).trim().split('/').pop(),
 
-    /** Every worker (by pid, as PM2 lists them) answering /version through the forwarded port, and where its code was loaded from. */
+    /**
+     * Every worker (by pid, as PM2 lists them) answering /version, and where its
+     * code was loaded from. Asked on the VM's loopback, one connection per
+     * request, so PM2's balancer hands each to the next worker (the proxy keeps
+     * its connections to the app open, which would pin them).
+     */
     async workersServing() {
       const pids = new Set((await workers()).map((w) => w.pid));
       const seen = new Map<number, Release>();
       await waitUntil(
         'an answer from every worker',
         async () => {
-          const v = (await (await fetch(`http://127.0.0.1:${appPort}/version`, { headers: { connection: 'close' } })).json()) as { pid: number; release: string; build: string };
-          seen.set(v.pid, { id: v.release, build: v.build });
+          const answers = await root(`for i in $(seq 1 ${4 * pids.size}); do curl -s -H 'Connection: close' http://127.0.0.1:${stackConfig.appPort}/version; echo; done`);
+          for (const line of answers.split('\n').filter(Boolean)) {
+            const v = JSON.parse(line) as { pid: number; release: string; build: string };
+            seen.set(v.pid, { id: v.release, build: v.build });
+          }
           return [...pids].every((p) => seen.has(p));
         },
-        { timeoutMs: 30000, intervalMs: 20 },
+        { timeoutMs: 30000, intervalMs: 200 },
       );
       return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
     },

@@ -10,13 +10,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { APP_DIST_DIR, HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
-import { startLoad } from '../support/load';
 import { MOCK_PASSWORD } from '../support/pulumi-mocks';
-import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack, type Release } from './local-stack';
+import { buildRelease, CADDY_ROOT_CA, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
 
 jest.setTimeout(60 * 60 * 1000);
@@ -79,7 +79,8 @@ async function checkHost() {
   // one worker per vCPU, serving through the forwarded port
   const vcpus = Number((await ssh(stack.target, 'nproc')).trim());
   expect(running).toHaveLength(vcpus);
-  expect((await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`)).status).toBe(200);
+  // serving through the proxy, as the public reaches it
+  expect((await stack.web('/readyz')).status).toBe(200);
   return running;
 }
 
@@ -101,10 +102,12 @@ test('the first up creates every remote resource the program registers, in depen
   provisioned = true;
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
-    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'postgres', 'release']
+    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'postgres', 'proxy', 'release']
       .map((n) => `create ${n}`)
       .sort(),
   );
+  // What the front door adds to a first provisioning.
+  report.proxyStepSeconds = steps.find((s) => s.name.endsWith('-proxy'))!.seconds;
   // The install path went through the mirror's checksum file.
   expect(stack.mirrorRequests).toEqual(expect.arrayContaining([`/v${stack.stackConfig.nodeVersion}/SHASUMS256.txt`, `/v${stack.stackConfig.nodeVersion}/node-v${stack.stackConfig.nodeVersion}-linux-x64.tar.gz`]));
 });
@@ -142,7 +145,7 @@ test('a code-only change runs only the release resources', async () => {
     expect(changed).not.toBe(before);
     expect(ran(await up('code changed'))).toEqual(expected);
     expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${changed}`);
-    expect((await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`)).status).toBe(200);
+    expect((await stack.web('/readyz')).status).toBe(200);
   });
   expect(ran(await up('code restored'))).toEqual(expected);
   expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${before}`);
@@ -153,10 +156,85 @@ test('every step replaced (pulumi up --replace) changes nothing and restarts not
   const before = await stack.pm2List();
   const daemon = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
   const steps = await up('every resource replaced', { replace: 'all' });
-  expect(steps.filter((s) => s.op === 'replace')).toHaveLength(12);
+  expect(steps.filter((s) => s.op === 'replace')).toHaveLength(13);
   const after = await stack.pm2List();
   expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
   expect((await root(`cat ${appHome}/.pm2/pm2.pid`)).trim()).toBe(daemon);
+});
+
+// ---------------------------------------------------------------------------
+// The front door: Caddy on 80/443, the app on loopback, the host key checked.
+
+describe('the front door', () => {
+  test('HTTPS on 443 with a certificate for the domain from Caddy\'s CA; without that CA the certificate is refused', async () => {
+    requireProvisioned();
+    const ready = await stack.web('/readyz');
+    expect(ready).toMatchObject({ status: 200 });
+    expect(JSON.parse(ready.body)).toEqual({ status: 'ready' });
+    const peer = await new Promise<tls.PeerCertificate>((resolve, reject) => {
+      void stack.proxyCa().then((ca) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: stack.httpsPort, servername: stack.domain, ca }, () => {
+          resolve(socket.getPeerCertificate());
+          socket.end();
+        });
+        socket.on('error', reject);
+      });
+    });
+    expect(peer.subjectaltname).toBe(`DNS:${stack.domain}`);
+    report.proxyCertificate = { subjectaltname: peer.subjectaltname, issuer: peer.issuer.CN, validTo: peer.valid_to };
+    await expect(
+      new Promise((resolve, reject) => tls.connect({ host: '127.0.0.1', port: stack.httpsPort, servername: stack.domain }, () => resolve('trusted')).on('error', reject)),
+    ).rejects.toThrow(/self-signed certificate|unable to get local issuer certificate/);
+  });
+
+  test('port 80 redirects to https://<domain>', async () => {
+    requireProvisioned();
+    const redirect = await stack.web('/api/sections?limit=1', { scheme: 'http' });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.location).toBe(`https://${stack.domain}/api/sections?limit=1`);
+  });
+
+  test('the app port is closed from outside the VM: the app listens on loopback only', async () => {
+    requireProvisioned();
+    await expect(getFresh(`http://127.0.0.1:${stack.appPort}/readyz`)).rejects.toThrow();
+    const listening = (await root(`ss -ltnH 'sport = :${stack.stackConfig.appPort}'`)).trim().split('\n').map((l) => l.trim().split(/\s+/)[3]);
+    expect([...new Set(listening)]).toEqual([`127.0.0.1:${stack.stackConfig.appPort}`]);
+  });
+
+  test('requests per second: the app directly (on the VM) and through the proxy over HTTPS, one client, one run', async () => {
+    requireProvisioned();
+    const load = readFileSync(path.join(ROOT, 'scripts', 'bench', 'http-load.cjs'), 'utf8');
+    const run = async (url: string, extra = '') => JSON.parse(await ssh(stack.target, `sudo /opt/node/bin/node - ${url} --connections 16 --seconds 10 ${extra}`, load)) as { requests: number; failed: number; rps: number };
+    const direct = await run(`http://127.0.0.1:${stack.stackConfig.appPort}${API_PATH}`);
+    const proxied = await run(`https://127.0.0.1${API_PATH}`, `--host ${stack.domain} --ca ${CADDY_ROOT_CA}`);
+    report.proxyThroughput = { direct, proxied, proxiedOverDirect: Math.round((proxied.rps / direct.rps) * 100) / 100 };
+    console.log(`requests/s: direct ${direct.rps}, through the proxy (HTTPS) ${proxied.rps}`);
+    expect(direct).toMatchObject({ failed: 0 });
+    expect(proxied).toMatchObject({ failed: 0 });
+    expect(direct.requests).toBeGreaterThan(100);
+    expect(proxied.requests).toBeGreaterThan(100);
+  });
+
+  test('a wrong sshHostKey fails the up before any step runs on the host, saying so', async () => {
+    requireProvisioned();
+    const keyFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'cemetery-hostkey-')), 'impostor');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const right = stack.config['cemetery-backend:sshHostKey'];
+    // Each count's own login is one "Accepted publickey": the difference is the up's logins.
+    const logins = async () => Number((await root(`journalctl --no-pager -o cat | grep -c 'Accepted publickey' || true`)).trim());
+    const before = await logins();
+    stack.config['cemetery-backend:sshHostKey'] = readFileSync(`${keyFile}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+    const started = Date.now();
+    const result = await stack.tryUp('a wrong sshHostKey');
+    report.wrongHostKey = { failedAfterSeconds: seconds(started), ran: ran(result.steps), failed: result.failed?.name };
+    stack.config['cemetery-backend:sshHostKey'] = right;
+    expect(result.failed?.message).toMatch(/ssh: handshake failed: ssh: host key mismatch/);
+    // Copies whose files did not change dial nothing (their update only records the new connection); no command ran.
+    expect(result.steps.filter((s) => !s.name.match(/-(host-scripts|release-bundle|release-process-file)$/))).toEqual([]);
+    expect((await logins()) - before).toBe(1);
+    // The right key again: the copies take back their connection; every command kept its state.
+    expect(ran(await up('the right sshHostKey again')).every((s) => /^update (host-scripts|release-bundle|release-process-file)$/.test(s))).toBe(true);
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -168,14 +246,14 @@ async function expectServing(r: Release) {
   for (const w of all) expect(w).toEqual({ pid: w.pid, id: r.id, build: r.build, cwd: `${appHome}/releases/${r.id}` });
 }
 
-const apiUrl = () => `http://127.0.0.1:${stack.appPort}/api/sections?limit=5`;
+const API_PATH = '/api/sections?limit=5';
 const releases: Record<string, Release> = {};
 
 describe('releases', () => {
   test('v2 deployed under load: no failed request, and every worker runs v2 code', async () => {
     requireProvisioned();
     releases.v2 = buildRelease({ mark: 'v2' });
-    const load = startLoad(apiUrl());
+    const load = stack.load(API_PATH);
     const started = Date.now();
     expect(ran(await up('v2 under load'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
     const deploySeconds = seconds(started);
@@ -195,7 +273,7 @@ describe('releases', () => {
     await sleep(5000);
     stack.vm('wait-ssh', '300');
     const sshBack = Date.now();
-    await waitUntil('/readyz after reboot', async () => (await getFresh(`http://127.0.0.1:${stack.appPort}/readyz`).catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 60000, intervalMs: 500 });
+    await waitUntil('/readyz through the proxy after reboot', async () => (await stack.web('/readyz').catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 60000, intervalMs: 500 });
     report.rebootV2 = { rebootToSshSeconds: Math.round((sshBack - before) / 100) / 10, sshToServingSeconds: seconds(sshBack) };
     await checkHost();
     await expectServing(releases.v2);
@@ -204,7 +282,7 @@ describe('releases', () => {
   test('a release that throws on boot is refused: the up fails naming it, v2 serves throughout; the next good release deploys', async () => {
     requireProvisioned();
     const bad = buildRelease({ mark: 'bad', throwOnBoot: true });
-    const load = startLoad(apiUrl());
+    const load = stack.load(API_PATH);
     const result = await stack.tryUp('a release that throws on boot');
     const during = await load.stop(2000);
     report.badRelease = { load: during, ran: ran(result.steps) };
@@ -238,7 +316,7 @@ describe('releases', () => {
 
   test('rollback on the host by id, under load: no failed request; the list shows the live release and the rollback target', async () => {
     requireProvisioned();
-    const load = startLoad(apiUrl());
+    const load = stack.load(API_PATH);
     const started = Date.now();
     await root(`cemetery-release rollback ${releases.v3.id}`);
     const rollbackSeconds = seconds(started);
@@ -304,7 +382,7 @@ describe('releases', () => {
   test('kill -9 of one worker under load: a new worker serves again, the others keep serving', async () => {
     requireProvisioned();
     const [victim, ...others] = await stack.workers();
-    const load = startLoad(apiUrl());
+    const load = stack.load(API_PATH);
     await sleep(2000);
     const killed = Date.now();
     await root(`kill -9 ${victim.pid}`);

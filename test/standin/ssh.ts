@@ -4,7 +4,10 @@
  * - `hostKey` set: only that key is accepted, and only its algorithm offered
  *   (SSHConfig, lines 85-98: ssh.FixedHostKey); unset: any host key (line 97).
  * - dialled up to `dialErrorLimit` times, each with `perDialTimeout` seconds
- *   (Dial and dialWithRetry, lines 150-206; defaults 10 and 15).
+ *   (Dial and dialWithRetry, lines 150-206; defaults 10 and 15), waiting as
+ *   pulumi's retry.Until does between dials: 100 ms, times 1.5, at most 5 s
+ *   (sdk/go/common/util/retry/until.go, lines 40-42 and 89-113). A host key
+ *   mismatch is a failed dial like any other: it is retried too.
  * A command runs as the provider's CommandOutputs.run does
  * (commandOutputs.go, lines 30-108): one session, PULUMI_COMMAND_STDOUT and
  * _STDERR sent as environment requests when there is a previous output (sshd
@@ -52,12 +55,14 @@ function dialOnce(c: Connection): Promise<Client> {
 
 export async function dial(c: Connection): Promise<Client> {
   const limit = c.dialErrorLimit ?? 10;
+  let delay = 100;
   for (let dials = 1; ; dials++) {
     try {
       return await dialOnce(c);
     } catch (err) {
       if (limit !== -1 && dials > limit) throw new Error(`after ${dials - 1} failed attempts: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * dials)));
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(5000, delay * 1.5);
     }
   }
 }

@@ -7,6 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
+import { utils } from 'ssh2';
 import { parse } from 'yaml';
 import { PROJECT, type StackConfig } from '../../infra/config';
 import { ROOT } from './db';
@@ -20,7 +21,7 @@ export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
 
 /** Per-user values the stack files leave to `pulumi config set` (see README). */
-export const TEST_SSH_PUBLIC_KEY = (() => {
+const opensshEd25519 = (comment: string) => {
   const der = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
   const raw = der.subarray(der.length - 32);
   // An SSH wire-format string: a 4-byte big-endian length, then the bytes.
@@ -29,8 +30,13 @@ export const TEST_SSH_PUBLIC_KEY = (() => {
     length.writeUInt32BE(b.length);
     return Buffer.concat([length, b]);
   };
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')} test@cemetery`;
-})();
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')}${comment ? ` ${comment}` : ''}`;
+};
+export const TEST_SSH_PUBLIC_KEY = opensshEd25519('test@cemetery');
+/** target ssh: the existing host's key, as `ssh-keyscan` prints it (no comment). */
+export const TEST_SSH_HOST_KEY = opensshEd25519('');
+/** target aws: the host key @pulumi/tls would generate (a real one, in OpenSSH form). */
+export const MOCK_HOST_KEY = utils.generateKeyPairSync('ed25519');
 export const TEST_SSH_PRIVATE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\n(test fixture: never used to connect under mocks)\n-----END OPENSSH PRIVATE KEY-----\n';
 const USER_SECRETS = { sshPublicKey: TEST_SSH_PUBLIC_KEY, sshPrivateKey: TEST_SSH_PRIVATE_KEY };
 
@@ -49,8 +55,9 @@ export function stackFiles(): Record<string, Record<string, string>> {
   return stacks;
 }
 
-export const withUserSecrets = (config: Record<string, string>) => ({
+export const withUserSecrets = (config: Record<string, string>): Record<string, string> => ({
   ...Object.fromEntries(Object.entries(USER_SECRETS).map(([k, v]) => [`${PROJECT}:${k}`, v])),
+  ...(config[`${PROJECT}:target`] === 'ssh' ? { [`${PROJECT}:sshHostKey`]: TEST_SSH_HOST_KEY } : {}),
   ...config,
 });
 
@@ -67,6 +74,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, result: MOCK_PASSWORD };
     case 'aws:ec2/keyPair:KeyPair':
       return { ...inputs, keyName: inputs.keyName ?? `${name}-key` };
+    case 'tls:index/privateKey:PrivateKey':
+      return { ...inputs, privateKeyOpenssh: MOCK_HOST_KEY.private, publicKeyOpenssh: `${MOCK_HOST_KEY.public}\n` };
     case 'aws:rds/subnetGroup:SubnetGroup':
       return { ...inputs, name: inputs.name ?? name };
     default:

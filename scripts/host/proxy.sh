@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Host step (order: infra/host-steps.ts): the front door. Debian's Caddy on 80
+# and 443 in front of the PM2 cluster, which listens on loopback only. With a
+# DOMAIN: HTTPS with a certificate from Let's Encrypt (ISSUER=acme; issued and
+# renewed by Caddy) or from Caddy's own CA (ISSUER=internal: a host with no
+# public name), and port 80 redirected to it. Without: plain HTTP on port 80.
+# The config is validated before it replaces the old one; a changed config is
+# applied with a graceful reload (open connections finish).
+source "$(dirname "$0")/lib.sh"
+require APP_PORT ISSUER
+DOMAIN=${DOMAIN:-}
+ACME_EMAIL=${ACME_EMAIL:-}
+[[ "$ISSUER" =~ ^(acme|internal)$ ]] || fail "ISSUER must be acme or internal, got '$ISSUER'"
+
+if ! dpkg-query -W -f='${Status}' caddy 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing caddy"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null
+fi
+
+caddyfile() {
+  echo "# cemetery-backend's front door (written by provisioning: scripts/host/proxy.sh)"
+  echo "{"
+  [ -z "$ACME_EMAIL" ] || echo "	email $ACME_EMAIL"
+  # Caddy's CA stays Caddy's: it is not added to this host's trust store.
+  [ "$ISSUER" != internal ] || echo "	skip_install_trust"
+  # A client that trickles its headers or body is cut off; responses (a large map) are not.
+  cat <<'GLOBAL'
+	servers {
+		timeouts {
+			read_header 10s
+			read_body 30s
+			idle 2m
+		}
+	}
+}
+GLOBAL
+  if [ -n "$DOMAIN" ]; then echo "$DOMAIN {"; else echo ":80 {"; fi
+  [ "$ISSUER" != internal ] || echo "	tls internal"
+  # One upstream: PM2's cluster master hands each connection to a worker. While a
+  # worker restarts or is killed, a failed request is tried again (on another
+  # connection, so another worker) for up to 5 s instead of failing.
+  cat <<UPSTREAM
+	reverse_proxy 127.0.0.1:$APP_PORT {
+		lb_try_duration 5s
+		lb_try_interval 100ms
+	}
+}
+UPSTREAM
+}
+
+# Validated as the service's user, against the storage it uses, before it replaces anything.
+candidate=$(mktemp)
+trap 'rm -f "$candidate"' EXIT
+caddyfile >"$candidate"
+chmod 0644 "$candidate"
+validation=$(cd / && sudo -u caddy -H caddy validate --adapter caddyfile --config "$candidate" 2>&1) ||
+  fail "the proxy config does not validate: $(tail -n 3 <<<"$validation")"
+write_file /etc/caddy/Caddyfile 0644 root:root <"$candidate"
+
+systemctl is-enabled --quiet caddy || systemctl enable --quiet caddy
+if ! systemctl is-active --quiet caddy; then
+  systemctl start caddy
+elif [ "$WROTE" = 1 ]; then
+  systemctl reload caddy
+  log "reloaded caddy"
+fi
+
+# Caddy answers on port 80: the redirect to HTTPS, or (no domain) the app itself.
+host=${DOMAIN:-localhost}
+for _ in $(seq 1 30); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" http://127.0.0.1/readyz || true)
+  [ "$code" != 000 ] && break
+  sleep 1
+done
+[ "$code" != 000 ] || fail "caddy does not answer on port 80 (journalctl -u caddy)"
+if [ -n "$DOMAIN" ] && [ "$code" != 308 ]; then fail "expected port 80 to redirect to https://$DOMAIN, got HTTP $code"; fi
+log "serving ${DOMAIN:+https://$DOMAIN (certificates: $ISSUER)}${DOMAIN:-http on port 80}"
