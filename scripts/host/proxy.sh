@@ -8,8 +8,9 @@
 # applied with a graceful reload (open connections finish).
 source "$(dirname "$0")/lib.sh"
 require APP_PORT ISSUER
-DOMAIN=${DOMAIN:-}
-ACME_EMAIL=${ACME_EMAIL:-}
+# Optional arguments (lib.sh makes every argument read-only).
+domain=${DOMAIN:-}
+acme_email=${ACME_EMAIL:-}
 [[ "$ISSUER" =~ ^(acme|internal)$ ]] || fail "ISSUER must be acme or internal, got '$ISSUER'"
 
 if ! dpkg-query -W -f='${Status}' caddy 2>/dev/null | grep -q 'install ok installed'; then
@@ -21,7 +22,7 @@ fi
 caddyfile() {
   echo "# cemetery-backend's front door (written by provisioning: scripts/host/proxy.sh)"
   echo "{"
-  [ -z "$ACME_EMAIL" ] || echo "	email $ACME_EMAIL"
+  [ -z "$acme_email" ] || echo "	email $acme_email"
   # Caddy's CA stays Caddy's: it is not added to this host's trust store.
   [ "$ISSUER" != internal ] || echo "	skip_install_trust"
   # A client that trickles its headers or body is cut off; responses (a large map) are not.
@@ -35,7 +36,7 @@ caddyfile() {
 	}
 }
 GLOBAL
-  if [ -n "$DOMAIN" ]; then echo "$DOMAIN {"; else echo ":80 {"; fi
+  if [ -n "$domain" ]; then echo "$domain {"; else echo ":80 {"; fi
   [ "$ISSUER" != internal ] || echo "	tls internal"
   # One upstream: PM2's cluster master hands each connection to a worker. While a
   # worker restarts or is killed, a failed request is tried again (on another
@@ -67,12 +68,12 @@ elif [ "$WROTE" = 1 ]; then
 fi
 
 # Caddy answers on port 80: the redirect to HTTPS, or (no domain) the app itself.
-host=${DOMAIN:-localhost}
+host=${domain:-localhost}
 for _ in $(seq 1 30); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" http://127.0.0.1/readyz || true)
   [ "$code" != 000 ] && break
   sleep 1
 done
 [ "$code" != 000 ] || fail "caddy does not answer on port 80 (journalctl -u caddy)"
-if [ -n "$DOMAIN" ] && [ "$code" != 308 ]; then fail "expected port 80 to redirect to https://$DOMAIN, got HTTP $code"; fi
-log "serving ${DOMAIN:+https://$DOMAIN (certificates: $ISSUER)}${DOMAIN:-http on port 80}"
+if [ -n "$domain" ] && [ "$code" != 308 ]; then fail "expected port 80 to redirect to https://$domain, got HTTP $code"; fi
+log "serving ${domain:+https://$domain (certificates: $ISSUER)}${domain:-http on port 80}"
