@@ -58,3 +58,32 @@ describe('a failing host step names itself', () => {
     expect(r.stderr).toMatch(/cemetery-backend host step "app-user" failed \(line \d+: useradd .*\)/);
   });
 });
+
+describe('host steps never assign to their arguments (lib.sh makes each KEY=VALUE read-only)', () => {
+  const { hostSteps, provisioningLayout, HOST_SCRIPTS_DIR } = require('../infra/host-steps') as typeof import('../infra/host-steps');
+  const { parseStackConfig } = require('../infra/config') as typeof import('../infra/config');
+  const { stackFiles, withUserSecrets } = require('./support/pulumi-mocks') as typeof import('./support/pulumi-mocks');
+  // Every argument any stack file passes to each script.
+  const argsByScript = new Map<string, Set<string>>();
+  for (const [stack, raw] of Object.entries(stackFiles())) {
+    const all = withUserSecrets(raw);
+    const own = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice('cemetery-backend:'.length), v]));
+    const cfg = parseStackConfig({ ...own, domainName: own.domainName ?? 'example.org', acmeEmail: 'ops@example.org', sshNextPublicKey: undefined as never }, stack, all['aws:region']);
+    if (cfg.network === 'provideShared') continue;
+    for (const step of hostSteps({ ...cfg, sshNextPublicKey: cfg.sshPublicKey?.replace('test@', 'next@') }, 'r-000000000000', provisioningLayout(cfg.sshUser, 'r-000000000000'))) {
+      const names = argsByScript.get(step.script) ?? new Set<string>();
+      Object.keys(step.args).forEach((k) => names.add(k));
+      argsByScript.set(step.script, names);
+    }
+  }
+
+  test.each([...argsByScript.keys()])('%s', (script) => {
+    const code = require('node:fs')
+      .readFileSync(path.join(HOST_SCRIPTS_DIR, script), 'utf8')
+      .split('\n')
+      .filter((line: string) => !line.trim().startsWith('#'))
+      .join('\n');
+    const assigned = [...argsByScript.get(script)!].filter((name) => new RegExp(`(^|[\\s;(&|])(readonly |local |declare [-a-z]+ )?${name}=`, 'm').test(code));
+    expect(assigned).toEqual([]);
+  });
+});

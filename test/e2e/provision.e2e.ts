@@ -39,7 +39,8 @@ beforeAll(async () => {
     report,
     log: (line) => process.stdout.write(`${line}\n`),
     // Few enough that the log flood test can see old rotations go.
-    overrides: { 'cemetery-backend:logrotateRetain': '3' },
+    // The load comes from one address (qemu's gateway): no rate limit for it here.
+    overrides: { 'cemetery-backend:logrotateRetain': '3', 'cemetery-backend:rateLimitPerMinute': '1000000' },
   });
 }, 30 * 60 * 1000);
 
@@ -192,6 +193,22 @@ describe('the front door', () => {
     const redirect = await stack.web('/api/sections?limit=1', { scheme: 'http' });
     expect(redirect.status).toBe(308);
     expect(redirect.headers.location).toBe(`https://${stack.domain}/api/sections?limit=1`);
+  });
+
+  test('writes through the proxy need a token made with cemetery-admin on the host; a revoked one is refused', async () => {
+    requireProvisioned();
+    const write = (headers: Record<string, string> = {}) =>
+      stack.web('/api/sections', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ name: `e2e ${Date.now()}`, grid: { rows: 2, plotsPerRow: 2 } }) });
+    const refused = await write();
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body).message).toBe('write requests need a token: Authorization: Bearer <token>');
+    // Printed once, on stdout: the token never appears in a command line.
+    const token = (await root('cemetery-admin token create --name e2e')).trim();
+    expect(token).toMatch(/^cmt_[A-Za-z0-9_-]{43}$/);
+    expect((await write({ authorization: `Bearer ${token}` })).status).toBe(201);
+    expect(await root('cemetery-admin token list')).toMatch(/\te2e\tcreated \S+\tactive\n/);
+    await root('cemetery-admin token revoke --name e2e');
+    expect((await write({ authorization: `Bearer ${token}` })).status).toBe(401);
   });
 
   test('the app port is closed from outside the VM: the app listens on loopback only', async () => {
