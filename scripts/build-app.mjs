@@ -28,7 +28,7 @@ async function buildId() {
 await rm(dist, { recursive: true, force: true });
 const id = await buildId();
 await build({
-  entryPoints: { server: path.join(appDir, 'src/main.ts'), migrate: path.join(appDir, 'src/migrate.ts') },
+  entryPoints: { server: path.join(appDir, 'src/main.ts'), migrate: path.join(appDir, 'src/migrate.ts'), admin: path.join(appDir, 'src/admin.ts') },
   outdir: dist,
   bundle: true,
   platform: 'node',

@@ -1,21 +1,29 @@
 import type { FastifyInstance } from 'fastify';
+import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
-import { createPool, type Pool } from '../app/src/db';
+import { createHash } from 'node:crypto';
+import type { Limits } from '../app/src/config';
+import { createPool, inTransaction, type Pool } from '../app/src/db';
 import path from 'node:path';
 import { shippedMigrations } from '../app/src/release';
 import { buildServer } from '../app/src/server';
+import { createToken, revokeToken } from '../app/src/tokens';
 import { createMigratedDatabase, ROOT } from './support/db';
 
 let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
 let pool: Pool;
 let app: FastifyInstance;
+/** A real token, created as `admin token create` does: every write below carries it. */
+let token: string;
+const auth = () => ({ authorization: `Bearer ${token}` });
 
 beforeAll(async () => {
   db = await createMigratedDatabase('api');
   pool = createPool(db.url, 5, pino({ level: 'silent' }));
   app = buildServer({ pool, release: { id: 'test-release', build: 'test-build' }, requiredMigrations: shippedMigrations(path.join(ROOT, 'app', 'migrations')), logger: false });
   await app.ready();
+  token = (await createToken(pool, 'api-tests')).token;
 });
 
 afterAll(async () => {
@@ -25,7 +33,7 @@ afterAll(async () => {
 });
 
 const call = async (method: 'GET' | 'POST' | 'PUT', url: string, payload?: object) => {
-  const res = await app.inject({ method, url, payload });
+  const res = await app.inject({ method, url, payload, headers: method === 'GET' ? {} : auth() });
   return { status: res.statusCode, body: res.headers['content-type']?.toString().startsWith('application/json') ? res.json() : res.body, headers: res.headers };
 };
 
@@ -106,7 +114,7 @@ describe('sections', () => {
   });
 
   test('malformed JSON is 400', async () => {
-    const res = await app.inject({ method: 'POST', url: '/api/sections', headers: { 'content-type': 'application/json' }, payload: '{"name":' });
+    const res = await app.inject({ method: 'POST', url: '/api/sections', headers: { 'content-type': 'application/json', ...auth() }, payload: '{"name":' });
     expect(res.statusCode).toBe(400);
   });
 
@@ -140,7 +148,7 @@ describe('pagination', () => {
   });
 
   test('an offset past the end is an empty page with the real total', async () => {
-    expect((await call('GET', `/api/plots?sectionId=${sectionId}&offset=12`)).body).toEqual({ items: [], total: 12, limit: 20, offset: 12 });
+    expect((await call('GET', `/api/plots?sectionId=${sectionId}&offset=12`)).body).toEqual({ items: [], total: 12, totalExact: true, limit: 20, offset: 12 });
   });
 
   test('the default page size is 20, the largest 100', async () => {
@@ -290,10 +298,160 @@ describe('section map', () => {
     expect(gzipped.headers['content-encoding']).toBe('gzip');
     expect(gzipped.headers.vary).toBe('accept-encoding');
     expect(gunzipSync(gzipped.rawPayload).toString('utf8')).toBe(plain.body);
+    // With a highlight: the cached compressed prefix and the request's own tail, one valid gzip stream.
+    const highlighted = await app.inject({ method: 'GET', url: `${url}?highlight=3`, headers: { 'accept-encoding': 'gzip' } });
+    const plainHighlighted = await app.inject({ method: 'GET', url: `${url}?highlight=3` });
+    expect(gunzipSync(highlighted.rawPayload).toString('utf8')).toBe(plainHighlighted.body);
+    expect(execFileSync('gzip', ['-dc'], { input: highlighted.rawPayload }).toString('utf8')).toBe(plainHighlighted.body);
   });
 
   test('unknown section 404, bad highlight 400', async () => {
     expect((await call('GET', '/api/sections/999999/map.svg')).status).toBe(404);
     expect(await call('GET', '/api/sections/1/map.svg?highlight=x')).toMatchObject({ status: 400, body: { message: 'querystring/highlight must be integer' } });
+  });
+});
+
+describe('writes need a token', () => {
+  const post = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/api/sections', payload: { name: `Token test ${Math.random()}` }, headers });
+
+  test('without one: 401 saying what is missing, and nothing is written', async () => {
+    const before = await count('sections');
+    const res = await post({});
+    expect(res.statusCode).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="cemetery-backend"');
+    expect(res.json()).toEqual({ statusCode: 401, error: 'Unauthorized', message: 'write requests need a token: Authorization: Bearer <token>' });
+    expect((await app.inject({ method: 'PUT', url: '/api/plots/1/status', payload: { status: 'reserved' } })).statusCode).toBe(401);
+    expect(await count('sections')).toBe(before);
+  });
+
+  test('an unknown, malformed or revoked token gets the same 401; a valid one writes', async () => {
+    const { token: office } = await createToken(pool, 'office');
+    expect((await post({ authorization: `Bearer ${office}` })).statusCode).toBe(201);
+    await revokeToken(pool, { name: 'office' });
+    const answers = await Promise.all(
+      [`Bearer ${office}`, `Bearer cmt_${'A'.repeat(43)}`, 'Bearer not-a-token', `Basic ${Buffer.from('a:b').toString('base64')}`].map(async (h) => (await post({ authorization: h })).json()),
+    );
+    expect(answers.slice(0, 3)).toEqual(Array(3).fill({ statusCode: 401, error: 'Unauthorized', message: 'the bearer token is not accepted' }));
+    expect(answers[3].message).toBe('write requests need a token: Authorization: Bearer <token>');
+  });
+
+  test('only a hash is stored', async () => {
+    const { token: t } = await createToken(pool, 'hash-check');
+    const { rows } = await pool.query("SELECT encode(token_hash, 'hex') AS h FROM api_tokens WHERE name = 'hash-check'");
+    expect(rows[0].h).toBe(createHash('sha256').update(t).digest('hex'));
+    expect(JSON.stringify((await pool.query('SELECT * FROM api_tokens')).rows)).not.toContain(t.slice(4));
+  });
+
+  test('reads are public unless PUBLIC_READS=false; the probes always are', async () => {
+    expect((await app.inject({ method: 'GET', url: '/api/sections' })).statusCode).toBe(200);
+    const closed = buildServer({ pool, release: { id: 'x', build: 'x' }, logger: false, limits: { publicReads: false } });
+    expect((await closed.inject({ method: 'GET', url: '/api/sections' })).json()).toMatchObject({ statusCode: 401, message: 'requests need a token: Authorization: Bearer <token>' });
+    expect((await closed.inject({ method: 'GET', url: '/api/sections', headers: auth() })).statusCode).toBe(200);
+    for (const probe of ['/healthz', '/readyz', '/version']) expect((await closed.inject({ method: 'GET', url: probe })).statusCode).toBe(200);
+    await closed.close();
+  });
+});
+
+describe('abuse limits', () => {
+  const server = (limits: Partial<Limits>, p: Pool = pool) => buildServer({ pool: p, release: { id: 'x', build: 'x' }, logger: false, limits });
+
+  test('rate limit: 429 with Retry-After per client address; a spoofed left-most X-Forwarded-For does not dodge it; the host itself is not limited', async () => {
+    const limited = server({ rateLimitPerMinute: 3 });
+    // As the host's Caddy sends it: the client's address appended last; whatever the client sent before it.
+    const from = (client: string, spoof = `10.9.${Math.floor(Math.random() * 250)}.1`) =>
+      limited.inject({ method: 'GET', url: '/api/sections?limit=1', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': `${spoof}, ${client}` } });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await from('203.0.113.5')).statusCode);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    const refused = await from('203.0.113.5');
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect(refused.json()).toMatchObject({ statusCode: 429, error: 'Too Many Requests', message: expect.stringMatching(/^over 3 requests per minute from this address; retry in \d+ s$/) });
+    expect((await from('203.0.113.6')).statusCode).toBe(200);
+    // A direct connection from an address that is not a trusted proxy: its X-Forwarded-For is ignored.
+    const direct = (spoof: string) => limited.inject({ method: 'GET', url: '/api/sections?limit=1', remoteAddress: '198.51.100.9', headers: { 'x-forwarded-for': spoof } });
+    const directStatuses = [];
+    for (let i = 0; i < 4; i++) directStatuses.push((await direct(`192.0.2.${i}`)).statusCode);
+    expect(directStatuses).toEqual([200, 200, 200, 429]);
+    for (let i = 0; i < 5; i++) expect((await limited.inject({ method: 'GET', url: '/readyz', remoteAddress: '127.0.0.1' })).statusCode).toBe(200);
+    await limited.close();
+  });
+
+  test('a statement over STATEMENT_TIMEOUT_MS: 503 with Retry-After, and the worker serves on', async () => {
+    const slowPool = createPool(db.url, 2, pino({ level: 'silent' }), { statementTimeoutMs: 300 });
+    const timed = server({}, slowPool);
+    const { section } = await newSection({ rows: 1, plotsPerRow: 1 });
+    // The test's own transaction holds the section row: the request's statement waits on it past the timeout.
+    const holder = await pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM sections WHERE id = $1 FOR UPDATE', [section.id]);
+      const started = Date.now();
+      const res = await timed.inject({ method: 'POST', url: '/api/plots', payload: { sectionId: section.id, row: 2, number: 1 }, headers: auth() });
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.json().message).toBe('the database took too long (statement timeout); try again');
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect((await timed.inject({ method: 'POST', url: '/api/plots', payload: { sectionId: section.id, row: 2, number: 1 }, headers: auth() })).statusCode).toBe(201);
+    await timed.close();
+    await slowPool.end();
+  });
+
+  test('grid over MAX_GRID_PLOTS: 400 naming the cap; nothing is created', async () => {
+    const before = await count('sections');
+    const res = await call('POST', '/api/sections', { name: 'Too big', grid: { rows: 100, plotsPerRow: 100 } });
+    expect(res).toMatchObject({ status: 400, body: { message: 'body/grid of 100 x 100 = 10000 plots is over 2500 (MAX_GRID_PLOTS): create the section in parts' } });
+    expect(await count('sections')).toBe(before);
+    expect((await call('POST', '/api/sections', { name: 'Just fits', grid: { rows: 50, plotsPerRow: 50 } })).status).toBe(201);
+  });
+
+  test('offset over MAX_OFFSET: 400 naming the cap; totals are counted only that far', async () => {
+    const capped = server({ maxOffset: 10 });
+    expect((await capped.inject({ method: 'GET', url: '/api/plots?offset=11' })).json()).toMatchObject({
+      statusCode: 400,
+      message: 'querystring/offset must be at most 10 (MAX_OFFSET): narrow the list with its filters instead',
+    });
+    const page = (await capped.inject({ method: 'GET', url: '/api/plots?limit=5&offset=10' })).json();
+    expect(await count('plots')).toBeGreaterThan(15);
+    expect(page).toMatchObject({ total: 15, totalExact: false, limit: 5, offset: 10 });
+    expect(page.items).toHaveLength(5);
+    expect((await call('GET', '/api/plots?offset=10001')).status).toBe(400);
+    await capped.close();
+  });
+});
+
+describe('concurrent plot creation in one section', () => {
+  test('50 at once: each 201 or 409, never a 500; the rows created are the 201s', async () => {
+    const { section } = await newSection({ rows: 1, plotsPerRow: 1 });
+    // Half of them ask for the same few places (409s), the rest for their own.
+    const bodies = Array.from({ length: 50 }, (_, i) => ({ sectionId: section.id, row: 2 + (i % 2 ? i : i % 5), number: 1 }));
+    const results = await Promise.all(bodies.map((payload) => app.inject({ method: 'POST', url: '/api/plots', payload, headers: auth() })));
+    const statuses = results.map((r) => r.statusCode);
+    expect(statuses.filter((s) => ![201, 409, 503].includes(s))).toEqual([]);
+    const created = statuses.filter((s) => s === 201).length;
+    expect(created).toBeGreaterThanOrEqual(25);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM plots WHERE section_id = $1', [section.id]);
+    expect(rows[0].n).toBe(1 + created);
+    for (const r of results.filter((r) => r.statusCode === 503)) expect(r.headers['retry-after']).toBe('1');
+  });
+
+  test('a deadlock in a transaction is retried once, then answered 503 with Retry-After', async () => {
+    let runs = 0;
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
+    await expect(inTransaction(pool, async () => {
+      runs++;
+      if (runs === 1) throw deadlock;
+      return 'second run';
+    })).resolves.toBe('second run');
+    runs = 0;
+    await expect(inTransaction(pool, async () => {
+      runs++;
+      throw deadlock;
+    })).rejects.toBe(deadlock);
+    expect(runs).toBe(2);
   });
 });

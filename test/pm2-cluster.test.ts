@@ -4,11 +4,12 @@
  * SIGINT shutdown that leaves no database connection behind.
  */
 import autocannon from 'autocannon';
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pm2, pm2Async } from '../scripts/lib/pm2.cjs';
 import { waitUntil } from '../scripts/lib/wait.cjs';
-import { adminQuery, createMigratedDatabase } from './support/db';
+import { adminQuery, createMigratedDatabase, DIST } from './support/db';
 import { getFresh } from './support/http';
 import { APP_NAME, startCluster } from './support/pm2-cluster';
 
@@ -33,9 +34,13 @@ async function distinctServingPids(requests: number): Promise<Set<number>> {
 beforeAll(async () => {
   db = await createMigratedDatabase('pm2');
   cluster = await startCluster(db.url, 2);
+  // A write token, made the way an operator makes one (the release's admin command).
+  const token = execFileSync(process.execPath, [path.join(DIST, 'admin.js'), 'token', 'create', '--name', 'pm2-test'], { env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'ignore'] })
+    .toString()
+    .trim();
   const created = await fetch(`${cluster.url}/api/sections`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: JSON.stringify({ name: 'Load', grid: { rows: 10, plotsPerRow: 10 } }),
   });
   expect(created.status).toBe(201);

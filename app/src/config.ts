@@ -19,6 +19,24 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
       return value;
     });
 
+/** The abuse limits and who may write: each an environment setting with this default. */
+export const DEFAULT_LIMITS = {
+  /** Reads need no token (cemetery records are public records). */
+  publicReads: true,
+  /** Requests per minute from one client address, counted by each worker (README: Abuse limits). */
+  rateLimitPerMinute: 600,
+  /** Proxies whose X-Forwarded-For is believed: the host's own Caddy, on loopback. */
+  trustProxy: '127.0.0.1,::1',
+  statementTimeoutMs: 5000,
+  requestTimeoutMs: 30000,
+  headersTimeoutMs: 10000,
+  /** Plots one POST /api/sections may create in its grid. */
+  maxGridPlots: 2500,
+  /** The deepest page a list serves; a total is counted at most this far. */
+  maxOffset: 10000,
+};
+export type Limits = typeof DEFAULT_LIMITS;
+
 const schema = z.object({
   // The URL carries the password: messages about it never echo the value.
   DATABASE_URL: z
@@ -37,6 +55,15 @@ const schema = z.object({
   DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 100, 600000, 5000),
+  PUBLIC_READS: z.enum(['true', 'false'], { error: (issue) => `PUBLIC_READS must be true or false, got "${String(issue.input)}"` }).default('true'),
+  // Abuse limits (README: Abuse limits).
+  RATE_LIMIT_PER_MINUTE: integer('RATE_LIMIT_PER_MINUTE', 1, 1000000, DEFAULT_LIMITS.rateLimitPerMinute),
+  TRUST_PROXY: z.string().min(1).default(DEFAULT_LIMITS.trustProxy),
+  STATEMENT_TIMEOUT_MS: integer('STATEMENT_TIMEOUT_MS', 100, 600000, DEFAULT_LIMITS.statementTimeoutMs),
+  REQUEST_TIMEOUT_MS: integer('REQUEST_TIMEOUT_MS', 1000, 600000, DEFAULT_LIMITS.requestTimeoutMs),
+  HEADERS_TIMEOUT_MS: integer('HEADERS_TIMEOUT_MS', 1000, 600000, DEFAULT_LIMITS.headersTimeoutMs),
+  MAX_GRID_PLOTS: integer('MAX_GRID_PLOTS', 1, 10000, DEFAULT_LIMITS.maxGridPlots),
+  MAX_OFFSET: integer('MAX_OFFSET', 0, 1000000, DEFAULT_LIMITS.maxOffset),
 });
 
 export type AppConfig = {
@@ -46,6 +73,7 @@ export type AppConfig = {
   logLevel: (typeof LOG_LEVELS)[number];
   dbPoolMax: number;
   shutdownTimeoutMs: number;
+  limits: Limits;
 };
 
 export class ConfigError extends Error {}
@@ -57,6 +85,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
   }
   const c = parsed.data;
+  if (c.HEADERS_TIMEOUT_MS > c.REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(`Invalid configuration:\n  - HEADERS_TIMEOUT_MS (${c.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${c.REQUEST_TIMEOUT_MS})`);
+  }
   return {
     databaseUrl: c.DATABASE_URL,
     port: c.PORT,
@@ -64,5 +95,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     logLevel: c.LOG_LEVEL,
     dbPoolMax: c.DB_POOL_MAX,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+    limits: {
+      publicReads: c.PUBLIC_READS === 'true',
+      rateLimitPerMinute: c.RATE_LIMIT_PER_MINUTE,
+      trustProxy: c.TRUST_PROXY,
+      statementTimeoutMs: c.STATEMENT_TIMEOUT_MS,
+      requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: c.HEADERS_TIMEOUT_MS,
+      maxGridPlots: c.MAX_GRID_PLOTS,
+      maxOffset: c.MAX_OFFSET,
+    },
   };
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
+import { isRetryable } from './errors';
 
 // DATE columns as 'YYYY-MM-DD' strings: a calendar date has no time zone.
 pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
@@ -7,10 +8,12 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-export function createPool(databaseUrl: string, max: number, logger: FastifyBaseLogger): pg.Pool {
+export function createPool(databaseUrl: string, max: number, logger: FastifyBaseLogger, { statementTimeoutMs }: { statementTimeoutMs?: number } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max,
+    // No query holds a worker's connection (and the client waiting on it) longer than this; errors.ts answers 503.
+    statement_timeout: statementTimeoutMs,
     connectionTimeoutMillis: 3000,
     idleTimeoutMillis: 30000,
     application_name: 'cemetery-backend',
@@ -20,7 +23,20 @@ export function createPool(databaseUrl: string, max: number, logger: FastifyBase
   return pool;
 }
 
+/**
+ * Runs `work` in a transaction. A serialization failure or deadlock runs it
+ * once more; a second one reaches the error handler (503 with Retry-After).
+ */
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  try {
+    return await transactionOnce(pool, work);
+  } catch (err) {
+    if (!isRetryable(err)) throw err;
+    return transactionOnce(pool, work);
+  }
+}
+
+async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');

@@ -5,10 +5,15 @@ export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
 }
+
+/** Seconds a client should wait before trying again after a 503 for load (a timeout, a conflict that persisted). */
+export const RETRY_AFTER_SECONDS = 1;
+export const busy = (message: string) => new HttpError(503, message, { 'retry-after': String(RETRY_AFTER_SECONDS) });
 
 export const notFound = (what: string, id: number) => new HttpError(404, `${what} ${id} not found`);
 export const conflict = (message: string) => new HttpError(409, message);
@@ -31,10 +36,13 @@ export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -50,10 +58,19 @@ function isConnectionFailure(err: PgError): boolean {
   );
 }
 
-function classify(err: FastifyError & PgError): { status: number; message: string } {
+/** Serialization failures and deadlocks: the transaction may succeed if run again (db.ts inTransaction does, once). */
+export const isRetryable = (err: unknown) => ['40001', '40P01'].includes((err as PgError).code ?? '');
+
+function classify(err: FastifyError & PgError): { status: number; message: string; headers?: Record<string, string> } {
   if (err.validation) return { status: 400, message: err.message };
-  if (err instanceof HttpError) return { status: err.statusCode, message: err.message };
+  if (err instanceof HttpError) return { status: err.statusCode, message: err.message, headers: err.headers };
+  const retryAfter = { 'retry-after': String(RETRY_AFTER_SECONDS) };
   switch (err.code) {
+    case '57014':
+      return { status: 503, message: 'the database took too long (statement timeout); try again', headers: retryAfter };
+    case '40001':
+    case '40P01':
+      return { status: 503, message: 'concurrent changes conflicted; try again', headers: retryAfter };
     case '23505':
       return { status: 409, message: `already exists (${err.constraint ?? 'unique constraint'})` };
     case '23503':
@@ -68,7 +85,9 @@ function classify(err: FastifyError & PgError): { status: number; message: strin
 }
 
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
-  const { status, message } = classify(err as FastifyError & PgError);
-  if (status >= 500) request.log.error({ err }, 'request failed');
+  const { status, message, headers } = classify(err as FastifyError & PgError);
+  if (status === 500) request.log.error({ err }, 'request failed');
+  else if (status >= 500) request.log.warn({ err: err.message, code: (err as PgError).code }, 'request refused');
+  if (headers) reply.headers(headers);
   return reply.status(status).send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', message });
 }

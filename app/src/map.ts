@@ -1,4 +1,5 @@
 /** The section map: the plot grid as an SVG, coloured by status. Pure, so it is cheap to test. */
+import { gzipPrefixOf, gzipWithTail, type GzipPrefix } from './gzip-prefix';
 
 export type PlotStatus = 'available' | 'reserved' | 'occupied';
 export const PLOT_STATUSES: readonly PlotStatus[] = ['available', 'reserved', 'occupied'];
@@ -31,8 +32,14 @@ function describe(plot: MapPlot): string {
   return `${place}, ${plot.deceasedName} (${years})`;
 }
 
-/** A section's map without the per-request part: rendered once per map version, then cached. */
-export type MapTemplate = { head: Buffer; body: Buffer };
+/**
+ * A section's map without the per-request part, rendered once per map version
+ * and cached: the document up to its closing tag, and that prefix already
+ * gzipped (a large section's map is megabytes; a request gzips only its own tail).
+ */
+export type MapTemplate = { prefix: Buffer; gzipPrefix: GzipPrefix };
+
+const CLOSE = Buffer.from('</svg>');
 
 const HIGHLIGHT_STYLE = 'stroke:#d50000;stroke-width:3';
 
@@ -80,19 +87,23 @@ export function renderMapTemplate(section: MapSection): MapTemplate {
       `<title>${escapeXml(describe(plot))}</title></g>`,
     );
   }
-  body.push('</svg>');
-  return { head: Buffer.from(head.join('\n')), body: Buffer.from(body.join('\n')) };
+  body.push('');
+  const prefix = Buffer.from(`${head.join('\n')}${body.join('\n')}`);
+  return { prefix, gzipPrefix: gzipPrefixOf(prefix) };
 }
 
 /**
- * One response: the template with a rule that outlines the highlighted plot
- * (the "you are here" of a visitor's map), so every request's SVG differs.
+ * One response's own part: a rule that outlines the highlighted plot (the
+ * "you are here" of a visitor's map), and the closing tag. A style sheet
+ * applies to the whole document wherever it stands, so it can come last.
  */
-export function assembleMap(template: MapTemplate, highlightPlotId?: number): Buffer {
-  if (highlightPlotId === undefined) return Buffer.concat([template.head, template.body]);
-  const rule = Buffer.from(`<style>#plot-${highlightPlotId}>rect{${HIGHLIGHT_STYLE}}</style>\n`);
-  return Buffer.concat([template.head, rule, template.body]);
-}
+const tailOf = (highlightPlotId?: number) =>
+  highlightPlotId === undefined ? CLOSE : Buffer.from(`<style>#plot-${highlightPlotId}>rect{${HIGHLIGHT_STYLE}}</style>\n</svg>`);
+
+export const assembleMap = (template: MapTemplate, highlightPlotId?: number): Buffer => Buffer.concat([template.prefix, tailOf(highlightPlotId)]);
+
+/** The same document gzipped: the cached compressed prefix, and only the tail compressed per request. */
+export const assembleMapGzip = (template: MapTemplate, highlightPlotId?: number): Buffer => gzipWithTail(template.gzipPrefix, tailOf(highlightPlotId));
 
 export const renderSectionMap = (section: MapSection, highlightPlotId?: number): string =>
   assembleMap(renderMapTemplate(section), highlightPlotId).toString('utf8');

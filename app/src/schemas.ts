@@ -26,6 +26,7 @@ export const pageOf = (itemSchema: object) =>
     properties: {
       items: { type: 'array', items: itemSchema },
       total: { type: 'integer' },
+      totalExact: { type: 'boolean' },
       limit: { type: 'integer' },
       offset: { type: 'integer' },
     },

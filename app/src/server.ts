@@ -1,4 +1,7 @@
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { requireTokens } from './auth';
+import { DEFAULT_LIMITS, type Limits } from './config';
 import { pendingMigrations, pingDatabase, type Pool } from './db';
 import type { ReleaseInfo } from './release';
 import { errorHandler, schemaErrorFormatter } from './errors';
@@ -18,10 +21,19 @@ export type ServerOptions = {
   requiredMigrations?: string[];
   logger: FastifyBaseLogger | false;
   lifecycle?: Lifecycle;
+  /** Who may write and the abuse limits (config.ts DEFAULT_LIMITS for what is not given). */
+  limits?: Partial<Limits>;
 };
 
-export function buildServer({ pool, release, requiredMigrations = [], logger, lifecycle = { draining: false } }: ServerOptions): FastifyInstance {
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+export function buildServer({ pool, release, requiredMigrations = [], logger, lifecycle = { draining: false }, limits: given = {} }: ServerOptions): FastifyInstance {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...given };
   const app = Fastify({
+    // The client's address is the one the host's proxy appends to X-Forwarded-For (proxy-addr reads it from the right).
+    trustProxy: limits.trustProxy.split(',').map((a) => a.trim()),
+    // A request (headers and body) that takes longer is cut off: it would hold a connection and a worker's memory.
+    requestTimeout: limits.requestTimeoutMs,
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
     // Shutdown drains keep-alive connections itself (see shutdown.ts); Fastify's
@@ -33,7 +45,22 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     bodyLimit: 64 * 1024,
   });
 
+  app.server.headersTimeout = limits.headersTimeoutMs;
   app.setErrorHandler(errorHandler);
+
+  // Counted per worker (the store is in its memory): see README, Abuse limits. Requests from this
+  // host itself (health checks, the release gate, an operator's curl) are not counted.
+  void app.register(rateLimit, {
+    max: limits.rateLimitPerMinute,
+    timeWindow: 60000,
+    allowList: (req) => LOOPBACK.has(req.ip),
+    errorResponseBuilder: (_req, context) => ({
+      statusCode: 429,
+      error: 'Too Many Requests',
+      message: `over ${context.max} requests per minute from this address; retry in ${Math.ceil(context.ttl / 1000)} s`,
+    }),
+  });
+  requireTokens(app, { pool, publicReads: limits.publicReads });
 
   app.addHook('onRequest', async (_req, reply) => {
     if (lifecycle.draining) reply.header('connection', 'close');
@@ -67,8 +94,8 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     uptimeSeconds: Math.round(process.uptime()),
   }));
 
-  void app.register(sectionRoutes, { pool });
-  void app.register(plotRoutes, { pool });
-  void app.register(burialRoutes, { pool });
+  void app.register(sectionRoutes, { pool, limits });
+  void app.register(plotRoutes, { pool, limits });
+  void app.register(burialRoutes, { pool, limits });
   return app;
 }

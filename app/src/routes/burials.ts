@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { Limits } from '../config';
 import { inTransaction, type Pool } from '../db';
 import { badRequest, conflict, notFound } from '../errors';
 import { burial, errorResponse, idParams, pageOf, type Page, listQuery } from '../schemas';
@@ -12,7 +13,7 @@ type CreateBurial = { plotId: number; deceasedName: string; birthDate?: string; 
 
 const today = () => new Date().toISOString().slice(0, 10);
 
-export const burialRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool }) => {
+export const burialRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> = async (app, { pool, limits }) => {
   app.get<{ Querystring: Page & { sectionId?: number; plotId?: number; name?: string } }>(
     '/api/burials',
     {
@@ -31,7 +32,7 @@ export const burialRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { po
         .add((p) => `p.section_id = ${p}`, sectionId)
         .add((p) => `b.plot_id = ${p}`, plotId)
         .add((p) => `lower(b.deceased_name) LIKE '%' || lower(${p}) || '%'`, name);
-      return listPage(pool, { select: BURIAL_COLUMNS, from: BURIALS_WITH_PLOT, ...filters, orderBy: 'b.id' }, req.query);
+      return listPage(pool, { select: BURIAL_COLUMNS, from: BURIALS_WITH_PLOT, ...filters, orderBy: 'b.id' }, req.query, limits.maxOffset);
     },
   );
 

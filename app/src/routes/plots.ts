@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { Limits } from '../config';
 import { inTransaction, type Pool } from '../db';
 import { conflict, notFound } from '../errors';
 import type { PlotStatus } from '../map';
@@ -23,7 +24,7 @@ export function statusChangeRefusal(id: number, from: PlotStatus, to: PlotStatus
   return `plot ${id} cannot be set to ${to} by hand; a plot becomes occupied when a burial is recorded (POST /api/burials)`;
 }
 
-export const plotRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool }) => {
+export const plotRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> = async (app, { pool, limits }) => {
   app.get<{ Querystring: Page & { sectionId?: number; status?: PlotStatus; row?: number } }>(
     '/api/plots',
     {
@@ -42,7 +43,7 @@ export const plotRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool
         .add((p) => `section_id = ${p}`, sectionId)
         .add((p) => `status = ${p}`, status)
         .add((p) => `"row" = ${p}`, row);
-      return listPage(pool, { select: PLOT_COLUMNS, from: 'plots', ...filters, orderBy: 'section_id, "row", number' }, req.query);
+      return listPage(pool, { select: PLOT_COLUMNS, from: 'plots', ...filters, orderBy: 'section_id, "row", number' }, req.query, limits.maxOffset);
     },
   );
 
@@ -76,7 +77,10 @@ export const plotRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool
     async (req, reply) => {
       const { sectionId, row, number } = req.body;
       const created = await inTransaction(pool, async (client) => {
-        const section = await client.query('SELECT 1 FROM sections WHERE id = $1 FOR SHARE', [sectionId]);
+        // FOR NO KEY UPDATE, not FOR SHARE: the insert's trigger updates this row (map_version), and two
+        // transactions that both hold a share lock and both upgrade it deadlock. Plot creations in one
+        // section now queue on the row instead.
+        const section = await client.query('SELECT 1 FROM sections WHERE id = $1 FOR NO KEY UPDATE', [sectionId]);
         if (section.rowCount === 0) throw notFound('section', sectionId);
         const { rows } = await client.query(
           `INSERT INTO plots (section_id, "row", number) VALUES ($1, $2, $3)

@@ -1,9 +1,9 @@
 import { negotiate } from '@fastify/accept-negotiator';
 import type { FastifyPluginAsync } from 'fastify';
-import { gzipSync } from 'node:zlib';
+import type { Limits } from '../config';
 import { inTransaction, type Pool } from '../db';
-import { conflict, notFound } from '../errors';
-import { assembleMap, renderMapTemplate, type MapPlot, type MapTemplate } from '../map';
+import { badRequest, conflict, notFound } from '../errors';
+import { assembleMap, assembleMapGzip, renderMapTemplate, type MapPlot, type MapTemplate } from '../map';
 import { errorResponse, idParams, pageOf, section, type Page, listQuery } from '../schemas';
 import { Filters, listPage } from './page';
 
@@ -45,7 +45,7 @@ class MapTemplateCache {
   }
 }
 
-export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { pool }) => {
+export const sectionRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> = async (app, { pool, limits }) => {
   const mapCache = new MapTemplateCache();
 
   app.get<{ Querystring: Page & { name?: string } }>(
@@ -58,7 +58,7 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { p
     },
     async (req) => {
       const filters = new Filters().add((p) => `name ILIKE '%' || ${p} || '%'`, req.query.name);
-      return listPage(pool, { select: SECTION_COLUMNS, from: 'sections', ...filters, orderBy: 'id' }, req.query);
+      return listPage(pool, { select: SECTION_COLUMNS, from: 'sections', ...filters, orderBy: 'id' }, req.query, limits.maxOffset);
     },
   );
 
@@ -125,6 +125,9 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { p
     },
     async (req, reply) => {
       const { name, description, grid } = req.body;
+      if (grid && grid.rows * grid.plotsPerRow > limits.maxGridPlots) {
+        throw badRequest(`body/grid of ${grid.rows} x ${grid.plotsPerRow} = ${grid.rows * grid.plotsPerRow} plots is over ${limits.maxGridPlots} (MAX_GRID_PLOTS): create the section in parts`);
+      }
       // The section and its grid of plots land together or not at all.
       const created = await inTransaction(pool, async (client) => {
         const { rows } = await client.query(
@@ -161,16 +164,15 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool }> = async (app, { p
     async (req, reply) => {
       const cached = await mapCache.get(pool, req.params.id);
       if (!cached) throw notFound('section', req.params.id);
-      const svg = assembleMap(cached.template, req.query.highlight);
       reply.type('image/svg+xml; charset=utf-8').header('vary', 'accept-encoding');
-      // A 1,000-plot map is ~200 KB of SVG, ~20 KB gzipped. Compressed synchronously
-      // on purpose: the work stays on this worker's core (the unit PM2 scales by)
-      // instead of borrowing libuv's thread pool from the other workers. Not brotli:
-      // its multi-megabyte window made workers slow each other down (bench:cluster).
+      // A 1,000-plot map is ~200 KB of SVG, ~20 KB gzipped; a 10,000-plot one ~2 MB. The
+      // cached template holds the document gzipped up to its per-request tail, so a
+      // request compresses only that tail (map.ts). Not brotli: its multi-megabyte
+      // window made workers slow each other down (bench:cluster).
       if (negotiate(req.headers['accept-encoding'] ?? '', ['gzip', 'identity']) === 'gzip') {
-        return reply.header('content-encoding', 'gzip').send(gzipSync(svg));
+        return reply.header('content-encoding', 'gzip').send(assembleMapGzip(cached.template, req.query.highlight));
       }
-      return reply.send(svg);
+      return reply.send(assembleMap(cached.template, req.query.highlight));
     },
   );
 };

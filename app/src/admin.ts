@@ -1,0 +1,72 @@
+/**
+ * Admin commands, shipped in the release as dist/admin.js. On a host:
+ *   sudo cemetery-admin token create --name office
+ * (the wrapper runs this as the app user with the release's env file).
+ * A created token is printed once, on stdout, and never stored in the clear.
+ */
+import pino from 'pino';
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
+import { createPool } from './db';
+import { withEnvFile } from './env-file';
+import { createToken, listTokens, revokeToken } from './tokens';
+
+const USAGE = `usage: admin token create --name <name>
+       admin token list
+       admin token revoke (--name <name> | --id <id>)`;
+
+class UsageError extends Error {}
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i === -1) return undefined;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+  return value;
+}
+
+async function run(args: string[]): Promise<void> {
+  const [group, command, ...rest] = args;
+  if (group !== 'token' || !['create', 'list', 'revoke'].includes(command ?? '')) throw new UsageError(args.length ? `unknown command: ${args.join(' ')}` : 'no command given');
+  const known = new Set(['--name', '--id']);
+  const stray = rest.filter((a, i) => a.startsWith('--') ? !known.has(a) : !known.has(rest[i - 1] ?? ''));
+  if (stray.length) throw new UsageError(`unexpected argument: ${stray.join(' ')}`);
+
+  const config = loadConfig(withEnvFile(process.env));
+  const pool = createPool(config.databaseUrl, 1, pino({ level: 'silent' }));
+  try {
+    if (command === 'create') {
+      const name = option(rest, 'name');
+      if (!name) throw new UsageError('token create needs --name <name>');
+      const { id, token } = await createToken(pool, name);
+      process.stderr.write(`created token ${id} "${name}"; it is shown once, here:\n`);
+      process.stdout.write(`${token}\n`);
+    } else if (command === 'list') {
+      const tokens = await listTokens(pool);
+      if (!tokens.length) process.stdout.write('no tokens\n');
+      for (const t of tokens) process.stdout.write(`${t.id}\t${t.name}\tcreated ${t.createdAt}\t${t.revokedAt ? `revoked ${t.revokedAt}` : 'active'}\n`);
+    } else {
+      const name = option(rest, 'name');
+      const id = option(rest, 'id');
+      if ((name === undefined) === (id === undefined)) throw new UsageError('token revoke needs --name <name> or --id <id>');
+      if (id !== undefined && !/^[1-9]\d{0,9}$/.test(id)) throw new UsageError(`--id must be a token id (token list), got "${id}"`);
+      const revoked = await revokeToken(pool, name !== undefined ? { name } : { id: Number(id) });
+      if (!revoked) throw new Error(`no active token ${name !== undefined ? `named "${name}"` : `with id ${id}`} (token list shows them)`);
+      process.stdout.write(`revoked token ${revoked.id} "${revoked.name}"\n`);
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+run(process.argv.slice(2)).catch((err) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`cemetery-backend admin: ${err.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`cemetery-backend admin: ${err.message}\n`);
+    process.exit(CONFIG_ERROR_EXIT_CODE);
+  }
+  process.stderr.write(`cemetery-backend admin: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
