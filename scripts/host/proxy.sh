@@ -38,13 +38,21 @@ caddyfile() {
 GLOBAL
   if [ -n "$domain" ]; then echo "$domain {"; else echo ":80 {"; fi
   [ "$ISSUER" != internal ] || echo "	tls internal"
-  # One upstream: PM2's cluster master hands each connection to a worker. While a
-  # worker restarts or is killed, a failed request is tried again (on another
-  # connection, so another worker) for up to 5 s instead of failing.
+  # One upstream: PM2's cluster master hands each connection to a worker. A GET
+  # that fails (a worker restarting or killed) is tried again, on a new
+  # connection, so another worker, for up to 15 s; one whose connection was handed
+  # to a worker just killed gets no headers, and counts as failed after 10 s
+  # (Caddy 2.6.2 reverseproxy.go tryAgain: only GETs once the request was sent).
+  # Idle connections to the app close after 30 s, before the app closes them (72 s).
   cat <<UPSTREAM
 	reverse_proxy 127.0.0.1:$APP_PORT {
-		lb_try_duration 5s
-		lb_try_interval 100ms
+		lb_try_duration 15s
+		lb_try_interval 250ms
+		transport http {
+			dial_timeout 3s
+			response_header_timeout 10s
+			keepalive 30s
+		}
 	}
 }
 UPSTREAM
@@ -76,4 +84,4 @@ for _ in $(seq 1 30); do
 done
 [ "$code" != 000 ] || fail "caddy does not answer on port 80 (journalctl -u caddy)"
 if [ -n "$domain" ] && [ "$code" != 308 ]; then fail "expected port 80 to redirect to https://$domain, got HTTP $code"; fi
-log "serving ${domain:+https://$domain (certificates: $ISSUER)}${domain:-http on port 80}"
+if [ -n "$domain" ]; then log "serving https://$domain (certificates: $ISSUER)"; else log "serving http on port 80"; fi

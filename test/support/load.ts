@@ -8,6 +8,13 @@ import { waitUntil } from '../../scripts/lib/wait.cjs';
 
 export type LoadResult = { requests: number; ok: number; failed: number; errors: number; timeouts: number; non2xx: number; seconds: number };
 
+/** Loads not stopped yet: a test that fails mid-way must not leave one hammering the host for the tests after it. */
+const running = new Set<{ abort: () => void }>();
+export function stopAllLoads() {
+  for (const load of running) load.abort();
+  running.clear();
+}
+
 /** Through the proxy: the site's name, as the TLS name (SNI) and the Host header. */
 export type LoadTarget = { servername?: string; host?: string };
 
@@ -24,6 +31,8 @@ export function startLoad(url: string, connections = 8, target: LoadTarget = {})
     finish(result);
   });
   instance.on('response', () => sent++);
+  const handle = { abort: () => instance.stop() };
+  running.add(handle);
   return {
     get sent() {
       return sent;
@@ -32,6 +41,7 @@ export function startLoad(url: string, connections = 8, target: LoadTarget = {})
     async stop(minRequests = 0): Promise<LoadResult> {
       await waitUntil(`${minRequests} requests`, () => sent >= minRequests, { timeoutMs: 10 * 60 * 1000, intervalMs: 200 });
       instance.stop();
+      running.delete(handle);
       const r = await done;
       return {
         requests: r.requests.total,
