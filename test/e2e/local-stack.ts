@@ -181,8 +181,14 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     domain,
     web,
     proxyCa,
-    /** Load through the proxy, as the public sees the app (see startLoad). */
-    load: (urlPath: string, connections?: number) => startLoad(`https://127.0.0.1:${httpsPort}${urlPath}`, connections, { servername: domain, host: domain }),
+    /**
+     * Load through the proxy, as the public sees the app (see startLoad). Few
+     * connections and a patient client: under emulation TLS in the proxy costs
+     * the VM about half its requests per second, and eight connections kept it
+     * so busy during a deploy that answers took over 10 s (not a dropped request:
+     * a saturated emulated host).
+     */
+    load: (urlPath: string, connections = 3) => startLoad(`https://127.0.0.1:${httpsPort}${urlPath}`, connections, { servername: domain, host: domain, timeoutSeconds: 20 }),
     config,
     stackConfig,
     engine,
@@ -200,7 +206,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
      * Every worker (by pid, as PM2 lists them) answering /version, and where its
      * code was loaded from. Asked on the VM's loopback, one connection per
      * request, so PM2's balancer hands each to the next worker (the proxy keeps
-     * its connections to the app open, which would pin them).
+     * its connections to the app open, which would pin them). A brace range, not
+     * `$(seq …)`: the login shell would expand that inside the double quotes.
      */
     async workersServing() {
       const pids = new Set((await workers()).map((w) => w.pid));
@@ -208,7 +215,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
       await waitUntil(
         'an answer from every worker',
         async () => {
-          const answers = await root(`for i in $(seq 1 ${4 * pids.size}); do curl -s -H 'Connection: close' http://127.0.0.1:${stackConfig.appPort}/version; echo; done`);
+          const answers = await root(`for i in {1..${4 * pids.size}}; do curl -s -H 'Connection: close' http://127.0.0.1:${stackConfig.appPort}/version; echo; done`);
           for (const line of answers.split('\n').filter(Boolean)) {
             const v = JSON.parse(line) as { pid: number; release: string; build: string };
             seen.set(v.pid, { id: v.release, build: v.build });

@@ -285,11 +285,11 @@ describe('releases', () => {
     const started = Date.now();
     expect(ran(await up('v2 under load'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
     const deploySeconds = seconds(started);
-    const result = await load.stop(5000);
+    const result = await load.stop(2000);
     report.deployV2 = { deploySeconds, load: result };
     // Recorded for the release tool's unit tests (test/fixtures/pm2-jlist-host.txt).
     writeFileSync(path.join(ROOT, '.bench', 'pm2-jlist-host.txt'), await asApp('pm2 jlist'));
-    expect(result.requests).toBeGreaterThanOrEqual(5000);
+    expect(result.requests).toBeGreaterThanOrEqual(2000);
     expect(result.failed).toBe(0);
     await expectServing(releases.v2);
   });
@@ -312,7 +312,7 @@ describe('releases', () => {
     const bad = buildRelease({ mark: 'bad', throwOnBoot: true });
     const load = stack.load(API_PATH);
     const result = await stack.tryUp('a release that throws on boot');
-    const during = await load.stop(2000);
+    const during = await load.stop(1000);
     report.badRelease = { load: during, ran: ran(result.steps) };
     expect(result.failed?.name).toBe('cemetery-dev-release');
     const message = result.failed!.message;
@@ -419,7 +419,7 @@ describe('releases', () => {
       return now.length === others.length + 1 && !now.some((w) => w.pid === victim.pid) ? now : undefined;
     }, { timeoutMs: 60000, intervalMs: 250 });
     const recoverySeconds = seconds(killed);
-    const result = await load.stop(3000);
+    const result = await load.stop(1500);
     report.kill9 = { recoverySeconds, load: result };
     expect(replaced.map((w) => w.pid)).toEqual(expect.arrayContaining(others.map((w) => w.pid)));
     expect(result.ok).toBeGreaterThan(result.requests * 0.99);

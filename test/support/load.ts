@@ -6,7 +6,18 @@
 import autocannon from 'autocannon';
 import { waitUntil } from '../../scripts/lib/wait.cjs';
 
-export type LoadResult = { requests: number; ok: number; failed: number; errors: number; timeouts: number; non2xx: number; seconds: number };
+export type LoadResult = {
+  requests: number;
+  ok: number;
+  /** Connection errors (timeouts included, as autocannon counts them) and non-2xx answers. */
+  failed: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  /** Answers by status code. */
+  statusCodes: Record<string, number>;
+  seconds: number;
+};
 
 /** Loads not stopped yet: a test that fails mid-way must not leave one hammering the host for the tests after it. */
 const running = new Set<{ abort: () => void }>();
@@ -15,8 +26,8 @@ export function stopAllLoads() {
   running.clear();
 }
 
-/** Through the proxy: the site's name, as the TLS name (SNI) and the Host header. */
-export type LoadTarget = { servername?: string; host?: string };
+/** Through the proxy: the site's name, as the TLS name (SNI) and the Host header; seconds before a request counts as timed out (default 10). */
+export type LoadTarget = { servername?: string; host?: string; timeoutSeconds?: number };
 
 export function startLoad(url: string, connections = 8, target: LoadTarget = {}) {
   const started = Date.now();
@@ -26,7 +37,7 @@ export function startLoad(url: string, connections = 8, target: LoadTarget = {})
   // With a callback autocannon returns its instance (to count and to stop).
   // autocannon does not verify certificates (the VM tier checks the proxy's with its CA elsewhere).
   const headers = target.host ? { host: target.host } : undefined;
-  const instance = autocannon({ url, connections, duration: 3600, timeout: 10, servername: target.servername, headers }, (err, result) => {
+  const instance = autocannon({ url, connections, duration: 3600, timeout: target.timeoutSeconds ?? 10, servername: target.servername, headers }, (err, result) => {
     if (err) throw err;
     finish(result);
   });
@@ -46,10 +57,11 @@ export function startLoad(url: string, connections = 8, target: LoadTarget = {})
       return {
         requests: r.requests.total,
         ok: r['2xx'],
-        failed: r.errors + r.timeouts + r.non2xx,
+        failed: r.errors + r.non2xx,
         errors: r.errors,
         timeouts: r.timeouts,
         non2xx: r.non2xx,
+        statusCodes: Object.fromEntries(Object.entries((r as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {}).map(([code, v]) => [code, v.count])),
         seconds: Math.round((Date.now() - started) / 100) / 10,
       };
     },
