@@ -335,6 +335,19 @@ describe('writes need a token', () => {
     expect(answers[3].message).toBe('write requests need a token: Authorization: Bearer <token>');
   });
 
+  test('no token reaches the request log, accepted or refused', async () => {
+    let logged = '';
+    const logger = pino({ level: 'trace' }, { write: (line: string) => (logged += line) });
+    const logging = buildServer({ pool, release: { id: 'x', build: 'x' }, logger });
+    const wrong = `cmt_${'B'.repeat(43)}`;
+    expect((await logging.inject({ method: 'POST', url: '/api/sections', payload: { name: `Logged ${Math.random()}` }, headers: auth() })).statusCode).toBe(201);
+    expect((await logging.inject({ method: 'POST', url: '/api/sections', payload: { name: 'x' }, headers: { authorization: `Bearer ${wrong}` } })).statusCode).toBe(401);
+    await logging.close();
+    expect(logged).toContain('"statusCode":401');
+    expect(logged).not.toContain(token.slice(4));
+    expect(logged).not.toContain(wrong.slice(4));
+  });
+
   test('only a hash is stored', async () => {
     const { token: t } = await createToken(pool, 'hash-check');
     const { rows } = await pool.query("SELECT encode(token_hash, 'hex') AS h FROM api_tokens WHERE name = 'hash-check'");
