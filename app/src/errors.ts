@@ -11,9 +11,8 @@ export class HttpError extends Error {
   }
 }
 
-/** Seconds a client should wait before trying again after a 503 for load (a timeout, a conflict that persisted). */
-export const RETRY_AFTER_SECONDS = 1;
-export const busy = (message: string) => new HttpError(503, message, { 'retry-after': String(RETRY_AFTER_SECONDS) });
+/** After a 503 for load (a timeout, a conflict that persisted): when a client may try again. */
+const RETRY_AFTER = { 'retry-after': '1' };
 
 export const notFound = (what: string, id: number) => new HttpError(404, `${what} ${id} not found`);
 export const conflict = (message: string) => new HttpError(409, message);
@@ -37,7 +36,6 @@ export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
-  403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
   413: 'Payload Too Large',
@@ -64,13 +62,9 @@ export const isRetryable = (err: unknown) => ['40001', '40P01'].includes((err as
 function classify(err: FastifyError & PgError): { status: number; message: string; headers?: Record<string, string> } {
   if (err.validation) return { status: 400, message: err.message };
   if (err instanceof HttpError) return { status: err.statusCode, message: err.message, headers: err.headers };
-  const retryAfter = { 'retry-after': String(RETRY_AFTER_SECONDS) };
+  if (err.code === '57014') return { status: 503, message: 'the database took too long (statement timeout); try again', headers: RETRY_AFTER };
+  if (isRetryable(err)) return { status: 503, message: 'concurrent changes conflicted; try again', headers: RETRY_AFTER };
   switch (err.code) {
-    case '57014':
-      return { status: 503, message: 'the database took too long (statement timeout); try again', headers: retryAfter };
-    case '40001':
-    case '40P01':
-      return { status: 503, message: 'concurrent changes conflicted; try again', headers: retryAfter };
     case '23505':
       return { status: 409, message: `already exists (${err.constraint ?? 'unique constraint'})` };
     case '23503':
