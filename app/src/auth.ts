@@ -11,17 +11,21 @@ const bearerOf = (req: FastifyRequest) => /^Bearer ([^\s]+)$/i.exec(req.headers.
 const unauthorized = (message: string) => new HttpError(401, message, { 'www-authenticate': 'Bearer realm="cemetery-backend"' });
 
 /**
- * Writes to /api need an active token; reads too when `publicReads` is off.
- * The probes (/healthz, /readyz, /version) stay open. A refused token gets one
- * answer, whatever was wrong with it (unknown, revoked, malformed).
+ * Every route registered in `scope` (an encapsulated plugin: the API) needs an
+ * active token for writes, and for reads too when `publicReads` is off. The
+ * decision belongs to the matched route, never to the URL's spelling: Fastify
+ * runs a scope's hooks only for the routes of that scope, and its router
+ * matches the percent-decoded path (find-my-way), so `/%61pi/sections` reaches
+ * these hooks exactly when it reaches an API handler. A refused token gets one
+ * answer, whatever was wrong with it (unknown, revoked, malformed). onRequest:
+ * a stranger's body is neither parsed nor validated.
  */
-export function requireTokens(app: FastifyInstance, { pool, publicReads }: { pool: Pool; publicReads: boolean }) {
-  app.addHook('preHandler', async (req) => {
-    if (!req.url.startsWith('/api/')) return;
-    if (publicReads && READS.has(req.method)) return;
+export function requireTokens(scope: FastifyInstance, { pool, publicReads }: { pool: Pool; publicReads: boolean }) {
+  scope.addHook('onRequest', async (req) => {
+    const read = READS.has(req.method);
+    if (publicReads && read) return;
     const token = bearerOf(req);
-    const what = READS.has(req.method) ? 'requests' : 'write requests';
-    if (!token) throw unauthorized(`${what} need a token: Authorization: Bearer <token>`);
+    if (!token) throw unauthorized(`${read ? 'requests' : 'write requests'} need a token: Authorization: Bearer <token>`);
     if (!(await isActiveToken(pool, token))) throw unauthorized('the bearer token is not accepted');
   });
 }

@@ -27,6 +27,11 @@ export type ServerOptions = {
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
+export type RouteInfo = { method: string; url: string };
+const ROUTES = new WeakMap<FastifyInstance, RouteInfo[]>();
+/** Every route the server registered (each method on its own): what the tests attack, taken from the server itself. */
+export const registeredRoutes = (app: FastifyInstance): RouteInfo[] => ROUTES.get(app) ?? [];
+
 export function buildServer({ pool, release, requiredMigrations = [], logger, lifecycle = { draining: false }, limits: given = {} }: ServerOptions): FastifyInstance {
   const limits: Limits = { ...DEFAULT_LIMITS, ...given };
   const app = Fastify({
@@ -45,6 +50,12 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     bodyLimit: 64 * 1024,
   });
 
+  const routes: RouteInfo[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
+
   app.server.headersTimeout = limits.headersTimeoutMs;
   app.setErrorHandler(errorHandler);
 
@@ -60,8 +71,6 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
       message: `over ${context.max} requests per minute from this address; retry in ${Math.ceil(context.ttl / 1000)} s`,
     }),
   });
-  requireTokens(app, { pool, publicReads: limits.publicReads });
-
   app.addHook('onRequest', async (_req, reply) => {
     if (lifecycle.draining) reply.header('connection', 'close');
   });
@@ -94,8 +103,12 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     uptimeSeconds: Math.round(process.uptime()),
   }));
 
-  void app.register(sectionRoutes, { pool, limits });
-  void app.register(plotRoutes, { pool, limits });
-  void app.register(burialRoutes, { pool, limits });
+  // The API: one encapsulated scope whose every route checks tokens (auth.ts). The probes above stay open.
+  void app.register(async (api) => {
+    requireTokens(api, { pool, publicReads: limits.publicReads });
+    await api.register(sectionRoutes, { pool, limits });
+    await api.register(plotRoutes, { pool, limits });
+    await api.register(burialRoutes, { pool, limits });
+  });
   return app;
 }
