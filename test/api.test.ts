@@ -417,9 +417,55 @@ describe('abuse limits', () => {
   test('grid over MAX_GRID_PLOTS: 400 naming the cap; nothing is created', async () => {
     const before = await count('sections');
     const res = await call('POST', '/api/sections', { name: 'Too big', grid: { rows: 100, plotsPerRow: 100 } });
-    expect(res).toMatchObject({ status: 400, body: { message: 'body/grid of 100 x 100 = 10000 plots is over 2500 (MAX_GRID_PLOTS): create the section in parts' } });
+    expect(res).toMatchObject({ status: 400, body: { message: 'body/grid of 100 x 100 = 10000 plots is over 2500 (MAX_GRID_PLOTS), the most plots a section holds' } });
     expect(await count('sections')).toBe(before);
     expect((await call('POST', '/api/sections', { name: 'Just fits', grid: { rows: 50, plotsPerRow: 50 } })).status).toBe(201);
+  });
+
+  test('a section never holds more than MAX_GRID_PLOTS, however its plots arrive: 50 concurrent creations into a section of cap 10', async () => {
+    const capped = server({ maxGridPlots: 10 });
+    const created = await capped.inject({ method: 'POST', url: '/api/sections', payload: { name: 'Capped', grid: { rows: 1, plotsPerRow: 4 } }, headers: auth() });
+    expect(created.statusCode).toBe(201);
+    const sectionId = created.json().id;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => capped.inject({ method: 'POST', url: '/api/plots', payload: { sectionId, row: 2, number: i + 1 }, headers: auth() })),
+    );
+    const statuses = results.map((r) => r.statusCode);
+    expect(statuses.filter((s) => s !== 201 && s !== 409 && s !== 503)).toEqual([]);
+    const { rows } = await pool.query('SELECT count(*)::int AS n, (SELECT plot_count FROM sections WHERE id = $1) AS counted FROM plots WHERE section_id = $1', [sectionId]);
+    // Exactly the cap: every creation the database let through, and no more.
+    expect(rows[0]).toEqual({ n: 10, counted: 10 });
+    expect(statuses.filter((s) => s === 201)).toHaveLength(6);
+    const refusal = results.find((r) => r.statusCode === 409)!.json();
+    expect(refusal.message).toMatch(new RegExp(`^section ${sectionId} would hold 11 plots, over its cap of 10 \\(MAX_GRID_PLOTS\\)$`));
+    // A grid that would pass the cap in one go is refused by the database too, whoever asks.
+    await expect(
+      inTransaction(pool, async (client) => {
+        await client.query("SELECT set_config('cemetery.max_section_plots', '12', true)");
+        await client.query('INSERT INTO plots (section_id, "row", number) SELECT $1, 3, n FROM generate_series(1, 3) n', [sectionId]);
+      }),
+    ).rejects.toMatchObject({ code: '23514', constraint: 'section_plot_cap' });
+    await capped.close();
+  });
+
+  test('the map of a section over the cap (filled under a higher one) is refused, not rendered', async () => {
+    const { section } = await newSection({ rows: 2, plotsPerRow: 3 });
+    const small = server({ maxGridPlots: 5 });
+    const res = await small.inject({ method: 'GET', url: `/api/sections/${section.id}/map.svg` });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().message).toBe(`section ${section.id} has 6 plots; a map shows at most 5 (MAX_GRID_PLOTS)`);
+    expect((await app.inject({ method: 'GET', url: `/api/sections/${section.id}/map.svg` })).statusCode).toBe(200);
+    await small.close();
+  });
+
+  test('plot counts follow every change: creations, grids and deletions, in one statement or many', async () => {
+    const { section } = await newSection({ rows: 2, plotsPerRow: 2 });
+    const counted = async () => (await pool.query('SELECT plot_count FROM sections WHERE id = $1', [section.id])).rows[0].plot_count;
+    expect(await counted()).toBe(4);
+    expect((await call('POST', '/api/plots', { sectionId: section.id, row: 3, number: 1 })).status).toBe(201);
+    expect(await counted()).toBe(5);
+    await pool.query('DELETE FROM plots WHERE section_id = $1 AND "row" = 1', [section.id]);
+    expect(await counted()).toBe(3);
   });
 
   test('offset over MAX_OFFSET: 400 naming the cap; totals are counted only that far', async () => {

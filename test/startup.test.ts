@@ -82,3 +82,22 @@ describe('a database that is not reachable at start', () => {
     expect(await exited).toBe(0);
   });
 });
+
+test('with no HOST the app listens on loopback only: reachable on 127.0.0.1, refused on this machine\'s other addresses', async () => {
+  const port = await freePort();
+  const server = spawn(process.execPath, [SERVER], {
+    env: { ...cleanEnv(), DATABASE_URL: 'postgres://nobody:x@127.0.0.1:1/none', PORT: String(port), LOG_LEVEL: 'warn' },
+    stdio: 'ignore',
+  });
+  try {
+    await waitUntil('/healthz on loopback', async () => (await getFresh(`http://127.0.0.1:${port}/healthz`)).status === 200, { timeoutMs: 20000 });
+    const others = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a && a.family === 'IPv4' && !a.internal)
+      .map((a) => a!.address);
+    expect(others.length).toBeGreaterThan(0);
+    for (const address of others) await expect(getFresh(`http://${address}:${port}/healthz`)).rejects.toThrow(/ECONNREFUSED/);
+  } finally {
+    server.kill('SIGKILL');
+  }
+});

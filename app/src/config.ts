@@ -1,7 +1,6 @@
 import { z } from 'zod';
 
-/** Exit code for a configuration error; PM2's `stop_exit_codes` lists it so a bad env does not crash-loop. */
-export const CONFIG_ERROR_EXIT_CODE = 78;
+export { CONFIG_ERROR_EXIT_CODE } from './exit-codes';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -30,7 +29,7 @@ export const DEFAULT_LIMITS = {
   statementTimeoutMs: 5000,
   requestTimeoutMs: 30000,
   headersTimeoutMs: 10000,
-  /** Plots one POST /api/sections may create in its grid. */
+  /** The most plots a section holds (its grid and plots added later); the database enforces it. */
   maxGridPlots: 2500,
   /** The deepest page a list serves; a total is counted at most this far. */
   maxOffset: 10000,
@@ -50,7 +49,8 @@ const schema = z.object({
       }
     }, 'DATABASE_URL must be a postgres:// URL with a host and a database name (value not shown: it may hold a password)'),
   PORT: integer('PORT', 1, 65535, 3000),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  // Loopback unless the environment opens it: a proxy (Caddy on a host) is the way in.
+  HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: (issue) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${String(issue.input)}"` }).default('info'),
   DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.

@@ -51,6 +51,14 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
   }
 }
 
+/**
+ * Names this app's MAX_GRID_PLOTS to the database for the current transaction:
+ * the section_plot_cap check (migration 1764900000000) enforces it.
+ */
+export async function capSectionPlots(client: pg.PoolClient, maxPlots: number): Promise<void> {
+  await client.query("SELECT set_config('cemetery.max_section_plots', $1, true)", [String(maxPlots)]);
+}
+
 export async function pingDatabase(pool: pg.Pool): Promise<void> {
   await pool.query('SELECT 1');
 }

@@ -64,6 +64,8 @@ function classify(err: FastifyError & PgError): { status: number; message: strin
   if (err instanceof HttpError) return { status: err.statusCode, message: err.message, headers: err.headers };
   if (err.code === '57014') return { status: 503, message: 'the database took too long (statement timeout); try again', headers: RETRY_AFTER };
   if (isRetryable(err)) return { status: 503, message: 'concurrent changes conflicted; try again', headers: RETRY_AFTER };
+  // The database's own cap check (migration 1764900000000) says which section, how many and the cap.
+  if (err.code === '23514' && err.constraint === 'section_plot_cap') return { status: 409, message: err.message };
   switch (err.code) {
     case '23505':
       return { status: 409, message: `already exists (${err.constraint ?? 'unique constraint'})` };

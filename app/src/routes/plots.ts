@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Limits } from '../config';
-import { inTransaction, type Pool } from '../db';
+import { capSectionPlots, inTransaction, type Pool } from '../db';
 import { conflict, notFound } from '../errors';
 import type { PlotStatus } from '../map';
 import { errorResponse, idParams, pageOf, plot, plotStatus, type Page, listQuery } from '../schemas';
@@ -77,6 +77,7 @@ export const plotRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> = as
     async (req, reply) => {
       const { sectionId, row, number } = req.body;
       const created = await inTransaction(pool, async (client) => {
+        await capSectionPlots(client, limits.maxGridPlots);
         // FOR NO KEY UPDATE, not FOR SHARE: the insert's trigger updates this row (map_version), and two
         // transactions that both hold a share lock and both upgrade it deadlock. Plot creations in one
         // section now queue on the row instead.

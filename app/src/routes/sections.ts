@@ -1,7 +1,7 @@
 import { negotiate } from '@fastify/accept-negotiator';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Limits } from '../config';
-import { inTransaction, type Pool } from '../db';
+import { capSectionPlots, inTransaction, type Pool } from '../db';
 import { badRequest, conflict, notFound } from '../errors';
 import { assembleMap, assembleMapGzip, renderMapTemplate, type MapPlot, type MapTemplate } from '../map';
 import { errorResponse, idParams, pageOf, section, type Page, listQuery } from '../schemas';
@@ -19,15 +19,18 @@ type CreateSection = { name: string; description?: string; grid?: { rows: number
  */
 class MapTemplateCache {
   private readonly entries = new Map<number, { version: string; template: MapTemplate }>();
-  constructor(private readonly maxSections = 64) {}
+  /** `maxPlots`: the largest map a worker renders (MAX_GRID_PLOTS), so one map's memory is bounded. */
+  constructor(private readonly maxPlots: number, private readonly maxSections = 64) {}
 
   async get(pool: Pool, sectionId: number) {
-    const head = await pool.query<{ name: string; version: string }>(
-      'SELECT name, map_version::text AS version FROM sections WHERE id = $1',
+    const head = await pool.query<{ name: string; version: string; plots: number }>(
+      'SELECT name, map_version::text AS version, plot_count AS plots FROM sections WHERE id = $1',
       [sectionId],
     );
     if (head.rowCount === 0) return undefined;
-    const { name, version } = head.rows[0];
+    const { name, version, plots: count } = head.rows[0];
+    // The database caps new plots; a section filled under a higher cap is refused here, not rendered.
+    if (count > this.maxPlots) throw conflict(`section ${sectionId} has ${count} plots; a map shows at most ${this.maxPlots} (MAX_GRID_PLOTS)`);
     const cached = this.entries.get(sectionId);
     if (cached && cached.version === version) return cached;
     const plots = await pool.query<MapPlot>(
@@ -46,7 +49,7 @@ class MapTemplateCache {
 }
 
 export const sectionRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> = async (app, { pool, limits }) => {
-  const mapCache = new MapTemplateCache();
+  const mapCache = new MapTemplateCache(limits.maxGridPlots);
 
   app.get<{ Querystring: Page & { name?: string } }>(
     '/api/sections',
@@ -126,10 +129,11 @@ export const sectionRoutes: FastifyPluginAsync<{ pool: Pool; limits: Limits }> =
     async (req, reply) => {
       const { name, description, grid } = req.body;
       if (grid && grid.rows * grid.plotsPerRow > limits.maxGridPlots) {
-        throw badRequest(`body/grid of ${grid.rows} x ${grid.plotsPerRow} = ${grid.rows * grid.plotsPerRow} plots is over ${limits.maxGridPlots} (MAX_GRID_PLOTS): create the section in parts`);
+        throw badRequest(`body/grid of ${grid.rows} x ${grid.plotsPerRow} = ${grid.rows * grid.plotsPerRow} plots is over ${limits.maxGridPlots} (MAX_GRID_PLOTS), the most plots a section holds`);
       }
       // The section and its grid of plots land together or not at all.
       const created = await inTransaction(pool, async (client) => {
+        await capSectionPlots(client, limits.maxGridPlots);
         const { rows } = await client.query(
           `INSERT INTO sections (name, description) VALUES ($1, $2)
            ON CONFLICT (name) DO NOTHING RETURNING ${SECTION_COLUMNS}`,
