@@ -5,6 +5,7 @@
  * value and what is allowed.
  */
 import { z } from 'zod';
+import { parsePublicKey, publicKeyOfPrivate, sameKey, type SshPublicKey } from './ssh-keys';
 
 export const PROJECT = 'cemetery-backend';
 
@@ -126,7 +127,13 @@ const intIn = (min: number, max: number) =>
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')], { error: 'expected true or false' });
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
-const OPENSSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/;
+/** An OpenSSH public key in authorized_keys form, checked by parsing it (ssh-keys.ts). */
+const publicKey = (expected: string) =>
+  str(expected).superRefine((v, ctx) => {
+    // One line: ssh2 takes a second line for the first key's comment, authorized_keys for a second key.
+    const key = /[\r\n]/.test(v.trim()) ? 'more than one line' : parsePublicKey(v);
+    if (typeof key === 'string') ctx.addIssue({ code: 'custom', message: `expected ${expected} (${key})` });
+  });
 
 export type SchemaContext = {
   /** The stack's name: it decides prod-ness. */
@@ -156,12 +163,18 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       // The deploy key of the stack (one per environment, not per user). Changing
       // it replaces nothing: the host's launch key pair ignores later changes,
       // and the key reaches authorized_keys through provisioning.
-      sshPublicKey: str('an OpenSSH public key').regex(OPENSSH_PUBLIC_KEY, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
+      sshPublicKey: publicKey('an OpenSSH public key: ssh-ed25519 AAAA... comment').optional(),
       // Rotation, first phase: the incoming key, authorized next to sshPublicKey
       // while the connection still uses the current key (README: Rotating the deploy key).
-      sshNextPublicKey: str('an OpenSSH public key').regex(OPENSSH_PUBLIC_KEY, 'expected an OpenSSH public key (ssh-ed25519 AAAA... comment)').optional(),
+      sshNextPublicKey: publicKey('an OpenSSH public key: ssh-ed25519 AAAA... comment').optional(),
       // Only `pulumi up` connects to the host; a preview runs without it.
-      sshPrivateKey: str('an OpenSSH private key (set it with --secret)').regex(/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/, 'expected an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----...)').optional(),
+      sshPrivateKey: str('an OpenSSH private key (set it with --secret)')
+        .superRefine((v, ctx) => {
+          const key = publicKeyOfPrivate(v);
+          // The parser's reason only: it never quotes the key.
+          if (typeof key === 'string') ctx.addIssue({ code: 'custom', message: `expected an unencrypted OpenSSH private key, -----BEGIN OPENSSH PRIVATE KEY-----... (${key})` });
+        })
+        .optional(),
       sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default('admin'),
       network: z.enum(NETWORK_MODES, { error: `expected one of ${NETWORK_MODES.join(', ')}` }).default(d.network),
       databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
@@ -197,7 +210,7 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       acmeEmail: z.email({ error: 'expected an email address (Let\'s Encrypt writes to it about expiring certificates)' }).optional(),
       certificateIssuer: z.enum(['acme', 'internal'], { error: "expected acme (Let's Encrypt) or internal (Caddy's own CA, for a host with no public name)" }).default(d.certificateIssuer),
       // target ssh: the host's SSH host key, so the first connection already verifies (target aws generates its own).
-      sshHostKey: str('an OpenSSH public host key').regex(OPENSSH_PUBLIC_KEY, 'expected the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
+      sshHostKey: publicKey('the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
       publicReads: bool.default(d.publicReads),
       // Requests per minute from one client address; unset: the app's default (README: Abuse limits).
       rateLimitPerMinute: intIn(1, 1000000).optional(),
@@ -236,6 +249,8 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       if (c.certificateIssuer === 'internal' && !c.domainName) at('certificateIssuer', 'certificates are for domainName: set domainName too, or leave certificateIssuer at acme');
       if (c.acmeEmail && !c.domainName) at('acmeEmail', 'certificates are for domainName: set domainName too');
       if (c.sshNextPublicKey !== undefined && c.sshNextPublicKey === c.sshPublicKey) at('sshNextPublicKey', 'expected the incoming key, different from sshPublicKey; remove it once the rotation is done');
+      const lockout = deployKeyLockout(c);
+      if (lockout) at('sshPrivateKey', lockout);
       if (c.maxAllocatedStorageGiB < c.allocatedStorageGiB) {
         at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
       }
@@ -251,6 +266,28 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
 }
 
 export type StackConfig = z.output<ReturnType<typeof schemaFor>>;
+
+/**
+ * The key `pulumi up` connects with must be one the ssh-authorized-keys step
+ * writes (sshPublicKey, or sshNextPublicKey during a rotation): otherwise that
+ * up succeeds and every later one is locked out of the host. Checked before
+ * any resource exists, so no step runs. Undefined when all is well, or when
+ * the keys themselves are malformed (their own keys say so).
+ */
+function deployKeyLockout(c: { sshPrivateKey?: string; sshPublicKey?: string; sshNextPublicKey?: string }): string | undefined {
+  if (!c.sshPrivateKey || !c.sshPublicKey) return undefined;
+  const connecting = publicKeyOfPrivate(c.sshPrivateKey);
+  const authorized = [c.sshPublicKey, c.sshNextPublicKey].map((k) => (k ? parsePublicKey(k) : undefined));
+  if (typeof connecting === 'string' || authorized.some((k) => typeof k === 'string')) return undefined;
+  const [current, next] = authorized as (SshPublicKey | undefined)[];
+  if ([current, next].some((k) => k && sameKey(k, connecting))) return undefined;
+  return (
+    `its public key, ${connecting.fingerprint}, is neither sshPublicKey (${current!.fingerprint}) nor sshNextPublicKey (${next ? next.fingerprint : 'not set'}): ` +
+    'this up would leave authorized_keys without the key it connects with, and lock every later up out. ' +
+    'To rotate the deploy key: set sshNextPublicKey to the new public key and up (the current private key still connects); ' +
+    'then set sshPrivateKey and sshPublicKey to the new pair, remove sshNextPublicKey, and up again (README: Rotating the deploy key)'
+  );
+}
 
 export class StackConfigError extends Error {}
 
@@ -291,6 +328,16 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     return `  ${name} = ${value}: ${issue.message}`;
   });
   throw new StackConfigError(`Invalid configuration for stack "${stack}" (${env}):\n${lines.join('\n')}`);
+}
+
+/**
+ * The same, from Pulumi's whole config as `pulumi.runtime.allConfig()` gives
+ * it: this project's keys (`cemetery-backend:<key>`) and `aws:region`.
+ */
+export function parseProjectConfig(all: Record<string, string>, stack: string, opts: { preview?: boolean } = {}): StackConfig {
+  const prefix = `${PROJECT}:`;
+  const own = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  return parseStackConfig(own, stack, all['aws:region'], opts);
 }
 
 function valueAt(input: Record<string, unknown>, path: PropertyKey[]): unknown {

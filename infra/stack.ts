@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { parseStackConfig, PROJECT, StackConfigError, type StackConfig } from './config';
+import { parseProjectConfig, StackConfigError, type StackConfig } from './config';
 import { Database } from './database';
 import { Host } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
@@ -9,11 +9,8 @@ import { baseTags } from './tags';
 
 /** Reads this stack's config as Pulumi holds it and validates it; a bad value stops the program with one clear message. */
 export function loadStackConfig(): StackConfig {
-  const all = pulumi.runtime.allConfig();
-  const prefix = `${PROJECT}:`;
-  const raw = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   try {
-    return parseStackConfig(raw, pulumi.getStack(), all['aws:region'], { preview: pulumi.runtime.isDryRun() });
+    return parseProjectConfig(pulumi.runtime.allConfig(), pulumi.getStack(), { preview: pulumi.runtime.isDryRun() });
   } catch (err) {
     // RunError: Pulumi prints the message alone, without a stack trace.
     if (err instanceof StackConfigError) throw new pulumi.RunError(err.message);

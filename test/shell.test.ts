@@ -61,14 +61,14 @@ describe('a failing host step names itself', () => {
 
 describe('host steps never assign to their arguments (lib.sh makes each KEY=VALUE read-only)', () => {
   const { hostSteps, provisioningLayout, HOST_SCRIPTS_DIR } = require('../infra/host-steps') as typeof import('../infra/host-steps');
-  const { parseStackConfig } = require('../infra/config') as typeof import('../infra/config');
+  const { parseProjectConfig } = require('../infra/config') as typeof import('../infra/config');
   const { stackFiles, withUserSecrets } = require('./support/pulumi-mocks') as typeof import('./support/pulumi-mocks');
   // Every argument any stack file passes to each script.
   const argsByScript = new Map<string, Set<string>>();
   for (const [stack, raw] of Object.entries(stackFiles())) {
     const all = withUserSecrets(raw);
-    const own = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice('cemetery-backend:'.length), v]));
-    const cfg = parseStackConfig({ ...own, domainName: own.domainName ?? 'example.org', acmeEmail: 'ops@example.org', sshNextPublicKey: undefined as never }, stack, all['aws:region']);
+    // Every optional argument set too: domainName and acmeEmail here, the next key below.
+    const cfg = parseProjectConfig({ 'cemetery-backend:domainName': 'example.org', ...all, 'cemetery-backend:acmeEmail': 'ops@example.org' }, stack);
     if (cfg.network === 'provideShared') continue;
     for (const step of hostSteps({ ...cfg, sshNextPublicKey: cfg.sshPublicKey?.replace('test@', 'next@') }, 'r-000000000000', provisioningLayout(cfg.sshUser, 'r-000000000000'))) {
       const names = argsByScript.get(step.script) ?? new Set<string>();

@@ -3,7 +3,6 @@
  * the one part that cannot be reached from here. Records every resource the
  * program registers, with its inputs, and resolves the stack outputs.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
@@ -20,24 +19,14 @@ export const MOCK_PUBLIC_IP = '203.0.113.10';
 export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
 
-/** Per-user values the stack files leave to `pulumi config set` (see README). */
-const opensshEd25519 = (comment: string) => {
-  const der = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
-  const raw = der.subarray(der.length - 32);
-  // An SSH wire-format string: a 4-byte big-endian length, then the bytes.
-  const field = (b: Buffer) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(b.length);
-    return Buffer.concat([length, b]);
-  };
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')}${comment ? ` ${comment}` : ''}`;
-};
-export const TEST_SSH_PUBLIC_KEY = opensshEd25519('test@cemetery');
+/** Per-user values the stack files leave to `pulumi config set` (see README): a real deploy key pair (config checks that they match). */
+const deployKey = utils.generateKeyPairSync('ed25519', { comment: 'test@cemetery' });
+export const TEST_SSH_PUBLIC_KEY = deployKey.public;
+export const TEST_SSH_PRIVATE_KEY = deployKey.private;
 /** target ssh: the existing host's key, as `ssh-keyscan` prints it (no comment). */
-export const TEST_SSH_HOST_KEY = opensshEd25519('');
+export const TEST_SSH_HOST_KEY = utils.generateKeyPairSync('ed25519').public.split(' ').slice(0, 2).join(' ');
 /** target aws: the host key @pulumi/tls would generate (a real one, in OpenSSH form). */
 export const MOCK_HOST_KEY = utils.generateKeyPairSync('ed25519');
-export const TEST_SSH_PRIVATE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\n(test fixture: never used to connect under mocks)\n-----END OPENSSH PRIVATE KEY-----\n';
 const USER_SECRETS = { sshPublicKey: TEST_SSH_PUBLIC_KEY, sshPrivateKey: TEST_SSH_PRIVATE_KEY };
 
 /** Every Pulumi.<stack>.yaml at the top level, as raw config (`key -> string`, as Pulumi stores it). */
