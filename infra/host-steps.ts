@@ -8,6 +8,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER } from './database';
+import { HOST_PATHS } from './host-layout';
+import { METADATA_GUARD_TAG } from './metadata-guard';
 
 const ROOT = path.resolve(__dirname, '..');
 export const HOST_SCRIPTS_DIR = path.join(ROOT, 'scripts', 'host');
@@ -15,11 +17,9 @@ export const APP_DIR = path.join(ROOT, 'app');
 export const APP_DIST_DIR = path.join(APP_DIR, 'dist');
 export const PROCESS_FILE = path.join(APP_DIR, 'ecosystem.config.js');
 
-/** Where things live on the host: one place for the steps, the tests and the README. */
+/** Where things live on the host (host-layout.ts) and the versions of what runs there. */
 export const HOST_LAYOUT = {
-  appUser: 'cemetery',
-  appHome: '/srv/cemetery-backend',
-  appName: 'cemetery-backend',
+  ...HOST_PATHS,
   /** PM2 on the host is the version the repository pins (package.json). */
   pm2Version: (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies.pm2,
   // Not 3.0.0: it never compresses. PM2's module loader (pmx) casts the setting "true" to a boolean,
@@ -51,6 +51,10 @@ export function releaseId(): string {
   if (!existsSync(path.join(APP_DIST_DIR, 'server.js'))) {
     throw new Error('app/dist is missing: run `npm run build` before `pulumi up` (the release ships the bundle)');
   }
+  if (!existsSync(path.join(HOST_SCRIPTS_DIR, 'release.cjs'))) {
+    throw new Error('scripts/host/release.cjs is missing: run `npm run build` before `pulumi up` (it bundles the release tool)');
+  }
+  // RELEASE_ID_PATTERN (host-layout.ts) describes this shape.
   return `r-${hashFiles([...listFiles(APP_DIST_DIR), PROCESS_FILE], APP_DIR)}`;
 }
 
@@ -97,7 +101,7 @@ export type HostStep = {
 export function hostSteps(cfg: StackConfig, release: string, layout: ProvisioningLayout): HostStep[] {
   const { appUser, appHome } = HOST_LAYOUT;
   const steps: HostStep[] = [
-    { name: 'wait-for-host', script: 'wait-for-host.sh', args: {} },
+    { name: 'wait-for-host', script: 'wait-for-host.sh', args: cfg.target === 'aws' ? { METADATA_GUARD: METADATA_GUARD_TAG } : {} },
     // The deploy key(s) in authorized_keys; a changed key updates this step (its create changes), replacing nothing.
     ...(cfg.sshPublicKey
       ? [{ name: 'ssh-authorized-keys', script: 'ssh-authorized-keys.sh', args: { SSH_USER: cfg.sshUser, PUBLIC_KEY: cfg.sshPublicKey, ...(cfg.sshNextPublicKey ? { NEXT_PUBLIC_KEY: cfg.sshNextPublicKey } : {}) } }]

@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import * as tls from '@pulumi/tls';
+import { metadataGuardCommand } from './metadata-guard';
 
 /** Debian's own AWS account publishes the official AMIs. */
 export const DEBIAN_AMI_OWNER = '136693071363';
@@ -24,11 +25,16 @@ export type HostArgs = {
   tags: Record<string, string>;
 };
 
-/** The instance's user data: cloud-init installs the host key Pulumi made. */
+/** The instance's user data: the metadata guard, then the host key Pulumi made. */
 export function cloudConfig(hostKey: { privateKeyOpenssh: string; publicKeyOpenssh: string }): string {
-  // cloud-init's cc_ssh: with ssh_keys it writes these and generates no others
-  // (ssh_deletekeys drops the image's). JSON is YAML, and quotes the key safely.
-  const config = { ssh_deletekeys: true, ssh_keys: { ed25519_private: hostKey.privateKeyOpenssh, ed25519_public: hostKey.publicKeyOpenssh.trim() } };
+  const config = {
+    // bootcmd runs first among cloud-init's modules, at every boot, before users and SSH are set up.
+    bootcmd: [['sh', '-c', metadataGuardCommand()]],
+    // cloud-init's cc_ssh: with ssh_keys it writes these and generates no others
+    // (ssh_deletekeys drops the image's). JSON is YAML, and quotes the key safely.
+    ssh_deletekeys: true,
+    ssh_keys: { ed25519_private: hostKey.privateKeyOpenssh, ed25519_public: hostKey.publicKeyOpenssh.trim() },
+  };
   return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
 }
 

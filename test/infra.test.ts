@@ -1,8 +1,11 @@
 /** The Pulumi program under mocks, for every stack file in the repository. */
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { utils } from 'ssh2';
 import * as pulumi from '@pulumi/pulumi';
-import { parseStackConfig, PROJECT } from '../infra/config';
+import { parseProjectConfig, PROJECT } from '../infra/config';
 import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
+import { metadataGuardCommand } from '../infra/metadata-guard';
 import { securityRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
 import {
@@ -168,12 +171,7 @@ describe('provisioning over SSH', () => {
 
 describe('uploads land where the steps look for them (the provider copy rules, on an in-memory host)', () => {
   const checkOf = (stack: string) => {
-    const raw = withUserSecrets(STACKS[stack]);
-    const cfg = parseStackConfig(
-      Object.fromEntries(Object.entries(raw).filter(([k]) => k.startsWith(`${PROJECT}:`)).map(([k, v]) => [k.slice(PROJECT.length + 1), v])),
-      stack,
-      raw['aws:region'],
-    );
+    const cfg = parseProjectConfig(withUserSecrets(STACKS[stack]), stack);
     const layout = provisioningLayout(cfg.sshUser, releaseId());
     // What each step reads besides its script and lib.sh: the helpers it uses, and the upload.
     const reads = Object.fromEntries(
@@ -264,7 +262,7 @@ describe('the front door: the proxy, the host key, the web ports', () => {
     expect(step('local', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\.test$/);
   });
 
-  test('target aws: the host key is generated, installed by cloud-init at first boot, and a new one replaces the instance', () => {
+  test('target aws: the host key is generated, installed by cloud-init at first boot behind the metadata guard, and a new one replaces the instance', () => {
     const keys = ofType(runs.prod.resources, 'tls:index/privateKey:PrivateKey');
     expect(keys.map((k) => [k.name, k.inputs.algorithm])).toEqual([['cemetery-prod-ssh-host-key', 'ED25519']]);
     const vm = ofType(runs.prod.resources, 'aws:ec2/instance:Instance')[0].inputs;
@@ -274,9 +272,23 @@ describe('the front door: the proxy, the host key, the web ports', () => {
     const userData: string = vm.userData.value;
     expect(userData.split('\n')[0]).toBe('#cloud-config');
     expect(JSON.parse(userData.slice(userData.indexOf('\n') + 1))).toEqual({
+      // At every boot, first among cloud-init's modules: only root reaches the metadata service (and this key).
+      bootcmd: [['sh', '-c', metadataGuardCommand()]],
       ssh_deletekeys: true,
       ssh_keys: { ed25519_private: MOCK_HOST_KEY.private, ed25519_public: MOCK_HOST_KEY.public },
     });
+    expect(metadataGuardCommand()).toBe(
+      [
+        'iptables -w -C OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -m comment --comment cemetery-metadata-guard -j REJECT 2>/dev/null || iptables -w -I OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -m comment --comment cemetery-metadata-guard -j REJECT',
+        'ip6tables -w -C OUTPUT -d fd00:ec2::254 -m owner ! --uid-owner 0 -m comment --comment cemetery-metadata-guard -j REJECT 2>/dev/null || ip6tables -w -I OUTPUT -d fd00:ec2::254 -m owner ! --uid-owner 0 -m comment --comment cemetery-metadata-guard -j REJECT',
+      ].join('\n'),
+    );
+  });
+
+  test('target aws: the first step refuses a host without the metadata guard; target ssh has no user data to guard', () => {
+    const wait = (stack: string) => hostSteps(parseProjectConfig(withUserSecrets(STACKS[stack]), stack), 'r-000000000000', provisioningLayout('admin', 'r-000000000000'))[0];
+    expect(wait('prod')).toEqual({ name: 'wait-for-host', script: 'wait-for-host.sh', args: { METADATA_GUARD: 'cemetery-metadata-guard' } });
+    expect(wait('local')).toEqual({ name: 'wait-for-host', script: 'wait-for-host.sh', args: {} });
   });
 
   test('a Route 53 zone gets an A record for the domain at the host address', async () => {
@@ -331,6 +343,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['Node.js version', { 'cemetery-backend:nodeVersion': 'lts' }, /cemetery-backend:nodeVersion = "lts": expected an exact Node.js version/],
     ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, sshHost, sshPort, instanceType/],
     ['a missing SSH key', { 'cemetery-backend:sshPublicKey': '' }, /cemetery-backend:sshPublicKey = "": expected an OpenSSH public key/],
+    ['a second key smuggled into sshPublicKey', { 'cemetery-backend:sshPublicKey': `${TEST_SSH_PUBLIC_KEY}\n${TEST_SSH_HOST_KEY} intruder` }, /cemetery-backend:sshPublicKey = "ssh-ed25519 [^"]+": expected an OpenSSH public key: ssh-ed25519 AAAA... comment \(more than one line\)/],
   ];
 
   test.each(cases)('%s', async (_what, override, message) => {
@@ -347,7 +360,7 @@ describe('bad configuration fails the program with a message naming the key', ()
 
   test('a secret is never echoed', async () => {
     const err = await runProgram('dev', { ...devConfig(), 'cemetery-backend:sshPrivateKey': 'hunter2-not-a-key' }).catch((e: Error) => e);
-    expect(String(err)).toContain('cemetery-backend:sshPrivateKey = [secret]: expected an OpenSSH private key');
+    expect(String(err)).toContain('cemetery-backend:sshPrivateKey = [secret]: expected an unencrypted OpenSSH private key');
     expect(String(err)).not.toContain('hunter2');
   });
 
@@ -447,12 +460,14 @@ describe('previews need no private key', () => {
 });
 
 describe('rotating the deploy key', () => {
-  const OTHER_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm0oVw7kUu4gw8dPj1QyUpiGmo8C1m9rM8UuJ2c0ZAp rotated@cemetery';
+  /** The incoming deploy key pair. */
+  const NEXT = utils.generateKeyPairSync('ed25519', { comment: 'rotated@cemetery' });
+  const OTHER_PUBLIC_KEY = NEXT.public;
 
   /** Properties that differ between two runs and that the resource does not ignore, by resource. */
-  async function changes(stack: string) {
+  async function changes(stack: string, override: Record<string, string>) {
     const before = await runProgram(stack, withUserSecrets(STACKS[stack]));
-    const after = await runProgram(stack, { ...withUserSecrets(STACKS[stack]), 'cemetery-backend:sshPublicKey': OTHER_PUBLIC_KEY });
+    const after = await runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override });
     expect(after.resources.map((r) => r.name)).toEqual(before.resources.map((r) => r.name));
     const changed: Record<string, string[]> = {};
     const ignored: Record<string, string[]> = {};
@@ -467,16 +482,22 @@ describe('rotating the deploy key', () => {
     return { changed, ignored };
   }
 
-  test.each(['dev', 'prod', 'staging'])('%s: a new sshPublicKey replaces nothing (two runs compared)', async (stack) => {
-    const { changed, ignored } = await changes(stack);
-    // Only what a step re-runs idempotently may change (its command line or stdin): never an AWS
+  test.each(['dev', 'prod', 'staging'])('%s: the incoming key (first up) changes only the authorized_keys step', async (stack) => {
+    const { changed, ignored } = await changes(stack, { 'cemetery-backend:sshNextPublicKey': NEXT.public });
+    expect(changed).toEqual({ [`cemetery-${stack}-ssh-authorized-keys`]: ['create'] });
+    expect(ignored).toEqual({});
+  });
+
+  test.each(['dev', 'prod', 'staging'])('%s: the new key pair (second up) replaces nothing', async (stack) => {
+    const { changed, ignored } = await changes(stack, { 'cemetery-backend:sshPublicKey': NEXT.public, 'cemetery-backend:sshPrivateKey': NEXT.private });
+    // Only what a step re-runs idempotently may change (its connection, command line or stdin): never an AWS
     // resource, never a step's triggers (a trigger replaces the step).
     for (const [name, keys] of Object.entries(changed)) {
-      expect({ name, keys: keys.filter((k) => !['create', 'stdin'].includes(k)) }).toEqual({ name, keys: [] });
+      expect({ name, keys: keys.filter((k) => !['connection', 'create', 'stdin'].includes(k)) }).toEqual({ name, keys: [] });
     }
     expect(ignored).toEqual({ [`cemetery-${stack === 'prod' ? 'prod' : stack}-key`]: ['publicKey'] });
     // The new key reaches authorized_keys through its step's command line: an update, which runs it again.
-    expect(changed[`cemetery-${stack}-ssh-authorized-keys`]).toEqual(['create']);
+    expect(changed[`cemetery-${stack}-ssh-authorized-keys`]).toEqual(['connection', 'create']);
   });
 
   test('the instance ignores its launch key pair and its AMI', async () => {
@@ -490,7 +511,45 @@ describe('rotating the deploy key', () => {
       /cemetery-backend:sshNextPublicKey = "ssh-ed25519 [^"]+": expected the incoming key, different from sshPublicKey/,
     );
     await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': 'hello' })).rejects.toThrow(/sshNextPublicKey = "hello": expected an OpenSSH public key/);
+    // The right shape with a broken body: the parser, not a pattern, decides.
+    await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm0oVw7kUu4gw8dPj1QyUpiGmo8C1m9rM8UuJ2c0Z' })).rejects.toThrow(
+      /sshNextPublicKey = "ssh-ed25519 [^"]+": expected an OpenSSH public key: ssh-ed25519 AAAA... comment \(Malformed OpenSSH public key\)/,
+    );
     await expect(runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:sshNextPublicKey': OTHER_PUBLIC_KEY })).resolves.toBeDefined();
+  });
+});
+
+describe('the deploy key guard: pulumi up refuses a key that authorized_keys would not hold', () => {
+  const NEXT = utils.generateKeyPairSync('ed25519', { comment: 'next@cemetery' });
+  const STRANGER = utils.generateKeyPairSync('ed25519', { comment: 'stranger@cemetery' });
+  const fingerprint = (publicKey: string) => execFileSync('ssh-keygen', ['-l', '-f', '-'], { input: publicKey }).toString().split(' ')[1];
+  const STACKS_WITH_KEYS = Object.keys(STACKS).filter((s) => s !== 'staging-shared');
+  const config = (stack: string, keys: Record<string, string>) => ({ ...withUserSecrets(STACKS[stack]), ...Object.fromEntries(Object.entries(keys).map(([k, v]) => [`${PROJECT}:${k}`, v])) });
+
+  test.each(STACKS_WITH_KEYS)('%s: the matching key, and either key of a rotation in progress, are accepted', async (stack) => {
+    await expect(runProgram(stack, config(stack, {}))).resolves.toBeDefined();
+    await expect(runProgram(stack, config(stack, { sshNextPublicKey: NEXT.public }))).resolves.toBeDefined();
+    await expect(runProgram(stack, config(stack, { sshNextPublicKey: NEXT.public, sshPrivateKey: NEXT.private }))).resolves.toBeDefined();
+  });
+
+  test.each(STACKS_WITH_KEYS)('%s: a private key that is not sshPublicKey (nor sshNextPublicKey) fails before any resource, naming both fingerprints and the rotation', async (stack) => {
+    const err = await runProgram(stack, config(stack, { sshPublicKey: NEXT.public })).catch((e: Error) => e);
+    expect(pulumi.RunError.isInstance(err)).toBe(true);
+    const message = String((err as Error).message);
+    expect(message).toContain(
+      `${PROJECT}:sshPrivateKey = [secret]: its public key, ${fingerprint(TEST_SSH_PUBLIC_KEY)}, is neither sshPublicKey (${fingerprint(NEXT.public)}) nor sshNextPublicKey (not set): ` +
+        'this up would leave authorized_keys without the key it connects with, and lock every later up out. To rotate the deploy key: set sshNextPublicKey to the new public key and up',
+    );
+    expect(message).not.toContain(TEST_SSH_PRIVATE_KEY.split('\n')[1]);
+    // During a rotation, a third key is refused too, naming the incoming one.
+    await expect(runProgram(stack, config(stack, { sshNextPublicKey: NEXT.public, sshPrivateKey: STRANGER.private }))).rejects.toThrow(
+      `its public key, ${fingerprint(STRANGER.public)}, is neither sshPublicKey (${fingerprint(TEST_SSH_PUBLIC_KEY)}) nor sshNextPublicKey (${fingerprint(NEXT.public)})`,
+    );
+  });
+
+  test('a preview (no private key) is not checked: it connects to nothing', async () => {
+    const preview = Object.fromEntries(Object.entries(config('dev', { sshPublicKey: NEXT.public })).filter(([k]) => k !== `${PROJECT}:sshPrivateKey`));
+    await expect(runProgram('dev', preview, undefined, { preview: true })).resolves.toBeDefined();
   });
 });
 

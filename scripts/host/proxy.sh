@@ -5,7 +5,9 @@
 # renewed by Caddy) or from Caddy's own CA (ISSUER=internal: a host with no
 # public name), and port 80 redirected to it. Without: plain HTTP on port 80.
 # The config is validated before it replaces the old one; a changed config is
-# applied with a graceful reload (open connections finish).
+# applied with a graceful reload (open connections finish). Caddy's admin API,
+# which that reload uses, listens on a unix socket only root and caddy reach:
+# on localhost:2019 any local user could load a config of their own.
 source "$(dirname "$0")/lib.sh"
 require APP_PORT ISSUER
 # Optional arguments (lib.sh makes every argument read-only).
@@ -13,11 +15,7 @@ domain=${DOMAIN:-}
 acme_email=${ACME_EMAIL:-}
 [[ "$ISSUER" =~ ^(acme|internal)$ ]] || fail "ISSUER must be acme or internal, got '$ISSUER'"
 
-if ! dpkg-query -W -f='${Status}' caddy 2>/dev/null | grep -q 'install ok installed'; then
-  log "installing caddy"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null
-fi
+apt_install caddy
 
 caddyfile() {
   echo "# cemetery-backend's front door (written by provisioning: scripts/host/proxy.sh)"
@@ -25,6 +23,10 @@ caddyfile() {
   [ -z "$acme_email" ] || echo "	email $acme_email"
   # Caddy's CA stays Caddy's: it is not added to this host's trust store.
   [ "$ISSUER" != internal ] || echo "	skip_install_trust"
+  # Caddy 2.6.2 creates the socket under its umask (0755: only its owner, caddy, and root may connect) in
+  # /run/caddy, which the drop-in below makes caddy's alone (0700). `caddy reload` (ExecReload) reads
+  # this address from the file it loads (cmd/commandfuncs.go DetermineAdminAPIAddress).
+  echo "	admin unix/$ADMIN_SOCKET"
   # A client that trickles its headers or body is cut off; responses (a large map) are not.
   cat <<'GLOBAL'
 	servers {
@@ -38,6 +40,16 @@ caddyfile() {
 GLOBAL
   if [ -n "$domain" ]; then echo "$domain {"; else echo ":80 {"; fi
   [ "$ISSUER" != internal ] || echo "	tls internal"
+  # Browsers that saw the site once never try plain HTTP for it again. Deferred: set after the
+  # response comes back from the app, so there is one such header whatever the app sends.
+  if [ -n "$domain" ]; then
+    cat <<'HSTS'
+	header {
+		Strict-Transport-Security "max-age=31536000"
+		defer
+	}
+HSTS
+  fi
   # One upstream: PM2's cluster master hands each connection to a worker. A GET
   # that fails (a worker restarting or killed) is tried again, on a new
   # connection, so another worker, for up to 15 s; one whose connection was handed
@@ -58,6 +70,16 @@ GLOBAL
 UPSTREAM
 }
 
+ADMIN_SOCKET=/run/caddy/admin.sock
+write_file /etc/systemd/system/caddy.service.d/10-admin-socket.conf 0644 root:root <<'DROPIN'
+# cemetery-backend: a directory for Caddy's admin socket that only caddy (and root) can enter
+[Service]
+RuntimeDirectory=caddy
+RuntimeDirectoryMode=0700
+DROPIN
+unit_changed=$WROTE
+[ "$unit_changed" = 0 ] || systemctl daemon-reload
+
 # Validated as the service's user, against the storage it uses, before it replaces anything.
 candidate=$(mktemp)
 trap 'rm -f "$candidate"' EXIT
@@ -70,6 +92,10 @@ write_file /etc/caddy/Caddyfile 0644 root:root <"$candidate"
 systemctl is-enabled --quiet caddy || systemctl enable --quiet caddy
 if ! systemctl is-active --quiet caddy; then
   systemctl start caddy
+elif [ "$unit_changed" = 1 ]; then
+  # The running Caddy's admin API is not on the new socket yet (a reload would knock at the socket): restart once.
+  systemctl restart caddy
+  log "restarted caddy: its admin API is on $ADMIN_SOCKET"
 elif [ "$WROTE" = 1 ]; then
   systemctl reload caddy
   log "reloaded caddy"

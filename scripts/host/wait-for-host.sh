@@ -12,4 +12,12 @@ for _ in $(seq 1 120); do
   pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null || break
   sleep 5
 done
+# target aws: cloud-init's bootcmd keeps non-root users away from the metadata service (infra/metadata-guard.ts).
+guard=${METADATA_GUARD:-} # optional argument (arguments are read-only)
+if [ -n "$guard" ]; then
+  for tables in iptables ip6tables; do
+    "$tables" -w -S OUTPUT 2>/dev/null | grep -q -- "--comment $guard" ||
+      fail "the metadata guard ($tables rules commented $guard, installed at boot by cloud-init's bootcmd) is missing: any local user could read the host's SSH key from the user data (journalctl -b -u cloud-init)"
+  done
+fi
 log "host ready: $(. /etc/os-release && echo "$PRETTY_NAME"), $(nproc) vCPU"
