@@ -27,8 +27,8 @@ function pm2Async(args, { env = process.env } = {}) {
   });
 }
 
-// One parser for `pm2 jlist`, shipped to the host with the release tool.
-const { parseJlist } = require('../host/release.cjs');
+// One parser for `pm2 jlist`, bundled into the release tool too.
+const { parseJlist } = require('./pm2-list.cjs');
 
 /** The process list as PM2 reports it (`pm2 jlist`). */
 function pm2List(env = process.env) {

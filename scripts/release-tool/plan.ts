@@ -1,0 +1,40 @@
+/** The release tool's decisions: pure functions of plain values (tested in test/release-tool.test.ts). */
+import { parseEnv } from 'node:util';
+import { CONFIG_ERROR_EXIT_CODE } from '../../app/src/exit-codes';
+import type { Pm2Process } from '../lib/pm2-list.cjs';
+
+/** A failure the operator can act on: printed as it is, without a stack trace. */
+export class ReleaseError extends Error {}
+
+/** The app's PM2 processes (any status), by name: not the pm2-logrotate module. */
+export const appProcesses = (list: Pm2Process[], name: string) => list.filter((p) => p.name === name);
+
+/** How many workers the environment file asks for: PM2_INSTANCES, "max" (the default in production) = one per CPU. */
+export function desiredWorkers(envText: string, cpus: number): number {
+  const raw = parseEnv(envText).PM2_INSTANCES;
+  if (!raw || raw === 'max') return cpus;
+  if (!/^[1-9]\d{0,2}$/.test(raw)) throw new ReleaseError(`PM2_INSTANCES must be "max" or 1-999, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Releases to remove: all but the newest `keep` (newest first in `ids`), never one in `protect`. */
+export function releasesToPrune(ids: string[], keep: number, protect: string[]): string[] {
+  const kept = new Set([...ids.slice(0, keep), ...protect]);
+  return ids.filter((id) => !kept.has(id));
+}
+
+export type InstalledRelease = { id: string; installedAt: string };
+
+/** `cemetery-release list`: newest first, with the install date, the live one and the rollback target marked. */
+export function formatReleases(releases: InstalledRelease[], live?: string, previous?: string): string {
+  if (!releases.length) return 'no releases installed';
+  return releases
+    .map((r) => `${r.id === live ? '*' : ' '} ${r.id}  installed ${r.installedAt}${r.id === live ? '  (live)' : r.id === previous ? '  (previous: the rollback target)' : ''}`)
+    .join('\n');
+}
+
+export const lastLines = (text: string, n: number) => String(text).trimEnd().split('\n').slice(-n).join('\n');
+
+/** How a gated release's process ended, for the refusal. */
+export const describeExit = (code: number | null, signal: string | null) =>
+  code === null ? `signal ${signal}` : `code ${code}${code === CONFIG_ERROR_EXIT_CODE ? ' (a configuration error)' : ''}`;
