@@ -46,6 +46,24 @@ link() {
   fi
 }
 
+# apt_install PACKAGE...: installs those not installed yet, without recommends. The package lists are
+# refreshed first unless this helper did so in the last hour (one provisioning installs twice; apt
+# dates its lists by the mirror's clock, so a stamp of ours tells), and once more if an install fails
+# on them (a mirror that moved on).
+APT_STAMP=/var/lib/cemetery-backend/apt-lists-updated
+apt_update() { apt-get update -qq && install -D -m 0644 /dev/null "$APT_STAMP"; }
+apt_install() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "installing ${missing[*]}"
+  [ -n "$(find "$APT_STAMP" -mmin -60 2>/dev/null)" ] || apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt_update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
 # as_user USER CMD...: runs CMD as USER in its home (the SSH user's home, where
 # the scripts are, is not readable by USER), with Node.js on PATH.
 as_user() {

@@ -7,11 +7,7 @@ require DB_NAME DB_USER
 IFS= read -r DB_PASSWORD || true
 [[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on stdin"
 
-if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok installed'; then
-  log "installing postgresql"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-fi
+apt_install postgresql
 conf_dir=$(find /etc/postgresql -mindepth 3 -maxdepth 3 -type d -name conf.d | sort | tail -n 1)
 [ -n "$conf_dir" ] || fail "no PostgreSQL cluster found under /etc/postgresql"
 write_file "$conf_dir/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
