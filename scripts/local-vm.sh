@@ -14,11 +14,12 @@
 #
 # Needs (as root, for mmdebstrap and mkfs): mmdebstrap, qemu-system-x86,
 # qemu-utils, e2fsprogs, openssh-client. Runs under software emulation (TCG).
+# Like Debian's AMI it has iptables, the metadata guard's tool.
 # Settings: VM_CACHE (base image, key; default ~/.cache/cemetery-backend/vm),
 # VM_STATE (this VM's overlay, pid, console; default .vm), VM_SSH_PORT (2222),
 # VM_HTTP_PORT (8080) and VM_HTTPS_PORT (8443) for the guest's 80 and 443,
 # VM_APP_PORT (host port for the guest's 3000; default 3080), VM_CPUS (2),
-# VM_MEMORY (2048), DEBIAN_MIRROR (http://deb.debian.org/debian).
+# VM_MEMORY (2048), VM_DISK_CACHE (unsafe), DEBIAN_MIRROR (http://deb.debian.org/debian).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,9 +31,12 @@ HTTP_PORT=${VM_HTTP_PORT:-8080}
 HTTPS_PORT=${VM_HTTPS_PORT:-8443}
 CPUS=${VM_CPUS:-2}
 MEMORY=${VM_MEMORY:-2048}
+# unsafe: the guest's flushes are not passed on to the host disk (dpkg and initdb flush after every file).
+# The overlay is thrown away with the VM; a crash of this machine loses the VM, nothing else.
+DISK_CACHE=${VM_DISK_CACHE:-unsafe}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=2 # bump when the image recipe below changes
+IMAGE_VERSION=3 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -60,7 +64,7 @@ build() {
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
-    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps \
+    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables \
     --customize-hook='echo cemetery-vm > "$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 cemetery-vm\n" > "$1/etc/hosts"' \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --groups sudo admin' \
     --customize-hook='echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/admin" && chmod 0440 "$1/etc/sudoers.d/admin"' \
@@ -105,7 +109,7 @@ start() {
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
-    -drive "file=$STATE/run.qcow2,if=virtio,format=qcow2" \
+    -drive "file=$STATE/run.qcow2,if=virtio,format=qcow2,cache=$DISK_CACHE" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:80,hostfwd=tcp:127.0.0.1:$HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=net0 \
     -display none -serial "file:$STATE/console.log" \
