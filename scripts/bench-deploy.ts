@@ -21,12 +21,14 @@ type Round = {
   steps: Array<{ name: string; seconds: number }>;
   requests: number;
   failed: number;
+  failures: Record<string, number>;
   everyWorkerOnNewCode: boolean;
 };
 
 async function round(stack: LocalStack, n: number): Promise<Round> {
+  const before = (await stack.live())!;
   const release = buildRelease({ mark: `bench ${n} ${Date.now()}` });
-  const load = stack.load('/api/sections?limit=5', CONNECTIONS);
+  const load = await stack.load(() => [before, release.id], CONNECTIONS);
   await new Promise((r) => setTimeout(r, 1000));
   const started = Date.now();
   // Watches /version alongside the load for the first worker that answers with the new build.
@@ -55,6 +57,7 @@ async function round(stack: LocalStack, n: number): Promise<Round> {
     steps: steps.map((s) => ({ name: ran([s])[0], seconds: Math.round(s.seconds * 10) / 10 })),
     requests: result.requests,
     failed: result.failed,
+    failures: result.failures,
     everyWorkerOnNewCode: serving.every((w) => w.build === release.build && w.id === release.id),
   };
 }

@@ -11,7 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { parseStackConfig, type StackConfig } from '../../infra/config';
+import { parseProjectConfig, type StackConfig } from '../../infra/config';
 import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
 import { parseJlist } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
@@ -34,6 +34,8 @@ const short = (name: string) => name.replace('cemetery-dev-', '');
 export const ran = (steps: Step[]) => steps.map((s) => `${s.op} ${short(s.name)}`);
 
 export type Release = { id: string; build: string };
+/** What the load asks for besides /version: a page of the register (the database path). */
+export const LOAD_PATH = '/api/sections?limit=5';
 /** A release built from the sources changed as it says: a comment (a new build id), a throw at boot, a new migration. */
 export type Variant = { mark: string; throwOnBoot?: boolean; migration?: boolean };
 export const E2E_MIGRATION = '1900000000000_e2e-marker';
@@ -77,8 +79,12 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
   const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
-  const root = (command: string) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`);
-  const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=/opt/node/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
+  /** A command as root on the VM; `fresh: true` logs in anew instead of riding the shared connection (vm-ssh.ts). */
+  const root = (command: string, opts: { fresh?: boolean } = {}) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`, undefined, opts);
+  const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
+  /** A bash script on stdin, as root or as the app user: its $variables and $(commands) are its own, not the login shell's. */
+  const rootScript = (script: string) => ssh(target, 'sudo bash -s', script);
+  const appScript = (script: string) => ssh(target, `sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/bin:/bin bash -s`, script);
 
   let t = Date.now();
   vm('build');
@@ -95,8 +101,10 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   }
   // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
   // SSH sessions (/etc/environment) and sudo (env_keep).
+  // Appended to the system bundle rather than `update-ca-certificates` (35 s under emulation); a package's
+  // later run of it keeps them, since the files are in /usr/local/share/ca-certificates too.
   await root(
-    'update-ca-certificates >/dev/null' +
+    'cat /usr/local/share/ca-certificates/*.crt >> /etc/ssl/certs/ca-certificates.crt' +
       ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
       ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
   );
@@ -116,11 +124,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     'cemetery-backend:sshHostKey': execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
     ...opts.overrides,
   };
-  const stackConfig: StackConfig = parseStackConfig(
-    Object.fromEntries(Object.entries(config).map(([k, v]) => [k.replace('cemetery-backend:', ''), v])),
-    'local',
-    undefined,
-  );
+  const stackConfig: StackConfig = parseProjectConfig(config, 'local');
 
   const engine = new Engine(opts.log ?? (() => {}));
   report.ups = [];
@@ -182,19 +186,24 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     web,
     proxyCa,
     /**
-     * Load through the proxy, as the public sees the app (see startLoad). Few
-     * connections and a patient client: under emulation TLS in the proxy costs
-     * the VM about half its requests per second, and eight connections kept it
-     * so busy during a deploy that answers took over 10 s (not a dropped request:
-     * a saturated emulated host).
+     * Load through the proxy over HTTPS, as the public sees the app (see
+     * startLoad), its certificate checked with Caddy's CA: the API and
+     * /version, whose answers must come from one of `releases`. Few connections
+     * and a patient client: under emulation TLS in the proxy costs the VM about
+     * half its requests per second, and eight connections kept it so busy
+     * during a deploy that answers took over 10 s (not a dropped request: a
+     * saturated emulated host); three made a deploy take twice as long.
      */
-    load: (urlPath: string, connections = 3) => startLoad(`https://127.0.0.1:${httpsPort}${urlPath}`, connections, { servername: domain, host: domain, timeoutSeconds: 20 }),
+    load: async (releases: () => string[], connections = 2) =>
+      startLoad(`https://127.0.0.1:${httpsPort}`, [LOAD_PATH, '/version'], { connections, host: domain, ca: await proxyCa(), timeoutSeconds: 30, releases }),
     config,
     stackConfig,
     engine,
     vm,
     root,
     asApp,
+    rootScript,
+    appScript,
     pm2List,
     workers,
     tryUp,

@@ -11,13 +11,14 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { APP_DIST_DIR, HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
+import { HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
+import { metadataGuardCommand } from '../../infra/metadata-guard';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
-import { stopAllLoads } from '../support/load';
+import { stopAllLoads, type LoadResult } from '../support/load';
 import { MOCK_PASSWORD } from '../support/pulumi-mocks';
-import { buildRelease, CADDY_ROOT_CA, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack, type Release } from './local-stack';
+import { buildRelease, E2E_MIGRATION, LOAD_PATH, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
 
 jest.setTimeout(60 * 60 * 1000);
@@ -30,7 +31,7 @@ let provisioned = false;
 const requireProvisioned = () => {
   if (!provisioned) throw new Error('the VM was not provisioned (see the first failure)');
 };
-const root = (command: string) => stack.root(command);
+const root = (command: string, opts: { fresh?: boolean } = {}) => stack.root(command, opts);
 const asApp = (command: string) => stack.asApp(command);
 const up = (label: string, opts: { replace?: 'all' } = {}) => stack.up(label, opts);
 
@@ -39,9 +40,10 @@ beforeAll(async () => {
   stack = await startLocalStack({
     report,
     log: (line) => process.stdout.write(`${line}\n`),
-    // Few enough that the log flood test can see old rotations go.
+    // Few enough that the log flood test can see old rotations go, and that the
+    // releases below are enough to prove retention without deploys of their own.
     // The load comes from one address (qemu's gateway): no rate limit for it here.
-    overrides: { 'cemetery-backend:logrotateRetain': '3', 'cemetery-backend:rateLimitPerMinute': '1000000' },
+    overrides: { 'cemetery-backend:logrotateRetain': '3', 'cemetery-backend:releasesToKeep': '4', 'cemetery-backend:rateLimitPerMinute': '1000000' },
   });
 }, 30 * 60 * 1000);
 
@@ -141,41 +143,16 @@ test('a changed host script runs only its own step (and the scripts copy)', asyn
   await checkHost();
 });
 
-test('a code-only change runs only the release resources', async () => {
-  requireProvisioned();
-  const before = releaseId();
-  const expected = ['update release-bundle', 'update release-process-file', 'update release'];
-  await withEdit(path.join(APP_DIST_DIR, 'server.js'), (text) => `${text}\n// e2e code change ${Date.now()}\n`, async () => {
-    const changed = releaseId();
-    expect(changed).not.toBe(before);
-    expect(ran(await up('code changed'))).toEqual(expected);
-    expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${changed}`);
-    expect((await stack.web('/readyz')).status).toBe(200);
-  });
-  expect(ran(await up('code restored'))).toEqual(expected);
-  expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${before}`);
-});
-
-test('every step replaced (pulumi up --replace) changes nothing and restarts nothing', async () => {
-  requireProvisioned();
-  const before = await stack.pm2List();
-  const daemon = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
-  const steps = await up('every resource replaced', { replace: 'all' });
-  expect(steps.filter((s) => s.op === 'replace')).toHaveLength(13);
-  const after = await stack.pm2List();
-  expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
-  expect((await root(`cat ${appHome}/.pm2/pm2.pid`)).trim()).toBe(daemon);
-});
-
 // ---------------------------------------------------------------------------
 // The front door: Caddy on 80/443, the app on loopback, the host key checked.
 
 describe('the front door', () => {
-  test('HTTPS on 443 with a certificate for the domain from Caddy\'s CA; without that CA the certificate is refused', async () => {
+  test('HTTPS on 443 with a certificate for the domain from Caddy\'s CA, and HSTS; without that CA the certificate is refused', async () => {
     requireProvisioned();
     const ready = await stack.web('/readyz');
     expect(ready).toMatchObject({ status: 200 });
     expect(JSON.parse(ready.body)).toEqual({ status: 'ready' });
+    expect(ready.headers['strict-transport-security']).toBe('max-age=31536000');
     const peer = await new Promise<tls.PeerCertificate>((resolve, reject) => {
       void stack.proxyCa().then((ca) => {
         const socket = tls.connect({ host: '127.0.0.1', port: stack.httpsPort, servername: stack.domain, ca }, () => {
@@ -199,20 +176,28 @@ describe('the front door', () => {
     expect(redirect.headers.location).toBe(`https://${stack.domain}/api/sections?limit=1`);
   });
 
-  test('writes through the proxy need a token made with cemetery-admin on the host; a revoked one is refused', async () => {
+  test('writes through the proxy need a token made with cemetery-admin on the host, however the path is spelled; a revoked one is refused', async () => {
     requireProvisioned();
-    const write = (headers: Record<string, string> = {}) =>
-      stack.web('/api/sections', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ name: `e2e ${Date.now()}`, grid: { rows: 2, plotsPerRow: 2 } }) });
-    const refused = await write();
+    const write = (urlPath: string, headers: Record<string, string> = {}) =>
+      stack.web(urlPath, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ name: `e2e ${Date.now()} ${Math.random()}`, grid: { rows: 2, plotsPerRow: 2 } }) });
+    const total = async () => JSON.parse((await stack.web('/api/sections?limit=1')).body).total as number;
+    const before = await total();
+    const refused = await write('/api/sections');
     expect(refused.status).toBe(401);
     expect(JSON.parse(refused.body).message).toBe('write requests need a token: Authorization: Bearer <token>');
+    // Other spellings of the same path, as an attacker would send them to the public address.
+    const spellings = ['/%61pi/sections', '/api/%73ections', '/%61%70%69/%73%65%63%74%69%6f%6e%73', '/API/sections', '//api/sections', '/api//sections', '/api/sections/', '/api/./sections', '/x/../api/sections', '/api%2fsections', '/api/sections?x=1', '/api/sections;x=1'];
+    const answers = await Promise.all(spellings.map(async (p) => `${p} ${(await write(p)).status}`));
+    report.proxySpellings = answers;
+    expect(answers.filter((a) => /\s[23]\d\d$/.test(a))).toEqual([]);
+    expect(await total()).toBe(before);
     // Printed once, on stdout: the token never appears in a command line.
     const token = (await root('cemetery-admin token create --name e2e')).trim();
     expect(token).toMatch(/^cmt_[A-Za-z0-9_-]{43}$/);
-    expect((await write({ authorization: `Bearer ${token}` })).status).toBe(201);
+    expect((await write('/api/sections', { authorization: `Bearer ${token}` })).status).toBe(201);
     expect(await root('cemetery-admin token list')).toMatch(/\te2e\tcreated \S+\tactive\n/);
     await root('cemetery-admin token revoke --name e2e');
-    expect((await write({ authorization: `Bearer ${token}` })).status).toBe(401);
+    expect((await write('/api/sections', { authorization: `Bearer ${token}` })).status).toBe(401);
   });
 
   test('the app port is closed from outside the VM: the app listens on loopback only', async () => {
@@ -222,18 +207,24 @@ describe('the front door', () => {
     expect([...new Set(listening)]).toEqual([`127.0.0.1:${stack.stackConfig.appPort}`]);
   });
 
-  test('requests per second: the app directly (on the VM) and through the proxy over HTTPS, one client, one run', async () => {
+  test("Caddy's admin API: nothing on localhost:2019; its socket answers root, and refuses the app user and the SSH user", async () => {
     requireProvisioned();
-    const load = readFileSync(path.join(ROOT, 'scripts', 'bench', 'http-load.cjs'), 'utf8');
-    const run = async (url: string, extra = '') => JSON.parse(await ssh(stack.target, `sudo /opt/node/bin/node - ${url} --connections 16 --seconds 10 ${extra}`, load)) as { requests: number; failed: number; rps: number };
-    const direct = await run(`http://127.0.0.1:${stack.stackConfig.appPort}${API_PATH}`);
-    const proxied = await run(`https://127.0.0.1${API_PATH}`, `--host ${stack.domain} --ca ${CADDY_ROOT_CA}`);
-    report.proxyThroughput = { direct, proxied, proxiedOverDirect: Math.round((proxied.rps / direct.rps) * 100) / 100 };
-    console.log(`requests/s: direct ${direct.rps}, through the proxy (HTTPS) ${proxied.rps}`);
-    expect(direct).toMatchObject({ failed: 0 });
-    expect(proxied).toMatchObject({ failed: 0 });
-    expect(direct.requests).toBeGreaterThan(100);
-    expect(proxied.requests).toBeGreaterThan(100);
+    const socket = '/run/caddy/admin.sock';
+    // An empty Host header ('Host;' to curl): Caddy 2.6.2 accepts only that on a unix socket.
+    const ask = `curl -sS -o /dev/null -w '%{http_code}' -H 'Host;' --unix-socket ${socket} http://caddy/config/`;
+    expect(await root(ask)).toBe('200');
+    const tries = await stack.rootScript(
+      [appUser, stack.target.user]
+        .map((who) => `echo "${who} socket: $(sudo -u ${who} ${ask} 2>&1 | tr '\\n' ' ')"; echo "${who} 2019: $(sudo -u ${who} curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:2019/config/ 2>&1 | tr '\\n' ' ')"; echo "${who} dir: $(sudo -u ${who} ls ${socket} 2>&1)"`)
+        .join('\n'),
+    );
+    report.caddyAdminRefusals = tries.trim().split('\n');
+    for (const who of [appUser, stack.target.user]) {
+      expect(tries).toMatch(new RegExp(`^${who} socket: curl: \\(7\\) .*000$`, 'm'));
+      expect(tries).toMatch(new RegExp(`^${who} 2019: curl: \\(7\\) Failed to connect to 127\\.0\\.0\\.1 port 2019.*000$`, 'm'));
+      expect(tries).toMatch(new RegExp(`^${who} dir: ls: cannot access '${socket}': Permission denied$`, 'm'));
+    }
+    expect((await root(`stat -c '%U %a' /run/caddy`)).trim()).toBe('caddy 700');
   });
 
   test('a wrong sshHostKey fails the up before any step runs on the host, saying so', async () => {
@@ -243,7 +234,7 @@ describe('the front door', () => {
     const right = stack.config['cemetery-backend:sshHostKey'];
     // sshd's "Accepted publickey" lines. Each count's own login adds one; the bracket keeps sudo's log of
     // this very command line (which the journal holds too) from matching.
-    const logins = async () => Number((await root(`journalctl --no-pager -o cat | grep -c 'Accepted publicke[y]' || true`)).trim());
+    const logins = async () => Number((await root(`journalctl --no-pager -o cat | grep -c 'Accepted publicke[y]' || true`, { fresh: true })).trim());
     const before = await logins();
     stack.config['cemetery-backend:sshHostKey'] = readFileSync(`${keyFile}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
     const started = Date.now();
@@ -266,7 +257,112 @@ describe('the front door', () => {
 });
 
 // ---------------------------------------------------------------------------
-// Releases: each a real build of changed sources, deployed by successive ups.
+// Trust boundaries: what the app user (or whoever breaks into it) can reach.
+
+/** Root's files outside the app's own directories: owner, mode and link target of every entry; the content of every file where config and code live. */
+async function rootFiles(): Promise<string[]> {
+  const listing = await root(
+    `find /etc /root /usr/local /opt /boot /home/${stack.target.user}/.ssh -xdev -printf '%p %U:%G %m %l\\n' | sort` +
+      ` && find /etc /root /usr/local /home/${stack.target.user}/.ssh -xdev -type f -print0 | sort -z | xargs -0 sha256sum`,
+  );
+  return listing.trim().split('\n');
+}
+const diff = (before: string[], after: string[]) => {
+  const [was, now] = [new Set(before), new Set(after)];
+  return { gone: before.filter((l) => !now.has(l)), added: after.filter((l) => !was.has(l)) };
+};
+let rootFilesBefore: string[] = [];
+
+describe('trust boundaries', () => {
+  test('as the app user, root\'s paths are closed: no code, link, env file or release of root\'s can be written, replaced or planted', async () => {
+    requireProvisioned();
+    const live = await stack.live();
+    const attempts = [
+      `mv ${appHome}/logs ${appHome}/logs.moved`,
+      `ln -sfn /etc ${appHome}/logs.planted`,
+      `ln -sfn /etc ${appHome}/current`,
+      `ln -s /etc ${appHome}/releases/r-000000000000`,
+      `ln -s /etc/shadow ${appHome}/shared/app.env.next`,
+      `touch ${appHome}/shared/app.env`,
+      `touch ${appHome}/releases/${live}/dist/server.js`,
+      `mkdir ${appHome}/releases/${live}/planted`,
+      `touch /usr/local/lib/cemetery-backend/release.cjs`,
+      `touch /usr/local/sbin/cemetery-release`,
+    ];
+    const allowed = await asApp(attempts.map((a) => `(${a}) 2>/dev/null && echo 'ALLOWED: ${a}'`).join('; ') + '; true');
+    expect(allowed.trim()).toBe('');
+    const owners = await root(`stat -c '%n %U:%G %a' ${appHome} ${appHome}/releases ${appHome}/releases/${live} ${appHome}/shared ${appHome}/shared/app.env ${appHome}/logs ${appHome}/.pm2`);
+    expect(owners.trim().split('\n')).toEqual([
+      `${appHome} root:${appUser} 750`,
+      `${appHome}/releases root:${appUser} 750`,
+      `${appHome}/releases/${live} root:${appUser} 750`,
+      `${appHome}/shared root:${appUser} 750`,
+      `${appHome}/shared/app.env root:${appUser} 640`,
+      `${appHome}/logs ${appUser}:${appUser} 750`,
+      `${appHome}/.pm2 ${appUser}:${appUser} 700`,
+    ]);
+  });
+
+  test('links planted in every directory the app user can write, then every host step run again (up --replace): root follows none, nothing restarts', async () => {
+    requireProvisioned();
+    rootFilesBefore = await rootFiles();
+    // Where the app user can write, as the host itself says (not a list kept here); in each, a link to a
+    // file and one to a directory of root's; and in logs/, the gate's log as a link to root's shadow file.
+    // Printed: the writable directories that are not sticky and world-writable (/tmp and the like) nor inside one of the app user's own.
+    const found = (
+      await stack.appScript(
+        `find / \\( -path /proc -o -path /sys \\) -prune -o -type d -writable -print 2>/dev/null > ${appHome}/logs/planted.list; ` +
+          `while IFS= read -r d; do ln -sfn /etc/sudoers "$d/planted-file"; ln -sfn /root "$d/planted-dir"; done < ${appHome}/logs/planted.list; ` +
+          `ln -sfn /etc/shadow ${appHome}/logs/release-check.log; ` +
+          `grep -v -e "^${appHome}/[^/]*/." -e "^/tmp/." -e "^/var/tmp/." -e "^/dev/shm/." -e "^/run/lock/." ${appHome}/logs/planted.list | while IFS= read -r d; do [ -k "$d" ] || echo "$d"; done; ` +
+          `echo "count $(wc -l < ${appHome}/logs/planted.list)"`,
+      )
+    ).trim().split('\n');
+    const count = Number(found.pop()!.replace('count ', ''));
+    report.plantedLinks = { directories: count, links: count * 2 + 1, notSticky: found };
+    // Besides the sticky world-writable ones, only the app user's own: nothing of root's.
+    expect(found.sort()).toEqual([`${appHome}/.npm`, `${appHome}/.pm2`, `${appHome}/logs`].sort());
+
+    const before = await stack.pm2List();
+    const daemon = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
+    const steps = await up('every resource replaced, links planted', { replace: 'all' });
+    expect(steps.filter((s) => s.op === 'replace')).toHaveLength(13);
+    const after = await stack.pm2List();
+    expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
+    expect((await root(`cat ${appHome}/.pm2/pm2.pid`)).trim()).toBe(daemon);
+    expect(diff(rootFilesBefore, await rootFiles())).toEqual({ gone: [], added: [] });
+  });
+
+  test('the metadata guard from the user data: the app user and the SSH user cannot reach 169.254.169.254, root can; applying it twice adds nothing', async () => {
+    requireProvisioned();
+    // A stand-in for the instance metadata service, on the VM's loopback (target ssh has no cloud-init user data:
+    // the rule is applied here with the same command the user data runs at every boot).
+    // Its port is not 80 (Caddy holds :80 on every address); the rule covers every port of the address.
+    await root(
+      'ip addr add 169.254.169.254/32 dev lo 2>/dev/null || true; ' +
+        `systemd-run --quiet --unit=fake-imds ${HOST_LAYOUT.nodeBin}/node -e "require('http').createServer((q, s) => s.end('instance metadata')).listen(8169, '169.254.169.254')"`,
+    );
+    try {
+      const metadata = (user: string) => root(`sudo -u ${user} curl -sS -m 3 http://169.254.169.254:8169/latest/ 2>&1 || true`);
+      await waitUntil('the stand-in metadata service', async () => (await metadata('root')) === 'instance metadata', { timeoutMs: 30000, intervalMs: 500 });
+      expect(await metadata(appUser)).toBe('instance metadata'); // before the guard: open to all
+      await root(metadataGuardCommand());
+      await root(metadataGuardCommand());
+      const answers = { root: await metadata('root'), [appUser]: await metadata(appUser), [stack.target.user]: await metadata(stack.target.user) };
+      report.metadataGuard = answers;
+      expect(answers.root).toBe('instance metadata');
+      // Refused, or (here) timed out: on loopback the refusal's own packet goes back to 169.254.169.254 and meets the rule.
+      expect(answers[appUser]).toMatch(/^curl: \((7|28)\) (Failed to connect to 169\.254\.169\.254 port 8169|Connection timed out)/);
+      expect(answers[stack.target.user]).toMatch(/^curl: \((7|28)\) (Failed to connect to 169\.254\.169\.254 port 8169|Connection timed out)/);
+      for (const tables of ['iptables', 'ip6tables']) expect((await root(`${tables} -S OUTPUT | grep -c cemetery-metadata-guard`)).trim()).toBe('1');
+    } finally {
+      await root('systemctl stop fake-imds 2>/dev/null; ip addr del 169.254.169.254/32 dev lo 2>/dev/null; true');
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Releases: each a real build of changed sources, deployed by successive ups, under load through the proxy.
 
 async function expectServing(r: Release) {
   const all = await stack.workersServing();
@@ -274,23 +370,38 @@ async function expectServing(r: Release) {
   for (const w of all) expect(w).toEqual({ pid: w.pid, id: r.id, build: r.build, cwd: `${appHome}/releases/${r.id}` });
 }
 
-const API_PATH = '/api/sections?limit=5';
 const releases: Record<string, Release> = {};
+/** Release ids that may answer /version while the load runs (the live one, and the one being switched to). */
+let answering: string[] = [];
+
+/** Runs `during` under load through the proxy; the load must see no failure of any kind and must have run while `during` did. */
+async function underLoad<T>(label: string, allowed: string[], during: () => Promise<T>): Promise<{ value: T; load: LoadResult; answeredDuring: number }> {
+  answering = allowed;
+  const load = await stack.load(() => answering);
+  await waitUntil('the load under way', () => load.requests > 0, { timeoutMs: 60000, intervalMs: 200 });
+  const sentBefore = load.requests;
+  const value = await during();
+  const answeredDuring = load.requests - sentBefore;
+  const result = await load.stop();
+  console.log(`${label} under load: ${result.requests} requests (${answeredDuring} during), releases ${JSON.stringify(result.releases)}, failures ${JSON.stringify(result.failures)}`);
+  return { value, load: result, answeredDuring };
+}
 
 describe('releases', () => {
-  test('v2 deployed under load: no failed request, and every worker runs v2 code', async () => {
+  test('v2 deployed under load: only the release resources run; no failed request, no answer but v1 or v2; every worker runs v2 code', async () => {
     requireProvisioned();
+    releases.v1 = { id: (await stack.live())!, build: JSON.parse((await stack.web('/version')).body).build };
     releases.v2 = buildRelease({ mark: 'v2' });
-    const load = stack.load(API_PATH);
+    expect(releases.v2.id).not.toBe(releases.v1.id);
     const started = Date.now();
-    expect(ran(await up('v2 under load'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
-    const deploySeconds = seconds(started);
-    const result = await load.stop(2000);
-    report.deployV2 = { deploySeconds, load: result };
+    const { value: steps, load, answeredDuring } = await underLoad('v2 deploy', [releases.v1.id, releases.v2.id], () => up('v2 under load'));
+    report.deployV2 = { deploySeconds: seconds(started), load };
+    expect(ran(steps)).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
+    expect(load.failures).toEqual({});
+    expect(answeredDuring).toBeGreaterThan(0);
+    expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${releases.v2.id}`);
     // Recorded for the release tool's unit tests (test/fixtures/pm2-jlist-host.txt).
     writeFileSync(path.join(ROOT, '.bench', 'pm2-jlist-host.txt'), await asApp('pm2 jlist'));
-    expect(result.requests).toBeGreaterThanOrEqual(2000);
-    expect(result.failed).toBe(0);
     await expectServing(releases.v2);
   });
 
@@ -307,54 +418,48 @@ describe('releases', () => {
     await expectServing(releases.v2);
   });
 
-  test('a release that throws on boot is refused: the up fails naming it, v2 serves throughout; the next good release deploys', async () => {
+  test('a release that throws on boot is refused: the up fails naming it, only v2 answers throughout; the next good release deploys', async () => {
     requireProvisioned();
     const bad = buildRelease({ mark: 'bad', throwOnBoot: true });
-    const load = stack.load(API_PATH);
-    const result = await stack.tryUp('a release that throws on boot');
-    const during = await load.stop(1000);
-    report.badRelease = { load: during, ran: ran(result.steps) };
+    const { value: result, load } = await underLoad('a refused release', [releases.v2.id], () => stack.tryUp('a release that throws on boot'));
+    report.badRelease = { load, ran: ran(result.steps) };
     expect(result.failed?.name).toBe('cemetery-dev-release');
     const message = result.failed!.message;
     expect(message).toContain(`release ${bad.id} did not become ready, so it was not switched: it exited with code 1`);
     expect(message).toContain('e2e: this release cannot start');
     expect(message).toContain(`${releases.v2.id} keeps serving`);
     expect(message).not.toContain(MOCK_PASSWORD);
-    expect(during.failed).toBe(0);
+    expect(load.failures).toEqual({});
     expect(await stack.live()).toBe(releases.v2.id);
     await expectServing(releases.v2);
 
-    releases.v3 = buildRelease({ mark: 'v3' });
-    expect(ran(await up('v3 after the refused release'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
+    // The next good release carries a new migration.
+    releases.v3 = buildRelease({ mark: 'v3', migration: true });
+    expect(ran(await up('v3, with a migration, after the refused release'))).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
     await expectServing(releases.v3);
   });
 
-  test('a release with a new migration applies it once, also when deployed twice', async () => {
+  test('a migration shipped by two releases is applied once', async () => {
     requireProvisioned();
     const count = async (sql: string) => Number((await root(`sudo -u postgres psql -qAt -d cemetery -c "${sql}"`)).trim());
     releases.v4 = buildRelease({ mark: 'v4', migration: true });
-    await up('v4 with a migration');
+    await up('v4, the same migration');
     await expectServing(releases.v4);
-    releases.v5 = buildRelease({ mark: 'v5', migration: true });
-    await up('v5, the same migration');
-    await expectServing(releases.v5);
     expect(await count(`SELECT count(*) FROM pgmigrations WHERE name = '${E2E_MIGRATION}'`)).toBe(1);
     expect(await count('SELECT count(*) FROM e2e_marker')).toBe(1);
   });
 
-  test('rollback on the host by id, under load: no failed request; the list shows the live release and the rollback target', async () => {
+  test('rollback on the host by id, under load: no failed request, no answer but v4 or v3; the list shows the live release and the rollback target', async () => {
     requireProvisioned();
-    const load = stack.load(API_PATH);
     const started = Date.now();
-    await root(`cemetery-release rollback ${releases.v3.id}`);
-    const rollbackSeconds = seconds(started);
-    const result = await load.stop(2000);
-    report.rollbackOnHost = { rollbackSeconds, load: result };
-    expect(result.failed).toBe(0);
+    const { load, answeredDuring } = await underLoad('rollback', [releases.v4.id, releases.v3.id], () => root(`cemetery-release rollback ${releases.v3.id}`));
+    report.rollbackOnHost = { rollbackSeconds: seconds(started), load };
+    expect(load.failures).toEqual({});
+    expect(answeredDuring).toBeGreaterThan(0);
     await expectServing(releases.v3);
     const list = await root(`cemetery-release list`);
     expect(list).toMatch(new RegExp(`^\\* ${releases.v3.id} .*\\(live\\)$`, 'm'));
-    expect(list).toMatch(new RegExp(`^  ${releases.v5.id} .*\\(previous: the rollback target\\)$`, 'm'));
+    expect(list).toMatch(new RegExp(`^  ${releases.v4.id} .*\\(previous: the rollback target\\)$`, 'm'));
   });
 
   test('pulumi up of an earlier build switches back to it, reusing the release on the host', async () => {
@@ -365,74 +470,82 @@ describe('releases', () => {
     await expectServing(releases.v2);
   });
 
-  test('after seven deploys with releasesToKeep 5: five releases and five uploads remain, the live one among them', async () => {
+  test('with releasesToKeep 4, after five releases: the oldest is gone with its upload; four remain, the live one and the rollback target among them', async () => {
     requireProvisioned();
-    for (let i = 6; i <= 8; i++) {
-      releases[`v${i}`] = buildRelease({ mark: `v${i}` });
-      await up(`v${i}`);
-    }
     const kept = (await root(`ls ${appHome}/releases`)).trim().split('\n');
-    const uploads = (await ssh(stack.target, `ls -d ${provisioningLayout(stack.target.user, releases.v8.id).base}/r-*`)).trim().split('\n').map((p) => p.split('/').pop());
+    const uploads = (await ssh(stack.target, `ls -d ${provisioningLayout(stack.target.user, releases.v2.id).base}/r-*`)).trim().split('\n').map((p) => p.split('/').pop());
     report.retention = { releases: kept, uploads };
-    expect(kept).toHaveLength(stack.stackConfig.releasesToKeep);
-    expect(kept).toContain(releases.v8.id);
-    expect(kept).toContain(releases.v7.id); // the rollback target
+    expect(stack.stackConfig.releasesToKeep).toBe(4);
+    expect(kept).not.toContain(releases.v1.id);
+    expect(kept).toHaveLength(4);
+    expect(kept).toEqual(expect.arrayContaining([releases.v2.id, releases.v3.id, releases.v4.id]));
+    expect(await stack.live()).toBe(releases.v2.id);
+    expect((await root(`readlink ${appHome}/previous`)).trim()).toBe(`${appHome}/releases/${releases.v3.id}`);
     expect(uploads.sort()).toEqual([...kept].sort());
-    await expectServing(releases.v8);
   });
 
-  test('a 50 MB log flood is rotated within 90 s into a compressed file, at most `retain` kept', async () => {
+  test('deploys, a refused release, a rollback and prunes with the links still planted changed none of root\'s files', async () => {
+    requireProvisioned();
+    const after = await rootFiles();
+    report.rootFilesChecked = { before: rootFilesBefore.length, after: after.length };
+    expect(diff(rootFilesBefore, after)).toEqual({ gone: [], added: [] });
+    // The gate wrote its log as the app user, in place of the planted link.
+    expect((await root(`stat -c '%F %U' ${appHome}/logs/release-check.log`)).trim()).toBe(`regular file ${appUser}`);
+    await stack.appScript(`while IFS= read -r d; do rm -f "$d/planted-file" "$d/planted-dir"; done < ${appHome}/logs/planted.list`);
+  });
+
+  test('a 15 MB log flood is rotated into a compressed file (max_size 10M, checked every 30 s), at most `retain` kept', async () => {
     requireProvisioned();
     const logs = `${appHome}/logs`;
     const retain = stack.stackConfig.logrotateRetain;
     // Older rotations, as earlier days would have left them.
     await asApp(['01', '02', '03', '04', '05'].map((d) => `echo old > ${logs}/out__2020-01-${d}_00-00-00.log.gz`).join('; '));
     const started = Date.now();
-    await asApp(`head -c 37500000 /dev/urandom | base64 >> ${logs}/out.log`);
+    await asApp(`head -c 11250000 /dev/urandom | base64 >> ${logs}/out.log`);
     // The .gz appears when the rotation starts; out.log is emptied when it is done.
     const rotated = await waitUntil('out.log rotated into a gzipped file', async () => {
       const files = (await root(`ls ${logs}`)).trim().split('\n');
       const fresh = files.filter((f) => /^out__\d{4}-\d\d-\d\d_.*\.log\.gz$/.test(f) && !f.startsWith('out__2020'));
       const size = Number((await root(`stat -c %s ${logs}/out.log`)).trim());
       return fresh.length && size < 10000000 ? { files, fresh } : undefined;
-    }, { timeoutMs: 90000, intervalMs: 2000 });
+      // Generous: gzip under emulation on a busy machine is slow; the figure goes to the report.
+    }, { timeoutMs: 300000, intervalMs: 2000 });
     report.logFlood = { rotatedAfterSeconds: seconds(started), files: rotated.files };
     const gz = `${logs}/${rotated.fresh[0]}`;
     // The whole flood is in it. (pm2-logrotate 2.7.0 can leave bytes after the gzip stream, which gzip reports and skips.)
-    expect(Number((await root(`gzip -dc ${gz} 2>/dev/null | wc -c`)).trim())).toBeGreaterThanOrEqual(50000000);
+    expect(Number((await root(`gzip -dc ${gz} 2>/dev/null | wc -c`)).trim())).toBeGreaterThanOrEqual(15000000);
     const size = Number((await root(`stat -c %s ${gz}`)).trim());
-    expect(size).toBeGreaterThan(30000000); // base64 of random bytes gzips to about 3/4
-    expect(size).toBeLessThan(50000000);
+    expect(size).toBeGreaterThan(10000000); // base64 of random bytes gzips to about 3/4
+    expect(size).toBeLessThan(15000000);
     await waitUntil('old rotations removed', async () => (await root(`ls ${logs}`)).trim().split('\n').filter((f) => f.startsWith('out__')).length <= retain, { timeoutMs: 60000, intervalMs: 2000 });
     expect((await root(`ls ${logs}`)).trim().split('\n')).not.toContain('out__2020-01-01_00-00-00.log.gz');
   });
 
-  test('kill -9 of one worker under load: a new worker serves again, the others keep serving', async () => {
+  test('kill -9 of one worker under load: a new worker serves again, the others keep serving, no request fails', async () => {
     requireProvisioned();
     const [victim, ...others] = await stack.workers();
-    const load = stack.load(API_PATH);
-    await sleep(2000);
     const killed = Date.now();
-    await root(`kill -9 ${victim.pid}`);
-    const replaced = await waitUntil('a replacement worker', async () => {
-      const now = await stack.workers();
-      return now.length === others.length + 1 && !now.some((w) => w.pid === victim.pid) ? now : undefined;
-    }, { timeoutMs: 60000, intervalMs: 250 });
-    const recoverySeconds = seconds(killed);
-    const result = await load.stop(1500);
-    report.kill9 = { recoverySeconds, load: result };
+    const { value: replaced, load } = await underLoad('kill -9 of a worker', [releases.v2.id], async () => {
+      await root(`kill -9 ${victim.pid}`);
+      return waitUntil('a replacement worker', async () => {
+        const now = await stack.workers();
+        return now.length === others.length + 1 && !now.some((w) => w.pid === victim.pid) ? now : undefined;
+      }, { timeoutMs: 60000, intervalMs: 250 });
+    });
+    report.kill9 = { recoverySeconds: seconds(killed), load };
     expect(replaced.map((w) => w.pid)).toEqual(expect.arrayContaining(others.map((w) => w.pid)));
-    expect(result.ok).toBeGreaterThan(result.requests * 0.99);
-    await expectServing(releases.v8);
+    // A GET on a connection the killed worker held is tried again by Caddy (lb_try_duration): users see nothing.
+    expect(load.failures).toEqual({});
+    await expectServing(releases.v2);
   });
 
-  test('the database password is in no command line, journal, PM2 file or log, and in no file but the 0600 environment file', async () => {
+  test('the database password is in no command line, journal, PM2 file or log, and in no file but the environment file (root\'s, the app user reads it)', async () => {
     requireProvisioned();
     // The password goes to grep on stdin (-f -): a command line holding it would land in sudo's log, the journal.
     const grep = (args: string) => ssh(stack.target, `sudo sh -c 'grep ${args} -f - || true'`, `${MOCK_PASSWORD}\n`);
     const files = (await grep('-rlF --binary-files=text /srv /home /etc /var /tmp /root /run /opt 2>/dev/null')).trim().split('\n').filter(Boolean);
     expect(files).toEqual([`${appHome}/shared/app.env`]);
-    expect((await root(`stat -c '%a %U' ${appHome}/shared/app.env`)).trim()).toBe(`600 ${appUser}`);
+    expect((await root(`stat -c '%a %U:%G' ${appHome}/shared/app.env`)).trim()).toBe(`640 root:${appUser}`);
     expect((await grep('-lF /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null')).trim()).toBe('');
     expect((await ssh(stack.target, `sudo sh -c 'journalctl --no-pager | grep -cF -f - || true'`, `${MOCK_PASSWORD}\n`)).trim()).toBe('0');
     const [worker] = await stack.workers();
@@ -458,7 +571,8 @@ describe('releases', () => {
     const oldTarget = { ...stack.target };
     stack.target.keyFile = keyFile;
     expect((await ssh(stack.target, 'cat ~/.ssh/authorized_keys')).trim()).toBe(newPublic);
-    await expect(ssh(oldTarget, 'true')).rejects.toThrow();
+    // A fresh login: the shared connection made with the old key would still be open.
+    await expect(ssh(oldTarget, 'true', undefined, { fresh: true })).rejects.toThrow();
     const after = await stack.pm2List();
     expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
   });

@@ -1,69 +1,125 @@
 /**
- * Load through a URL while something else happens (a deploy, a rollback, a
- * killed worker): autocannon runs until stopped, and at least `minRequests`
- * are sent before it stops.
+ * Load while something else happens (a deploy, a rollback, a killed worker),
+ * judged as users see it: every answer is counted by what went wrong, if
+ * anything (a status code, a reset connection, a timeout, an answer from a
+ * release that should not be serving). Nothing here depends on how fast the
+ * machine is: the load runs until stopped, and a scenario asserts that the
+ * failures are none, not that so many requests were made.
+ *
+ * A few keep-alive connections, each sending one request after the other,
+ * round-robin over the paths; /version answers are checked against the
+ * releases allowed to answer. HTTPS certificates are verified with `ca`.
  */
-import autocannon from 'autocannon';
-import { waitUntil } from '../../scripts/lib/wait.cjs';
+import http from 'node:http';
+import https from 'node:https';
 
 export type LoadResult = {
   requests: number;
   ok: number;
-  /** Connection errors (timeouts included, as autocannon counts them) and non-2xx answers. */
+  /** What went wrong, by kind: "status 503: <the app's message>", "status 502", "ECONNRESET", "timeout", "release r-x answered": counts. Empty when nothing did. */
+  failures: Record<string, number>;
   failed: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
   /** Answers by status code. */
   statusCodes: Record<string, number>;
+  /** Releases that answered /version, with counts. */
+  releases: Record<string, number>;
   seconds: number;
 };
 
+export type LoadOptions = {
+  connections?: number;
+  /** Seconds before a request counts as timed out: sized for an emulated VM on a busy machine. */
+  timeoutSeconds?: number;
+  /** Through the proxy: the site's name, as the TLS name (SNI) and the Host header, and the CA that signs its certificate. */
+  host?: string;
+  ca?: string;
+  /** Release ids that may answer /version; any other counts as a failure. */
+  releases?: () => string[];
+};
+
 /** Loads not stopped yet: a test that fails mid-way must not leave one hammering the host for the tests after it. */
-const running = new Set<{ abort: () => void }>();
+const running = new Set<{ stop: () => void }>();
 export function stopAllLoads() {
-  for (const load of running) load.abort();
+  for (const load of running) load.stop();
   running.clear();
 }
 
-/** Through the proxy: the site's name, as the TLS name (SNI) and the Host header; seconds before a request counts as timed out (default 10). */
-export type LoadTarget = { servername?: string; host?: string; timeoutSeconds?: number };
+const messageOf = (body: string) => {
+  try {
+    const message = (JSON.parse(body) as { message?: string }).message;
+    return message ? `: ${message}` : '';
+  } catch {
+    return body ? `: ${body.slice(0, 80)}` : '';
+  }
+};
 
-export function startLoad(url: string, connections = 8, target: LoadTarget = {}) {
+const bump = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
+
+export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = {}) {
+  const { connections = 3, timeoutSeconds = 20, host, ca } = opts;
+  const base = new URL(baseUrl);
+  const tls = base.protocol === 'https:';
+  const agent = tls ? new https.Agent({ keepAlive: true, maxSockets: connections, ca, servername: host }) : new http.Agent({ keepAlive: true, maxSockets: connections });
+  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, statusCodes: {}, releases: {}, seconds: 0 };
   const started = Date.now();
-  let sent = 0;
-  let finish: (r: autocannon.Result) => void = () => {};
-  const done = new Promise<autocannon.Result>((resolve) => (finish = resolve));
-  // With a callback autocannon returns its instance (to count and to stop).
-  // autocannon does not verify certificates (the VM tier checks the proxy's with its CA elsewhere).
-  const headers = target.host ? { host: target.host } : undefined;
-  const instance = autocannon({ url, connections, duration: 3600, timeout: target.timeoutSeconds ?? 10, servername: target.servername, headers }, (err, result) => {
-    if (err) throw err;
-    finish(result);
-  });
-  instance.on('response', () => sent++);
-  const handle = { abort: () => instance.stop() };
-  running.add(handle);
-  return {
-    get sent() {
-      return sent;
-    },
-    /** Keeps the load on until `minRequests` answers came, then stops and sums up. */
-    async stop(minRequests = 0): Promise<LoadResult> {
-      await waitUntil(`${minRequests} requests`, () => sent >= minRequests, { timeoutMs: 10 * 60 * 1000, intervalMs: 200 });
-      instance.stop();
-      running.delete(handle);
-      const r = await done;
-      return {
-        requests: r.requests.total,
-        ok: r['2xx'],
-        failed: r.errors + r.non2xx,
-        errors: r.errors,
-        timeouts: r.timeouts,
-        non2xx: r.non2xx,
-        statusCodes: Object.fromEntries(Object.entries((r as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {}).map(([code, v]) => [code, v.count])),
-        seconds: Math.round((Date.now() - started) / 100) / 10,
+  let stopped = false;
+  let next = 0;
+
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const urlPath = paths[next++ % paths.length];
+      const fail = (kind: string) => {
+        result.requests++;
+        result.failed++;
+        bump(result.failures, kind);
+        resolve();
       };
+      const req = (tls ? https : http).request(
+        { host: base.hostname, port: base.port, path: urlPath, agent, headers: host ? { host } : {}, timeout: timeoutSeconds * 1000, ...(tls && host ? { servername: host } : {}) },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk) => (body += chunk));
+          res.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            bump(result.statusCodes, String(status));
+            // The app's own refusals say why ({message}); a proxy's 502 has no body.
+            if (status < 200 || status >= 300) return fail(`status ${status}${messageOf(body)}`);
+            if (urlPath === '/version') {
+              const release = (JSON.parse(body) as { release: string }).release;
+              bump(result.releases, release);
+              if (opts.releases && !opts.releases().includes(release)) return fail(`release ${release} answered`);
+            }
+            result.requests++;
+            result.ok++;
+            resolve();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
+      req.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message));
+      req.end();
+    });
+
+  const clients = Array.from({ length: connections }, async () => {
+    while (!stopped) await once();
+  });
+  const handle = { stop: () => (stopped = true) };
+  running.add(handle);
+
+  return {
+    get requests() {
+      return result.requests;
+    },
+    /** Stops the load (requests in flight finish) and sums it up. */
+    async stop(): Promise<LoadResult> {
+      stopped = true;
+      running.delete(handle);
+      await Promise.all(clients);
+      agent.destroy();
+      result.seconds = Math.round((Date.now() - started) / 100) / 10;
+      return result;
     },
   };
 }
