@@ -4,10 +4,8 @@
 // round builds a release with changed sources and runs the `up` under load
 // through the proxy (HTTPS, the forwarded port 443). Prints the figures and writes .bench/deploy-<date>.json.
 //   BENCH_DEPLOYS=3 (rounds)  BENCH_CONNECTIONS=8
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildRelease, ran, rebuildCheckedOut, seconds, startLocalStack, type LocalStack } from '../test/e2e/local-stack';
-import { ROOT } from '../test/support/db';
+import { buildRelease, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack } from '../test/e2e/local-stack';
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS || 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 8);
@@ -84,9 +82,7 @@ async function main() {
   } finally {
     await stack.stop();
     rebuildCheckedOut();
-    mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
-    const file = path.join(ROOT, '.bench', `deploy-${String(report.date).replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    const file = writeReport('deploy', report);
     console.log(`figures in ${path.relative(process.cwd(), file)}`);
   }
 }

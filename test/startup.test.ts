@@ -8,6 +8,9 @@ import { waitUntil } from '../scripts/lib/wait.cjs';
 import { adminQuery, DIST } from './support/db';
 import { getFresh } from './support/http';
 
+// Waits are generous (a busy machine is slow), never a measure of speed.
+jest.setTimeout(180000);
+
 const SERVER = path.join(DIST, 'server.js');
 const envFile = (text: string) => {
   const file = path.join(os.tmpdir(), `cemetery-startup-${process.pid}-${Math.random().toString(36).slice(2)}.env`);
@@ -57,7 +60,7 @@ describe('a database that is not reachable at start', () => {
     server.stdout!.on('data', (d) => (output += d));
     const base = `http://127.0.0.1:${port}`;
 
-    await waitUntil('/healthz', async () => (await getFresh(`${base}/healthz`)).status === 200, { timeoutMs: 10000 });
+    await waitUntil('/healthz', async () => (await getFresh(`${base}/healthz`)).status === 200, { timeoutMs: 45000 });
     for (let i = 0; i < 3; i++) {
       expect((await getFresh(`${base}/readyz`)).status).toBe(503);
       await new Promise((r) => setTimeout(r, 500));
@@ -71,11 +74,11 @@ describe('a database that is not reachable at start', () => {
       const res = await fetch(`${base}/readyz`, { headers: { connection: 'close' } });
       const body = (await res.json()) as { reason?: string };
       return body.reason?.startsWith('migrations not applied') ? body : undefined;
-    }, { timeoutMs: 15000 });
+    }, { timeoutMs: 45000 });
     expect(unmigrated.reason).toContain('cemetery-schema');
     const migrated = spawnSync(process.execPath, [path.join(DIST, 'migrate.js')], { env: { ...cleanEnv(), DATABASE_URL: url.toString() }, encoding: 'utf8' });
     expect(migrated.status).toBe(0);
-    await waitUntil('/readyz 200', async () => (await getFresh(`${base}/readyz`)).status === 200, { timeoutMs: 15000 });
+    await waitUntil('/readyz 200', async () => (await getFresh(`${base}/readyz`)).status === 200, { timeoutMs: 45000 });
 
     const exited = new Promise<number | null>((resolve) => server!.once('exit', (code) => resolve(code)));
     server.kill('SIGTERM');
@@ -90,7 +93,7 @@ test('with no HOST the app listens on loopback only: reachable on 127.0.0.1, ref
     stdio: 'ignore',
   });
   try {
-    await waitUntil('/healthz on loopback', async () => (await getFresh(`http://127.0.0.1:${port}/healthz`)).status === 200, { timeoutMs: 20000 });
+    await waitUntil('/healthz on loopback', async () => (await getFresh(`http://127.0.0.1:${port}/healthz`)).status === 200, { timeoutMs: 45000 });
     const others = Object.values(os.networkInterfaces())
       .flat()
       .filter((a) => a && a.family === 'IPv4' && !a.internal)

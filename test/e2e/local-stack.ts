@@ -6,7 +6,7 @@
  * (provision.e2e.ts) and npm run bench:deploy.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
@@ -56,6 +56,14 @@ export function buildRelease(v: Variant): Release {
     rmSync(migration, { force: true });
   }
   return { id: releaseId(), build: readFileSync(path.join(APP_DIST_DIR, 'BUILD_ID'), 'utf8').trim() };
+}
+
+/** Writes a run's figures to .bench/<kind>-<date>.json; returns the file. */
+export function writeReport(kind: string, report: Record<string, unknown>): string {
+  mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
+  const file = path.join(ROOT, '.bench', `${kind}-${String(report.date).replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
 }
 
 /** Builds app/dist from the checked-out sources again (after buildRelease). */
@@ -171,7 +179,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
         },
       );
       request.on('error', reject);
-      request.setTimeout(10000, () => request.destroy(new Error(`${scheme} ${urlPath} timed out`)));
+      request.setTimeout(30000, () => request.destroy(new Error(`${scheme} ${urlPath} timed out`)));
       request.end(opts.body);
     });
   }
@@ -231,7 +239,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
           }
           return [...pids].every((p) => seen.has(p));
         },
-        { timeoutMs: 30000, intervalMs: 200 },
+        { timeoutMs: 90000, intervalMs: 200 },
       );
       return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
     },

@@ -65,7 +65,7 @@ export async function startSshd(): Promise<LoopbackSshd> {
         const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
         socket.on('error', () => resolve(false));
       }),
-    { timeoutMs: 10000, intervalMs: 100 },
+    { timeoutMs: 30000, intervalMs: 100 },
   );
   const scratch = path.join(dir, 'scratch');
   mkdirSync(scratch);
