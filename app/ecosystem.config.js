@@ -14,7 +14,7 @@ const { parseEnv } = require('node:util');
 const appHome = path.basename(path.dirname(__dirname)) === 'releases' ? path.resolve(__dirname, '..', '..') : undefined;
 
 // On the host the app's environment (DATABASE_URL and the PM2 tunables) lives
-// in one 0600 file, shared/app.env (CEMETERY_ENV_FILE names another). This file
+// in one file, shared/app.env (root's, 0640: the app user reads it; CEMETERY_ENV_FILE names another). This file
 // reads only the PM2 tunables from it and passes the app the file's path: the
 // app reads the file itself, so no secret enters PM2's process list or
 // dump.pm2. Variables set in the calling shell win over the file.

@@ -4,7 +4,7 @@ import { ConfigError } from './config';
 
 /**
  * The process environment, plus the file named by CEMETERY_ENV_FILE (on a
- * host: shared/app.env, 0600, written by provisioning). The app reads the file
+ * host: shared/app.env, root's and 0640, written by provisioning). The app reads the file
  * itself, so its secrets never pass through PM2 (its process list, `pm2 env`,
  * dump.pm2) nor any process's environment; variables set in the environment
  * win, e.g. PORT for the release's health check.

@@ -15,13 +15,13 @@ import { parseProjectConfig, type StackConfig } from '../../infra/config';
 import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
 import { parseJlist } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
-import { waitUntil } from '../../scripts/lib/wait.cjs';
+import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 import { Engine, succeeded, type Step, type UpResult } from '../standin/engine';
 import { ROOT } from '../support/db';
 import { runProgram, stackFiles } from '../support/pulumi-mocks';
 import { startNodeMirror } from './node-mirror';
 import { startLoad } from '../support/load';
-import { ssh, type SshTarget } from './vm-ssh';
+import { closeShared, ssh, type SshTarget } from './vm-ssh';
 
 const VM = path.join(ROOT, 'scripts', 'local-vm.sh');
 export const VM_CACHE = process.env.VM_CACHE ?? path.join(os.homedir(), '.cache', 'cemetery-backend', 'vm');
@@ -242,6 +242,14 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
         { timeoutMs: 90000, intervalMs: 200 },
       );
       return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
+    },
+
+    /** Reboots the VM and waits until SSH answers with the stack's current key (the deploy key may have been rotated). */
+    async reboot() {
+      await ssh(target, 'sudo systemctl reboot').catch(() => undefined);
+      closeShared(target);
+      await sleep(5000);
+      await waitUntil('SSH after the reboot', () => ssh(target, 'true', undefined, { fresh: true }).then(() => true, () => false), { timeoutMs: 300000, intervalMs: 2000 });
     },
 
     /** What the guest asked the Node.js mirror for. */

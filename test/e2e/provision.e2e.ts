@@ -13,7 +13,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
 import { metadataGuardCommand } from '../../infra/metadata-guard';
-import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
+import { waitUntil } from '../../scripts/lib/wait.cjs';
 import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
 import { stopAllLoads, type LoadResult } from '../support/load';
@@ -438,9 +438,7 @@ describe('releases', () => {
   test('after a reboot v2 serves again, with the same limits (how long it took is reported)', async () => {
     requireProvisioned();
     const before = Date.now();
-    await ssh(stack.target, 'sudo systemctl reboot').catch(() => undefined);
-    await sleep(5000);
-    stack.vm('wait-ssh', '300');
+    await stack.reboot();
     const sshBack = Date.now();
     await waitUntil('/readyz through the proxy after reboot', async () => (await stack.web('/readyz').catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 300000, intervalMs: 500 });
     report.rebootV2 = { rebootToSshSeconds: Math.round((sshBack - before) / 100) / 10, sshToServingSeconds: seconds(sshBack) };

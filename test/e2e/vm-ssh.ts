@@ -3,7 +3,7 @@
  * (`ssh admin@host '...'`). Provisioning itself goes through the stand-in for
  * the engine and @pulumi/command (test/standin), not through here.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,11 +20,16 @@ export type SshTarget = { host: string; port: number; user: string; keyFile: str
 export const sshArgs = (t: SshTarget, { fresh = false } = {}) => [
   '-i', t.keyFile, '-p', String(t.port),
   '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
-  '-o', 'ServerAliveInterval=15',
+  '-o', 'ServerAliveInterval=15', '-o', 'ConnectTimeout=10',
   ...(fresh
     ? ['-o', 'ControlPath=none']
     : ['-o', 'ControlMaster=auto', '-o', 'ControlPersist=120', '-o', `ControlPath=${path.join(os.tmpdir(), `cemetery-ssh-${createHash('sha256').update(t.keyFile).digest('hex').slice(0, 8)}-%C`)}`]),
 ];
+
+/** Ends the shared connection (before a reboot takes it down under it); nothing if there is none. */
+export function closeShared(t: SshTarget) {
+  spawnSync('ssh', [...sshArgs(t), '-O', 'exit', `${t.user}@${t.host}`], { stdio: 'ignore' });
+}
 
 /** Runs a shell command on the target as the SSH user; rejects with its output on failure. */
 export function ssh(t: SshTarget, command: string, stdin?: string, opts: { fresh?: boolean } = {}): Promise<string> {
