@@ -206,7 +206,7 @@ describe('the front door', () => {
     expect([...new Set(listening)]).toEqual([`127.0.0.1:${stack.stackConfig.appPort}`]);
   });
 
-  test("Caddy's admin API: nothing on localhost:2019; its socket answers root, and refuses the app user and the SSH user", async () => {
+  test("Caddy's admin API: nothing on localhost:2019; its socket answers root, and refuses the app user and the SSH user; a reload still goes through it", async () => {
     requireProvisioned();
     const socket = '/run/caddy/admin.sock';
     // An empty Host header ('Host;' to curl): Caddy 2.6.2 accepts only that on a unix socket.
@@ -224,6 +224,11 @@ describe('the front door', () => {
       expect(tries).toMatch(new RegExp(`^${who} dir: ls: cannot access '${socket}': Permission denied$`, 'm'));
     }
     expect((await root(`stat -c '%U %a' /run/caddy`)).trim()).toBe('caddy 700');
+    // A config change still applies gracefully through the socket: systemctl reload (caddy reload, as the caddy user) works, and Caddy keeps serving.
+    const pid = (await root('systemctl show -p MainPID --value caddy')).trim();
+    await root('systemctl reload caddy');
+    expect((await root('systemctl show -p MainPID --value caddy')).trim()).toBe(pid);
+    expect((await stack.web('/readyz')).status).toBe(200);
   });
 
   test('a wrong sshHostKey fails the up before any step runs on the host, saying so', async () => {
