@@ -38,6 +38,20 @@ function instancesFrom(env) {
   throw new Error(`PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "${raw}"`);
 }
 
+/**
+ * How long PM2 waits for a new worker's `ready` in a reload before it retires
+ * the old worker anyway (lib/God/Reload.js hardReload: the listen_timeout timer
+ * deletes the old worker whether or not the new one is up). Shorter than a
+ * worker's boot, that is a gap with no worker listening: a slow host answered
+ * 502 for 15 s that way. Provisioning sets it to the release's health timeout.
+ */
+function listenTimeoutFrom(env) {
+  const raw = env.PM2_LISTEN_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return 10000;
+  if (/^\d+$/.test(raw) && Number(raw) >= 1000 && Number(raw) <= 600000) return Number(raw);
+  throw new Error(`PM2_LISTEN_TIMEOUT_MS must be milliseconds from 1000 to 600000, got "${raw}"`);
+}
+
 function memoryLimitFrom(env) {
   const raw = env.PM2_MAX_MEMORY_RESTART || '1G';
   if (/^[1-9]\d*[KMG]$/.test(raw)) return raw;
@@ -62,9 +76,9 @@ module.exports = {
       watch: false,
 
       // Zero downtime: a new worker gets traffic only after process.send('ready'),
-      // and the old one is retired only then; it drains and exits before SIGKILL.
+      // and the old one is retired only then (or after listen_timeout); it drains and exits before SIGKILL.
       wait_ready: true,
-      listen_timeout: 10000,
+      listen_timeout: listenTimeoutFrom(settings),
       kill_timeout: KILL_TIMEOUT_MS,
       // Crash loops back off (100 ms doubling to 15 s) instead of hammering the database.
       exp_backoff_restart_delay: 100,

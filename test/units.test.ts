@@ -25,7 +25,7 @@ function loadEcosystem(env: Record<string, string | undefined>, argv: string[] =
 
 describe('app/ecosystem.config.js', () => {
   test('carries the seed table and the zero-downtime settings', () => {
-    const app = loadEcosystem({ NODE_ENV: undefined, PM2_INSTANCES: undefined, PM2_MAX_MEMORY_RESTART: undefined });
+    const app = loadEcosystem({ NODE_ENV: undefined, PM2_INSTANCES: undefined, PM2_MAX_MEMORY_RESTART: undefined, PM2_LISTEN_TIMEOUT_MS: undefined });
     expect(app).toMatchObject({
       name: 'cemetery-backend',
       exec_mode: 'cluster',
@@ -34,6 +34,7 @@ describe('app/ecosystem.config.js', () => {
       autorestart: true,
       watch: false,
       wait_ready: true,
+      listen_timeout: 10000,
       merge_logs: true,
       stop_exit_codes: [78],
     });
@@ -48,6 +49,7 @@ describe('app/ecosystem.config.js', () => {
     expect(loadEcosystem({ NODE_ENV: undefined, PM2_INSTANCES: undefined }, ['node', 'pm2', 'start', 'x', '--env', 'production']).instances).toBe('max');
     expect(loadEcosystem({ NODE_ENV: 'production', PM2_INSTANCES: '3' }).instances).toBe(3);
     expect(loadEcosystem({ PM2_MAX_MEMORY_RESTART: '512M' }).max_memory_restart).toBe('512M');
+    expect(loadEcosystem({ PM2_LISTEN_TIMEOUT_MS: '180000' }).listen_timeout).toBe(180000);
     expect(loadEcosystem({ LOG_DIR: '/srv/app/shared/logs' }).out_file).toBe('/srv/app/shared/logs/out.log');
   });
 
@@ -78,6 +80,8 @@ describe('app/ecosystem.config.js', () => {
     [{ PM2_INSTANCES: 'maxx' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "maxx"'],
     [{ PM2_INSTANCES: '0' }, 'PM2_INSTANCES must be "max" or a whole number from 1 to 999, got "0"'],
     [{ PM2_MAX_MEMORY_RESTART: '1GB' }, 'PM2_MAX_MEMORY_RESTART must be a size like 512M or 1G, got "1GB"'],
+    [{ PM2_LISTEN_TIMEOUT_MS: '60s' }, 'PM2_LISTEN_TIMEOUT_MS must be milliseconds from 1000 to 600000, got "60s"'],
+    [{ PM2_LISTEN_TIMEOUT_MS: '999' }, 'PM2_LISTEN_TIMEOUT_MS must be milliseconds from 1000 to 600000, got "999"'],
   ])('rejects %j', (env, message) => {
     expect(() => loadEcosystem(env)).toThrow(message);
   });
