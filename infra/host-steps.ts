@@ -95,9 +95,17 @@ export type HostStep = {
   uses?: string[];
   /** Uploaded files the step reads (checked against the copies in npm test). */
   reads?: string[];
+  /** The steps it waits for; without it, the one before it in the list. */
+  after?: string[];
 };
 
-/** The provisioning steps for a stack, in order. */
+/**
+ * The provisioning steps for a stack. Two branches run side by side after the
+ * app user exists, since the engine runs steps that do not depend on each other
+ * in parallel: Node.js, PM2 and pm2-logrotate (npm only), and Debian's packages
+ * (PostgreSQL, then Caddy: one apt at a time, the dpkg lock is the host's). The
+ * release waits for both. On a first provisioning the packages take longest.
+ */
 export function hostSteps(cfg: StackConfig, release: string, layout: ProvisioningLayout): HostStep[] {
   const { appUser, appHome } = HOST_LAYOUT;
   const steps: HostStep[] = [
@@ -126,11 +134,12 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     },
   ];
   if (cfg.databaseMode === 'onHost') {
-    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword' });
+    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword', after: ['app-user'] });
   }
   // Before the release: a failed release must not hold back a proxy change.
   steps.push({
     name: 'proxy',
+    after: [cfg.databaseMode === 'onHost' ? 'postgres' : 'app-user'],
     script: 'proxy.sh',
     args: {
       APP_PORT: cfg.appPort,
@@ -156,6 +165,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     },
     stdin: 'appEnvironment',
     uses: ['release.cjs'],
+    after: ['pm2-logrotate', 'proxy'],
     reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
   });
   return steps;

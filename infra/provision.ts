@@ -79,9 +79,16 @@ ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateL
     const stdinFor = { databasePassword: pulumi.interpolate`${args.databasePassword}\n`, appEnvironment };
     const lib = libHash();
 
+    const commands: Record<string, remote.Command> = {};
     previous = copies['host-scripts'];
     for (const step of hostSteps(cfg, this.releaseId, layout)) {
-      previous = new remote.Command(
+      const after: pulumi.Resource[] = step.after
+        ? step.after.map((n) => {
+            if (!commands[n]) throw new Error(`host step ${step.name} follows ${n}, which is not an earlier step`);
+            return commands[n];
+          })
+        : [previous];
+      previous = commands[step.name] = new remote.Command(
         `${name}-${step.name}`,
         {
           connection,
@@ -92,7 +99,7 @@ ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateL
           logging: step.stdin ? 'none' : 'stdoutAndStderr',
         },
         // A step that reads the release upload also waits for its copies.
-        { ...parent, dependsOn: step.reads ? [previous, ...Object.values(copies)] : [previous] },
+        { ...parent, dependsOn: step.reads ? [...after, ...Object.values(copies)] : after },
       );
     }
     this.registerOutputs({ releaseId: this.releaseId });

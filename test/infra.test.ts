@@ -124,9 +124,10 @@ describe('provisioning over SSH', () => {
   const commands = (stack: string) => ofType(runs[stack].resources, 'command:remote:Command');
   const secretsOf = (_stack: string) => [MOCK_PASSWORD, 'PRIVATE KEY'];
 
-  test.each(['dev', 'local'])('%s: the steps, in order, each depending on the one before', (stack) => {
+  test.each(['dev', 'local'])('%s: the steps, in order; npm and Debian\'s packages in two branches after the app user, the release after both; each depends on what it needs', (stack) => {
+    // Registered as their dependencies resolve (the SDK awaits dependsOn first): the order across branches is not fixed.
     const steps = commands(stack).map((c) => c.name.replace(/^cemetery-\w+-/, ''));
-    expect(steps).toEqual([
+    expect([...steps].sort()).toEqual([
       'wait-for-host',
       'ssh-authorized-keys',
       'system-limits',
@@ -137,11 +138,25 @@ describe('provisioning over SSH', () => {
       ...(stack === 'local' ? ['postgres'] : []),
       'proxy',
       'release',
-    ]);
+    ].sort());
     const deps = runs[stack].dependencies;
-    const names = commands(stack).map((c) => c.name);
-    names.slice(1).forEach((name, i) => expect(deps[name]).toContain(names[i]));
-    expect(deps[names[0]]).toContain('cemetery-dev-host-scripts');
+    const stepsBefore = (step: string) =>
+      deps[`cemetery-dev-${step}`]
+        .filter((d) => steps.includes(d.replace(/^cemetery-\w+-/, '')))
+        .map((d) => d.replace(/^cemetery-\w+-/, ''))
+        .sort();
+    expect(deps['cemetery-dev-wait-for-host']).toContain('cemetery-dev-host-scripts');
+    expect(Object.fromEntries(steps.map((s) => [s, stepsBefore(s)]))).toEqual({
+      'wait-for-host': [],
+      'ssh-authorized-keys': ['wait-for-host'],
+      'system-limits': ['ssh-authorized-keys'],
+      'app-user': ['system-limits'],
+      nodejs: ['app-user'],
+      pm2: ['nodejs'],
+      'pm2-logrotate': ['pm2'],
+      ...(stack === 'local' ? { postgres: ['app-user'], proxy: ['postgres'] } : { proxy: ['app-user'] }),
+      release: ['pm2-logrotate', 'proxy'],
+    });
   });
 
   test.each(['dev', 'local', 'prod', 'staging'])('%s: no secret in a command line; secret steps read stdin with logging off', (stack) => {
@@ -158,6 +173,8 @@ describe('provisioning over SSH', () => {
     const release = commands(stack).find((c) => c.name.endsWith('-release'))!;
     expect(release.inputs.stdin[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
     expect(release.inputs.stdin.value).toContain(`DATABASE_URL=postgres://cemetery:${MOCK_PASSWORD}@`);
+    // A reload waits for each new worker as long as the gate waits for the release.
+    expect(release.inputs.stdin.value).toContain(`PM2_LISTEN_TIMEOUT_MS=${Number(STACKS[stack]['cemetery-backend:releaseHealthTimeoutSeconds'] ?? 60) * 1000}\n`);
   });
 
   test('configuration reaches the steps: limits, Node.js, logrotate', () => {

@@ -210,6 +210,39 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
     expect(readFileSync(path.join(dir, 'log'), 'utf8')).toBe('a1\nb1\na2\na2\nb2\n');
   });
 
+  test('independent resources run at the same time; one that depends on both waits for both', async () => {
+    const dir = remoteDir();
+    const engine = new Engine();
+    // Each waits (10 s at most) for the other to have started: run one at a time, the first would fail.
+    const meet = (me: string, other: string) => `touch ${dir}/${me}; for i in $(seq 100); do test -e ${dir}/${other} && exit 0; sleep 0.1; done; exit 1`;
+    const p = program([
+      { name: 'a', inputs: { create: meet('a', 'b') } },
+      { name: 'b', inputs: { create: meet('b', 'a') } },
+      { name: 'c', inputs: { create: `test -e ${dir}/a && test -e ${dir}/b && touch ${dir}/c` }, dependsOn: ['a', 'b'] },
+    ]);
+    const steps = succeeded(await engine.up(p));
+    expect(ran(steps).sort()).toEqual(['create a', 'create b', 'create c']);
+    expect(ran(steps)[2]).toBe('create c');
+  });
+
+  test('after a failure no new step starts; a step already running finishes and is saved', async () => {
+    const dir = remoteDir();
+    const engine = new Engine();
+    const p = (aFails: boolean) => program([
+      { name: 'a', inputs: { create: `touch ${dir}/a-started${aFails ? '; echo broken >&2; exit 3' : ''}` } },
+      // Still running when a fails: b starts with a, and ends only after a has failed.
+      { name: 'b', inputs: { create: `for i in $(seq 100); do test -e ${dir}/a-started && break; sleep 0.1; done; sleep 1; touch ${dir}/b` } },
+      { name: 'c', inputs: { create: `touch ${dir}/c` }, dependsOn: ['b'] },
+    ]);
+    const result = await engine.up(p(true));
+    expect(result.failed).toMatchObject({ name: 'a', op: 'create' });
+    expect(ran(result.steps)).toEqual(['create b']);
+    expect(existsSync(path.join(dir, 'b'))).toBe(true);
+    expect(existsSync(path.join(dir, 'c'))).toBe(false);
+    // b was saved: the next up creates a and c only.
+    expect(ran(succeeded(await engine.up(p(false)))).sort()).toEqual(['create a', 'create c']);
+  });
+
   test('a failed create saves nothing: the next up creates it again', async () => {
     const dir = remoteDir();
     const engine = new Engine();

@@ -29,8 +29,17 @@
  *    reverse dependency order (step_generator.go L2422-2427, ScheduleDeletes
  *    L2745-2794).
  *
- * Steps run one at a time here; the engine runs independent ones in
- * parallel, which changes timing, not outcome, for this program's chain.
+ * 6. Resources that do not depend on each other run at the same time: the
+ *    SDK registers a resource only once its dependsOn resources' calls have
+ *    returned (sdk/nodejs/runtime/resource.ts L980, dependsOn.ts L115-116),
+ *    the engine returns a call only when its step is done (source_eval.go
+ *    L2945-2947, step.go L475), and runs what it is given on a pool of
+ *    4 × CPUs workers (cmd/pulumi/operations/up.go L68-88,
+ *    step_executor.go L761-767), more than this program ever runs at once.
+ *    After a failure no new step starts, steps already running finish and are
+ *    saved (step_executor.go L407-411, L415-460; deployment_executor.go L350;
+ *    engine/update.go L1416-1420), and no delete runs.
+ *
  * Resources of other types (AWS, random) are left to Pulumi's mocks.
  */
 import { createHash } from 'node:crypto';
@@ -102,11 +111,16 @@ export class Engine {
   async up(program: Program, opts: { replace?: string[] } = {}): Promise<UpResult> {
     const steps: Step[] = [];
     const plan = await Engine.plan(program);
-    for (const r of plan) {
+    let failed: UpResult['failed'];
+    /** Per resource: settles when its step is done; false if it failed or never started. */
+    const done = new Map<string, Promise<boolean>>();
+    const run = async (r: (typeof plan)[number]) => {
+      const ready = await Promise.all(r.dependencies.map((d) => done.get(d)!));
+      if (failed || !ready.every(Boolean)) return false;
       const old = this.state.get(r.name);
       const changed = old ? changedKeys(old.inputs, r.inputs) : [];
       const op: Op | undefined = !old ? 'create' : changed.includes('triggers') || opts.replace?.includes(r.name) ? 'replace' : changed.length ? 'update' : undefined;
-      if (!op) continue;
+      if (!op) return true;
       const provider = providers[r.type];
       const started = Date.now();
       try {
@@ -114,10 +128,16 @@ export class Engine {
         if (op === 'replace') this.pendingDeletes.push(old!);
         this.state.set(r.name, { name: r.name, type: r.type, inputs: r.inputs, outputs, dependencies: r.dependencies });
         steps.push({ name: r.name, op, seconds: (Date.now() - started) / 1000 });
+        return true;
       } catch (err) {
-        return { steps, failed: { name: r.name, op, message: (err as Error).message } };
+        failed ??= { name: r.name, op, message: (err as Error).message };
+        return false;
       }
-    }
+    };
+    // The plan lists each resource after its dependencies, so theirs are in `done` before it starts.
+    for (const r of plan) done.set(r.name, run(r));
+    await Promise.all(done.values());
+    if (failed) return { steps, failed };
     // Resources no longer in the program, then the replaced originals: deleted last.
     const gone = [...this.state].filter(([name]) => !plan.some((r) => r.name === name));
     for (const [name, saved] of gone.reverse()) {
