@@ -196,14 +196,14 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     /**
      * Load through the proxy over HTTPS, as the public sees the app (see
      * startLoad), its certificate checked with Caddy's CA: the API and
-     * /version, whose answers must come from one of `releases`. Few connections
-     * and a patient client: under emulation TLS in the proxy costs the VM about
-     * half its requests per second, and eight connections kept it so busy
-     * during a deploy that answers took over 10 s (not a dropped request: a
-     * saturated emulated host); three made a deploy take twice as long.
+     * /version, whose answers must come from one of `releases`. Two connections,
+     * each pausing 200 ms between an answer and its next request (about 6
+     * requests a second here), and a patient client: as fast as the emulated host
+     * answered, two connections doubled a deploy's time, and eight kept it so busy
+     * that answers took over 10 s (a saturated emulated host, not a dropped request).
      */
     load: async (releases: () => string[], connections = 2) =>
-      startLoad(`https://127.0.0.1:${httpsPort}`, [LOAD_PATH, '/version'], { connections, host: domain, ca: await proxyCa(), timeoutSeconds: 30, releases }),
+      startLoad(`https://127.0.0.1:${httpsPort}`, [LOAD_PATH, '/version'], { connections, pauseMs: 200, host: domain, ca: await proxyCa(), timeoutSeconds: 30, releases }),
     config,
     stackConfig,
     engine,

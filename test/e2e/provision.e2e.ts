@@ -409,9 +409,13 @@ const releases: Record<string, Release> = {};
 /** Release ids that may answer /version while the load runs (the live one, and the one being switched to). */
 let answering: string[] = [];
 
-/** Runs `during` under load through the proxy; the load must see no failure of any kind and must have run while `during` did. */
+/**
+ * Runs `during` under load through the proxy; the load must see no failure of any kind and must have run while `during` did.
+ * A failure is printed with the proxy's own account of it (Caddy's error lines from the journal) and PM2's.
+ */
 async function underLoad<T>(label: string, allowed: string[], during: () => Promise<T>): Promise<{ value: T; load: LoadResult; answeredDuring: number }> {
   answering = allowed;
+  const since = (await root('date +%s')).trim();
   const load = await stack.load(() => answering);
   await waitUntil('the load under way', () => load.requests > 0, { timeoutMs: 60000, intervalMs: 200 });
   const sentBefore = load.requests;
@@ -419,6 +423,11 @@ async function underLoad<T>(label: string, allowed: string[], during: () => Prom
   const answeredDuring = load.requests - sentBefore;
   const result = await load.stop();
   console.log(`${label} under load: ${result.requests} requests (${answeredDuring} during), releases ${JSON.stringify(result.releases)}, failures ${JSON.stringify(result.failures)}`);
+  if (result.failed) {
+    const caddy = await root(`journalctl -u caddy --since @${since} --no-pager -o short-iso-precise | grep -v '"level":"info"' | tail -n 20 || true`);
+    const pm2 = await root(`tail -n 30 ${appHome}/.pm2/pm2.log || true`);
+    console.log(`${label}: what the proxy logged meanwhile:\n${caddy}\nPM2's log:\n${pm2}`);
+  }
   return { value, load: result, answeredDuring };
 }
 

@@ -19,6 +19,8 @@ export type LoadResult = {
   /** What went wrong, by kind: "status 503: <the app's message>", "status 502", "ECONNRESET", "timeout", "release r-x answered": counts. Empty when nothing did. */
   failures: Record<string, number>;
   failed: number;
+  /** The first failures, each with the seconds since the load started and how long the request took: to match with the host's logs. */
+  firstFailures: Array<{ at: number; took: number; kind: string }>;
   /** Answers by status code. */
   statusCodes: Record<string, number>;
   /** Releases that answered /version, with counts. */
@@ -35,6 +37,8 @@ export type LoadOptions = {
   ca?: string;
   /** Release ids that may answer /version; any other counts as a failure. */
   releases?: () => string[];
+  /** Each connection waits this long after an answer before its next request: traffic at a steady pace rather than as fast as the host answers. */
+  pauseMs?: number;
 };
 
 /** Loads not stopped yet: a test that fails mid-way must not leave one hammering the host for the tests after it. */
@@ -53,14 +57,17 @@ const messageOf = (body: string) => {
   }
 };
 
+/** Milliseconds as seconds, to a tenth. */
+const tenths = (ms: number) => Math.round(ms / 100) / 10;
+
 const bump = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
 
 export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = {}) {
-  const { connections = 3, timeoutSeconds = 20, host, ca } = opts;
+  const { connections = 3, timeoutSeconds = 20, host, ca, pauseMs = 0 } = opts;
   const base = new URL(baseUrl);
   const tls = base.protocol === 'https:';
   const agent = tls ? new https.Agent({ keepAlive: true, maxSockets: connections, ca, servername: host }) : new http.Agent({ keepAlive: true, maxSockets: connections });
-  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, statusCodes: {}, releases: {}, seconds: 0 };
+  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], statusCodes: {}, releases: {}, seconds: 0 };
   const started = Date.now();
   let stopped = false;
   let next = 0;
@@ -68,10 +75,12 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
   const once = () =>
     new Promise<void>((resolve) => {
       const urlPath = paths[next++ % paths.length];
+      const sent = Date.now();
       const fail = (kind: string) => {
         result.requests++;
         result.failed++;
         bump(result.failures, kind);
+        if (result.firstFailures.length < 10) result.firstFailures.push({ at: tenths(sent - started), took: tenths(Date.now() - sent), kind });
         resolve();
       };
       const req = (tls ? https : http).request(
@@ -103,7 +112,10 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
     });
 
   const clients = Array.from({ length: connections }, async () => {
-    while (!stopped) await once();
+    while (!stopped) {
+      await once();
+      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+    }
   });
   const handle = { stop: () => (stopped = true) };
   running.add(handle);
@@ -118,7 +130,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
       running.delete(handle);
       await Promise.all(clients);
       agent.destroy();
-      result.seconds = Math.round((Date.now() - started) / 100) / 10;
+      result.seconds = tenths(Date.now() - started);
       return result;
     },
   };
