@@ -99,6 +99,8 @@ export const COMMON_DEFAULTS = {
   releasesToKeep: 5,
   // How long a new release may take to answer /readyz on its own before the switch is refused.
   releaseHealthTimeoutSeconds: 60,
+  // How long a request waits for a new database connection before the app answers 503 (DB_CONNECT_TIMEOUT_MS).
+  databaseConnectTimeoutSeconds: 3,
   // Certificates for domainName: Let's Encrypt through ACME, or Caddy's own CA (a host with no public name, e.g. the local VM).
   certificateIssuer: 'acme',
   // Cemetery records are public records: reads need no token unless a stack says so.
@@ -204,6 +206,7 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
       releasesToKeep: intIn(2, 100).default(d.releasesToKeep),
       releaseHealthTimeoutSeconds: intIn(5, 600).default(d.releaseHealthTimeoutSeconds),
+      databaseConnectTimeoutSeconds: intIn(1, 60).default(d.databaseConnectTimeoutSeconds),
       // The front door (README: HTTPS and the domain). Without a domain the proxy serves plain HTTP on port 80.
       domainName: str('a DNS name').regex(DNS_NAME, 'expected a DNS name such as cemetery.example.org (no scheme, no port)').optional(),
       hostedZoneId: str('a Route 53 hosted zone id').regex(/^Z[A-Z0-9]{4,31}$/, 'expected a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ').optional(),

@@ -73,6 +73,7 @@ LOG_DIR=${HOST_LAYOUT.appHome}/logs
 PM2_INSTANCES=${cfg.pm2Instances}
 PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}
 PM2_LISTEN_TIMEOUT_MS=${cfg.releaseHealthTimeoutSeconds * 1000}
+DB_CONNECT_TIMEOUT_MS=${cfg.databaseConnectTimeoutSeconds * 1000}
 PUBLIC_READS=${cfg.publicReads}
 ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );

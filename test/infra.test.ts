@@ -175,6 +175,7 @@ describe('provisioning over SSH', () => {
     expect(release.inputs.stdin.value).toContain(`DATABASE_URL=postgres://cemetery:${MOCK_PASSWORD}@`);
     // A reload waits for each new worker as long as the gate waits for the release.
     expect(release.inputs.stdin.value).toContain(`PM2_LISTEN_TIMEOUT_MS=${Number(STACKS[stack]['cemetery-backend:releaseHealthTimeoutSeconds'] ?? 60) * 1000}\n`);
+    expect(release.inputs.stdin.value).toContain(`DB_CONNECT_TIMEOUT_MS=${Number(STACKS[stack]['cemetery-backend:databaseConnectTimeoutSeconds'] ?? 3) * 1000}\n`);
   });
 
   test('configuration reaches the steps: limits, Node.js, logrotate', () => {

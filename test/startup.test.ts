@@ -19,7 +19,7 @@ const envFile = (text: string) => {
 };
 const cleanEnv = () => {
   const env = { ...process.env };
-  for (const key of ['DATABASE_URL', 'PORT', 'LOG_LEVEL', 'DB_POOL_MAX', 'SHUTDOWN_TIMEOUT_MS', 'CEMETERY_ENV_FILE']) delete env[key];
+  for (const key of ['DATABASE_URL', 'PORT', 'LOG_LEVEL', 'DB_POOL_MAX', 'DB_CONNECT_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'CEMETERY_ENV_FILE']) delete env[key];
   return env;
 };
 
@@ -29,6 +29,7 @@ describe('configuration errors exit 78 with a message naming the variable', () =
     [{ DATABASE_URL: 'mysql://u:secret-pw@h/db' }, 'DATABASE_URL must be a postgres:// URL'],
     [{ DATABASE_URL: 'postgres://u:p@h/db', PORT: '70000' }, 'PORT must be an integer from 1 to 65535, got "70000"'],
     [{ DATABASE_URL: 'postgres://u:p@h/db', LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    [{ DATABASE_URL: 'postgres://u:p@h/db', DB_CONNECT_TIMEOUT_MS: '3s' }, 'DB_CONNECT_TIMEOUT_MS must be an integer from 100 to 60000, got "3s"'],
     [{ CEMETERY_ENV_FILE: '/nonexistent/app.env' }, 'CEMETERY_ENV_FILE /nonexistent/app.env cannot be read (ENOENT)'],
     // The file is read by the app itself: its bad value is reported like the environment's.
     [{ CEMETERY_ENV_FILE: envFile('DATABASE_URL=postgres://u:p@h/db\nLOG_LEVEL=loud\n') }, 'LOG_LEVEL must be one of'],

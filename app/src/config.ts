@@ -53,6 +53,8 @@ const schema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: (issue) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${String(issue.input)}"` }).default('info'),
   DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
+  // How long a request waits for a new database connection before it is answered 503.
+  DB_CONNECT_TIMEOUT_MS: integer('DB_CONNECT_TIMEOUT_MS', 100, 60000, 3000),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 100, 600000, 5000),
   PUBLIC_READS: z.enum(['true', 'false'], { error: (issue) => `PUBLIC_READS must be true or false, got "${String(issue.input)}"` }).default('true'),
@@ -72,6 +74,7 @@ export type AppConfig = {
   host: string;
   logLevel: (typeof LOG_LEVELS)[number];
   dbPoolMax: number;
+  dbConnectTimeoutMs: number;
   shutdownTimeoutMs: number;
   limits: Limits;
 };
@@ -94,6 +97,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     host: c.HOST,
     logLevel: c.LOG_LEVEL,
     dbPoolMax: c.DB_POOL_MAX,
+    dbConnectTimeoutMs: c.DB_CONNECT_TIMEOUT_MS,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     limits: {
       publicReads: c.PUBLIC_READS === 'true',

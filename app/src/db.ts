@@ -8,13 +8,18 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-export function createPool(databaseUrl: string, max: number, logger: FastifyBaseLogger, { statementTimeoutMs }: { statementTimeoutMs?: number } = {}): pg.Pool {
+export function createPool(
+  databaseUrl: string,
+  max: number,
+  logger: FastifyBaseLogger,
+  { statementTimeoutMs, connectTimeoutMs = 3000 }: { statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max,
     // No query holds a worker's connection (and the client waiting on it) longer than this; errors.ts answers 503.
     statement_timeout: statementTimeoutMs,
-    connectionTimeoutMillis: 3000,
+    connectionTimeoutMillis: connectTimeoutMs,
     idleTimeoutMillis: 30000,
     application_name: 'cemetery-backend',
   });

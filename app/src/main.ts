@@ -20,7 +20,7 @@ async function main() {
   // The bundle is dist/server.js: its directory is the release's dist.
   const release = releaseOf(__dirname);
   const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: release.id } });
-  const pool = createPool(config.databaseUrl, config.dbPoolMax, logger, { statementTimeoutMs: config.limits.statementTimeoutMs });
+  const pool = createPool(config.databaseUrl, config.dbPoolMax, logger, { statementTimeoutMs: config.limits.statementTimeoutMs, connectTimeoutMs: config.dbConnectTimeoutMs });
   const lifecycle: Lifecycle = { draining: false };
   const app = buildServer({ pool, release, requiredMigrations: shippedMigrations(path.join(__dirname, 'migrations')), logger, lifecycle, limits: config.limits });
 
@@ -29,7 +29,7 @@ async function main() {
   installGracefulShutdown({ app, pool, lifecycle, timeoutMs: config.shutdownTimeoutMs });
 
   // In cluster mode a worker gets connections as soon as it listens (ready only tells PM2 when to retire the old one): warm first.
-  await warmPool(pool, Math.min(config.dbPoolMax, 4), 5000);
+  await warmPool(pool, Math.min(config.dbPoolMax, 4), Math.max(5000, config.dbConnectTimeoutMs));
   await app.listen({ port: config.port, host: config.host });
   // PM2 (wait_ready) retires the old worker of a reload only after this.
   if (process.send) process.send('ready');
