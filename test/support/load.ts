@@ -12,6 +12,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { sleep } from '../../scripts/lib/wait.cjs';
 
 export type LoadResult = {
   requests: number;
@@ -114,7 +115,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
   const clients = Array.from({ length: connections }, async () => {
     while (!stopped) {
       await once();
-      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+      if (pauseMs) await sleep(pauseMs);
     }
   });
   const handle = { stop: () => (stopped = true) };
