@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 export { CONFIG_ERROR_EXIT_CODE } from './exit-codes';
 
