@@ -84,6 +84,8 @@ export class SystemReleaseHost implements ReleaseHost {
   readonly checkLog: string;
   private readonly cpus = os.cpus().length;
   private groupId?: number;
+  /** The list reload() read after reloading: the first serving() check uses it (a `pm2 jlist` is 3-4 s on a slow host). */
+  private listAfterReload?: Pm2Process[];
 
   constructor(opts: HostOptions) {
     this.user = opts.appUser;
@@ -270,10 +272,12 @@ export class SystemReleaseHost implements ReleaseHost {
       this.log(`reloaded ${this.name}, one worker at a time`);
     }
     const want = this.wantedWorkers();
-    const have = this.workers().length;
-    if (have !== want) {
+    const after = this.workers();
+    if (after.length !== want) {
       this.pm2('scale', this.name, String(want));
-      this.log(`scaled ${this.name} from ${have} to ${want} workers`);
+      this.log(`scaled ${this.name} from ${after.length} to ${want} workers`);
+    } else {
+      this.listAfterReload = after;
     }
     return want;
   }
@@ -281,7 +285,8 @@ export class SystemReleaseHost implements ReleaseHost {
   /** Every worker online and running the release's code (its working directory is the release, resolved when it started). */
   async serving(id: string, want: number) {
     const dir = fs.realpathSync(path.join(this.releases, id));
-    const workers = this.workers();
+    const workers = this.listAfterReload ?? this.workers();
+    this.listAfterReload = undefined;
     const wrong = workers.filter((w) => w.pm2_env.status !== 'online' || cwdOf(w.pid) !== dir);
     return workers.length === want && wrong.length === 0 ? '' : `${workers.length} of ${want} workers; not online on ${id}: ${wrong.map((w) => `${w.pid} (${w.pm2_env.status}, ${cwdOf(w.pid)})`).join(', ')}`;
   }
