@@ -17,12 +17,21 @@ if [ "$installed" != "$LOGROTATE_VERSION" ]; then
   log "installed pm2-logrotate $LOGROTATE_VERSION"
 fi
 
+# Each pm2 call is seconds on a small host and restarts the module: the settings that differ go in
+# one `pm2 multiset` (pm2 7.0.4 lib/API/Configuration.js: one restart, for the first key's module).
+# It splits its argument on spaces and keeps quotes in values (lib/Configuration.js multiset), so a
+# value with spaces (rotateInterval, a cron expression) goes through `pm2 set` on its own.
+changed=()
 for pair in "max_size=$MAX_SIZE" "retain=$RETAIN" "compress=$COMPRESS" "rotateInterval=$ROTATE_INTERVAL"; do
   key=${pair%%=*}
   value=${pair#*=}
-  if [ "$(setting pm2-logrotate "$key")" != "$value" ]; then
+  [ "$(setting pm2-logrotate "$key")" = "$value" ] && continue
+  if [[ "$value" == *" "* ]]; then
     as_user "$APP_USER" pm2 set "pm2-logrotate:$key" "$value" >/dev/null
-    log "pm2-logrotate:$key = $value"
+  else
+    changed+=("pm2-logrotate:$key $value")
   fi
+  log "pm2-logrotate:$key = $value"
 done
+[ ${#changed[@]} -eq 0 ] || as_user "$APP_USER" pm2 multiset "${changed[*]}" >/dev/null
 log "pm2-logrotate $LOGROTATE_VERSION: max_size $MAX_SIZE, retain $RETAIN, compress $COMPRESS, rotateInterval '$ROTATE_INTERVAL'"
