@@ -2,6 +2,9 @@ import * as z from 'zod';
 
 export { CONFIG_ERROR_EXIT_CODE } from './exit-codes';
 
+/** How long a request waits for a new database connection unless DB_CONNECT_TIMEOUT_MS says otherwise. */
+export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const integer = (name: string, min: number, max: number, fallback: number) =>
@@ -54,7 +57,7 @@ const schema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: (issue) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${String(issue.input)}"` }).default('info'),
   DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
   // How long a request waits for a new database connection before it is answered 503.
-  DB_CONNECT_TIMEOUT_MS: integer('DB_CONNECT_TIMEOUT_MS', 100, 60000, 3000),
+  DB_CONNECT_TIMEOUT_MS: integer('DB_CONNECT_TIMEOUT_MS', 100, 60000, DEFAULT_DB_CONNECT_TIMEOUT_MS),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 100, 600000, 5000),
   PUBLIC_READS: z.enum(['true', 'false'], { error: (issue) => `PUBLIC_READS must be true or false, got "${String(issue.input)}"` }).default('true'),

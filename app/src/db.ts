@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
+import { DEFAULT_DB_CONNECT_TIMEOUT_MS } from './config';
 import { isRetryable } from './errors';
 
 // DATE columns as 'YYYY-MM-DD' strings: a calendar date has no time zone.
@@ -12,7 +13,7 @@ export function createPool(
   databaseUrl: string,
   max: number,
   logger: FastifyBaseLogger,
-  { statementTimeoutMs, connectTimeoutMs = 3000 }: { statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
+  { statementTimeoutMs, connectTimeoutMs = DEFAULT_DB_CONNECT_TIMEOUT_MS }: { statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
 ): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
