@@ -25,6 +25,13 @@ export type ServerOptions = {
   limits?: Partial<Limits>;
 };
 
+/**
+ * Fastify's Ajv. validateSchema: the route schemas are checked against JSON Schema's meta-schema by a
+ * test (test/route-schemas.test.ts), not at every start: compiling the meta-schema was 2 s of a
+ * worker's 14 s boot on the emulated VM (cpu profile), and a reload boots every worker.
+ */
+export const VALIDATOR_OPTIONS = { removeAdditional: false, allErrors: false, validateSchema: false };
+
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
 export type RouteInfo = { method: string; url: string; schema?: FastifySchema };
@@ -45,10 +52,7 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     // 503-while-closing would turn a zero-downtime reload into failed requests.
     return503OnClosing: false,
     forceCloseConnections: false,
-    // validateSchema: the route schemas are checked against JSON Schema's meta-schema by a test
-    // (test/route-schemas.test.ts), not at every start: compiling the meta-schema was 2 s of a
-    // worker's 14 s boot on the emulated VM (cpu profile), and a reload boots every worker.
-    ajv: { customOptions: { removeAdditional: false, allErrors: false, validateSchema: false } },
+    ajv: { customOptions: VALIDATOR_OPTIONS },
     schemaErrorFormatter,
     bodyLimit: 64 * 1024,
   });
