@@ -3,22 +3,30 @@
  * Tears down Pulumi stacks: one by name, or every staging stack not updated
  * within a TTL. Used by the staging workflow and by people.
  *
- *   npm run teardown -- --stack staging-pr-42
- *   npm run teardown -- --stack dev --force          dev and prod need --force
+ *   npm run teardown -- --stack staging-pr-42 [--dry-run]
+ *   npm run teardown -- --stack dev --force          dev, every prod* stack and staging-shared need --force
  *   npm run teardown -- --stale --ttl 72h [--dry-run]
  *
  * A stack that does not exist is a success ("nothing to tear down"). Tearing
- * down is `pulumi destroy`, then `pulumi stack rm`. The sweep only ever looks
- * at stacks named staging-*, never at dev, prod or the shared staging network,
- * and never at a stack younger than the TTL: a stack never updated has no age
- * to judge (and no resources), so it is left alone.
+ * down is a preview of the destroy (printed), the destroy, then `pulumi stack
+ * rm`; --dry-run stops after the preview. The sweep only ever looks at stacks
+ * named staging-*, never at a protected one, and never at a stack younger than
+ * the TTL: a stack never updated has no age to judge (and no resources), so it
+ * is left alone.
  */
 import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { isProdStack } from '../infra/config';
 
-/** Long-lived: --stack needs --force, the sweep never touches them (staging-shared holds every staging stack's network). */
-export const PROTECTED_STACKS = ['dev', 'prod', 'staging-shared'];
+/** Long-lived besides prod: dev, and staging-shared (it holds every staging stack's network). */
+export const LONG_LIVED_STACKS = ['dev', 'staging-shared'];
 export const STAGING_PREFIX = 'staging-';
+
+/**
+ * --stack needs --force, and the sweep never touches it: prod-ness by the same
+ * rule as the program's (any prod* stack: prod-eu, production), plus the long-lived ones.
+ */
+export const isProtectedStack = (name: string) => isProdStack(shortName(name)) || LONG_LIVED_STACKS.includes(shortName(name));
 
 export type StackSummary = { name: string; lastUpdate?: string; updateInProgress?: boolean; resourceCount?: number };
 
@@ -39,7 +47,7 @@ export function parseTtl(text: string): number {
  */
 export function staleStacks(stacks: StackSummary[], now: Date, ttlMs: number): Array<StackSummary & { reason: string }> {
   return stacks
-    .filter((s) => shortName(s.name).startsWith(STAGING_PREFIX) && !PROTECTED_STACKS.includes(shortName(s.name)))
+    .filter((s) => shortName(s.name).startsWith(STAGING_PREFIX) && !isProtectedStack(s.name))
     .filter((s) => !s.updateInProgress)
     .flatMap((s) => {
       const age = now.getTime() - Date.parse(s.lastUpdate ?? '');
@@ -71,24 +79,32 @@ async function listStacks(): Promise<StackSummary[]> {
   }
 }
 
-async function destroyAndRemove(stack: string, log: Log) {
+/** The destroy's preview is printed before anything is deleted, so the log shows what went (or would go). */
+async function destroyAndRemove(stack: string, log: Log, { dryRun = false } = {}) {
+  log(`${stack}: previewing the destroy`);
+  log((await pulumi(['destroy', '--stack', stack, '--preview-only', '--non-interactive'])).trimEnd());
+  if (dryRun) {
+    log(`${stack}: --dry-run, nothing destroyed`);
+    return;
+  }
   log(`${stack}: destroying its resources`);
-  await pulumi(['destroy', '--stack', stack, '--yes', '--non-interactive', '--skip-preview']);
+  await pulumi(['destroy', '--stack', stack, '--yes', '--non-interactive']);
   log(`${stack}: removing the stack`);
   await pulumi(['stack', 'rm', stack, '--yes', '--non-interactive']);
   log(`${stack}: gone`);
 }
 
-export async function teardownStack(stack: string, { force = false, log = console.log as Log } = {}) {
-  if (PROTECTED_STACKS.includes(shortName(stack)) && !force) {
-    throw new UsageError(`refusing to tear down "${stack}": it is a long-lived stack; add --force if you really mean it`);
+export async function teardownStack(stack: string, { force = false, dryRun = false, log = console.log as Log } = {}) {
+  if (isProtectedStack(stack) && !force) {
+    const why = isProdStack(shortName(stack)) ? 'it is a prod stack (its name starts with prod)' : 'it is a long-lived stack';
+    throw new UsageError(`refusing to tear down "${stack}": ${why}; add --force if you really mean it`);
   }
-  const existing = (await listStacks()).find((s) => shortName(s.name) === stack);
+  const existing = (await listStacks()).find((s) => shortName(s.name) === shortName(stack));
   if (!existing) {
     log(`${stack}: no such stack, nothing to tear down`);
     return;
   }
-  await destroyAndRemove(stack, log);
+  await destroyAndRemove(stack, log, { dryRun });
 }
 
 export async function sweepStale(ttlMs: number, { dryRun = false, now = new Date(), log = console.log as Log } = {}) {
@@ -117,12 +133,12 @@ async function main(argv: string[]) {
     },
     strict: true,
   });
-  if (values.stack && !values.stale) return teardownStack(values.stack, { force: values.force });
+  if (values.stack && !values.stale) return teardownStack(values.stack, { force: values.force, dryRun: values['dry-run'] });
   if (values.stale && !values.stack) {
     if (!values.ttl) throw new UsageError('--stale needs --ttl, e.g. --ttl 72h');
     return sweepStale(parseTtl(values.ttl), { dryRun: values['dry-run'] });
   }
-  throw new UsageError('usage: teardown --stack <name> [--force] | --stale --ttl <72h> [--dry-run]');
+  throw new UsageError('usage: teardown --stack <name> [--force] [--dry-run] | --stale --ttl <72h> [--dry-run]');
 }
 
 if (require.main === module) {

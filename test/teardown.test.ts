@@ -66,15 +66,41 @@ describe('the teardown CLI', () => {
     return { status: result.status, out: result.stdout, err: result.stderr, calls };
   }
 
-  test('destroys, then removes an existing stack', () => {
+  test('previews the destroy and prints it, destroys, then removes an existing stack', () => {
     const r = run(['--stack', 'staging-pr-42']);
     expect(r.status).toBe(0);
     expect(r.calls).toEqual([
       ['stack', 'ls', '--json'],
-      ['destroy', '--stack', 'staging-pr-42', '--yes', '--non-interactive', '--skip-preview'],
+      ['destroy', '--stack', 'staging-pr-42', '--preview-only', '--non-interactive'],
+      ['destroy', '--stack', 'staging-pr-42', '--yes', '--non-interactive'],
       ['stack', 'rm', 'staging-pr-42', '--yes', '--non-interactive'],
     ]);
+    expect(r.out).toContain('Previewing destroy (staging-pr-42)');
+    expect(r.out.indexOf('- 1 to delete')).toBeLessThan(r.out.indexOf('staging-pr-42: destroying its resources'));
     expect(r.out).toContain('staging-pr-42: gone');
+  });
+
+  test('no destroy ever skips its preview', () => {
+    for (const args of [['--stack', 'staging-pr-42'], ['--stack', 'prod', '--force'], ['--stale', '--ttl', '72h']]) {
+      const destroys = run(args).calls.filter((c) => c[0] === 'destroy');
+      expect(destroys.length).toBeGreaterThan(0);
+      expect(destroys.flat()).not.toContain('--skip-preview');
+    }
+  });
+
+  test('--dry-run on one stack previews and destroys nothing', () => {
+    const r = run(['--stack', 'staging-pr-42', '--dry-run']);
+    expect(r.status).toBe(0);
+    expect(r.out).toContain('- 1 to delete');
+    expect(r.out).toContain('staging-pr-42: --dry-run, nothing destroyed');
+    expect(r.calls.slice(1)).toEqual([['destroy', '--stack', 'staging-pr-42', '--preview-only', '--non-interactive']]);
+  });
+
+  test('a failed preview stops before anything is destroyed', () => {
+    const r = run(['--stack', 'staging-pr-42'], { FAKE_PULUMI_FAIL: 'preview' });
+    expect(r.status).toBe(1);
+    expect(r.err).toContain('pulumi destroy --stack staging-pr-42 --preview-only --non-interactive failed');
+    expect(r.calls.slice(1)).toEqual([['destroy', '--stack', 'staging-pr-42', '--preview-only', '--non-interactive']]);
   });
 
   test('a stack that was never created is a success with a message', () => {
@@ -84,24 +110,41 @@ describe('the teardown CLI', () => {
     expect(r.calls).toEqual([['stack', 'ls', '--json']]);
   });
 
-  test.each(['dev', 'prod', 'staging-shared'])('refuses %s without --force, and runs nothing', (stack) => {
+  // Prod-ness is the program's rule (a name starting with prod), not a list of names.
+  test.each([
+    ['dev', 'it is a long-lived stack'],
+    ['staging-shared', 'it is a long-lived stack'],
+    ['prod', 'it is a prod stack'],
+    ['prod-eu', 'it is a prod stack'],
+    ['production', 'it is a prod stack'],
+    ['cemetery/cemetery-backend/prod-eu', 'it is a prod stack'],
+  ])('refuses %s without --force, says why, and runs nothing', (stack, why) => {
     const r = run(['--stack', stack]);
     expect(r.status).toBe(2);
-    expect(r.err).toContain(`refusing to tear down "${stack}"`);
+    expect(r.err).toContain(`refusing to tear down "${stack}": ${why}`);
     expect(r.calls).toEqual([]);
+  });
+
+  test('the sweep never touches a prod* stack, even one named staging-like', () => {
+    const stacks: StackSummary[] = ['prod-eu', 'production', 'staging-shared', 'staging-pr-7'].map((name) => ({ name, lastUpdate: '2020-01-01T00:00:00Z' }));
+    expect(staleStacks(stacks, NOW, parseTtl('1h')).map((s) => s.name)).toEqual(['staging-pr-7']);
   });
 
   test('--force tears down dev', () => {
     const r = run(['--stack', 'dev', '--force']);
     expect(r.status).toBe(0);
-    expect(r.calls.slice(1).map((c) => c.slice(0, 3))).toEqual([['destroy', '--stack', 'dev'], ['stack', 'rm', 'dev']]);
+    expect(r.calls.slice(1).map((c) => c.slice(0, 4))).toEqual([
+      ['destroy', '--stack', 'dev', '--preview-only'],
+      ['destroy', '--stack', 'dev', '--yes'],
+      ['stack', 'rm', 'dev', '--yes'],
+    ]);
   });
 
   test('a failed destroy fails, names the stack, and keeps the stack', () => {
     const r = run(['--stack', 'staging-pr-41'], { FAKE_PULUMI_FAIL: 'destroy' });
     expect(r.status).toBe(1);
-    expect(r.err).toContain('pulumi destroy --stack staging-pr-41 --yes --non-interactive --skip-preview failed');
-    expect(r.calls.map((c) => c[0])).toEqual(['stack', 'destroy']);
+    expect(r.err).toContain('pulumi destroy --stack staging-pr-41 --yes --non-interactive failed');
+    expect(r.calls.map((c) => c[0])).toEqual(['stack', 'destroy', 'destroy']);
   });
 
   test('--stale --dry-run lists and touches nothing', () => {
@@ -117,7 +160,8 @@ describe('the teardown CLI', () => {
     // The CLI measures from the real clock: the fixture's stacks age as time passes.
     const expected = staleStacks(RECORDED_STACKS, new Date(), parseTtl('72h')).map((s) => shortName(s.name));
     expect(expected).toEqual(expect.arrayContaining(['staging-old-manual', 'staging-pr-41']));
-    expect(r.calls.filter((c) => c[0] === 'destroy').map((c) => c[2])).toEqual(expected);
+    expect(r.calls.filter((c) => c[0] === 'destroy' && c.includes('--preview-only')).map((c) => c[2])).toEqual(expected);
+    expect(r.calls.filter((c) => c[0] === 'destroy' && c.includes('--yes')).map((c) => c[2])).toEqual(expected);
     expect(r.calls.filter((c) => c[0] === 'stack' && c[1] === 'rm').map((c) => c[2])).toEqual(expected);
     for (const name of ['dev', 'prod', 'staging-shared', 'staging-pr-44', 'alice-sandbox']) expect(expected).not.toContain(name);
   });
