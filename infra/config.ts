@@ -5,6 +5,7 @@
  * value and what is allowed.
  */
 import { z } from 'zod';
+import { parseCidr, worldOpenReason } from './cidr';
 import { parsePublicKey, publicKeyOfPrivate, sameKey, type SshPublicKey } from './ssh-keys';
 
 export const PROJECT = 'cemetery-backend';
@@ -120,7 +121,6 @@ export function vcpusOfInstanceType(type: string): number {
   return size === 'large' || size === 'medium' ? 2 : 1;
 }
 
-const cidrV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/(3[0-2]|[12]?\d)$/;
 const cronField = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
 const str = (allowed: string) => z.string({ error: `expected ${allowed}` });
@@ -159,7 +159,15 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
         .default(d.instanceType),
       rootVolumeSizeGiB: intIn(8, 16384).default(d.rootVolumeSizeGiB),
       sshAllowedCidrs: z
-        .array(str('an IPv4 CIDR such as 203.0.113.7/32').regex(cidrV4, 'expected IPv4 CIDRs such as 203.0.113.7/32'), { error: 'expected a list of IPv4 CIDRs' })
+        .array(
+          str('an IPv4 CIDR such as 203.0.113.7/32').superRefine((v, ctx) => {
+            const cidr = parseCidr(v);
+            // The VPC has no IPv6 block: an IPv6 range could never reach the host.
+            const problem = typeof cidr === 'string' ? cidr : cidr.family === 'ipv6' ? `"${v}" is IPv6, and the VPC is IPv4 only` : undefined;
+            if (problem) ctx.addIssue({ code: 'custom', message: `expected IPv4 CIDRs such as 203.0.113.7/32: ${problem}` });
+          }),
+          { error: 'expected a list of IPv4 CIDRs' },
+        )
         .min(1, 'expected at least one IPv4 CIDR (who may reach SSH)')
         .optional(),
       // The deploy key of the stack (one per environment, not per user). Changing
@@ -258,7 +266,8 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
         at('maxAllocatedStorageGiB', `expected at least allocatedStorageGiB (${c.allocatedStorageGiB})`);
       }
       if (c.environment === 'prod') {
-        if (c.sshAllowedCidrs?.some((cidr) => cidr.endsWith('/0'))) at('sshAllowedCidrs', 'prod does not open SSH to the whole internet (0.0.0.0/0); list your VPN or runner ranges');
+        const openSsh = c.sshAllowedCidrs && worldOpenReason(c.sshAllowedCidrs);
+        if (openSsh) at('sshAllowedCidrs', `prod does not open SSH to the whole internet (${openSsh}); list your VPN or runner ranges`);
         if (vcpusOfInstanceType(c.instanceType) < 4) at('instanceType', 'prod runs a multi-core cluster: expected 4 vCPU or more (xlarge or bigger)');
         if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
         if (!networkOnly && !c.domainName) at('domainName', 'prod serves HTTPS: expected its DNS name, pulumi config set domainName cemetery.example.org');

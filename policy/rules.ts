@@ -4,6 +4,7 @@
  * every preview and update in CI (`policyPacks: policy`) and at
  * `pulumi preview --policy-pack policy`; the tests run them on the mocked stack.
  */
+import { worldOpenReason } from '../infra/cidr';
 import { isProdStack } from '../infra/config';
 
 /** What a rule knows besides the properties: the stack, which decides prod-ness. */
@@ -12,32 +13,72 @@ export type RuleContext = { stack: string };
 export type SecurityRule = {
   name: string;
   description: string;
-  /** A resource type, or '*' for every resource. */
-  resourceType: string;
+  /** The resource types it checks, or '*' for every resource. */
+  resourceType: string | readonly string[];
   /** Returns one message per violation. */
-  check: (props: Record<string, any>, context: RuleContext) => string[];
+  check: (props: Record<string, any>, context: RuleContext & { type: string }) => string[];
 };
+
+export const appliesTo = (rule: SecurityRule, type: string) => rule.resourceType === '*' || rule.resourceType === type || (Array.isArray(rule.resourceType) && rule.resourceType.includes(type));
 
 /** urn:pulumi:<stack>::<project>::<type>::<name> -> <stack> */
 export const stackOfUrn = (urn: string) => urn.split('::')[0].replace(/^urn:pulumi:/, '');
 
 type Ingress = { fromPort?: number; toPort?: number; protocol?: string; cidrBlocks?: string[]; ipv6CidrBlocks?: string[] };
 
-const OPEN_WORLD = ['0.0.0.0/0', '::/0'];
-const coversPort = (rule: Ingress, port: number) =>
-  rule.protocol === '-1' || rule.protocol === 'all' || ((rule.fromPort ?? 0) <= port && port <= (rule.toPort ?? 0));
-const fromAnywhere = (rule: Ingress) => [...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].some((c) => OPEN_WORLD.includes(c));
+/** Every way AWS takes ingress: a group's inline rules, an ingress SecurityGroupRule, a VPC SecurityGroupIngressRule. */
+export const INGRESS_TYPES = [
+  'aws:ec2/securityGroup:SecurityGroup',
+  'aws:ec2/securityGroupRule:SecurityGroupRule',
+  'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule',
+] as const;
+
+/** The ingress a resource declares, in the inline form, whichever form it uses. */
+export function ingressOf(type: string, props: Record<string, any>): Ingress[] {
+  if (type === INGRESS_TYPES[0]) return props.ingress ?? [];
+  if (type === INGRESS_TYPES[1]) return props.type === 'ingress' ? [props] : [];
+  if (type === INGRESS_TYPES[2]) {
+    const { fromPort, toPort, ipProtocol: protocol, cidrIpv4, cidrIpv6 } = props;
+    return [{ fromPort, toPort, protocol, cidrBlocks: cidrIpv4 ? [cidrIpv4] : [], ipv6CidrBlocks: cidrIpv6 ? [cidrIpv6] : [] }];
+  }
+  return [];
+}
+
+// AWS takes protocols by name or number: "-1"/"all" is every protocol, "6" is tcp.
+const isAllProtocols = (rule: Ingress) => ['-1', 'all'].includes(String(rule.protocol));
+const isTcp = (rule: Ingress) => ['tcp', '6'].includes(String(rule.protocol));
+const coversPort = (rule: Ingress, port: number) => isAllProtocols(rule) || ((rule.fromPort ?? 0) <= port && port <= (rule.toPort ?? 0));
+const rangesOf = (rules: Ingress[]) => rules.flatMap((rule) => [...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])]);
+/** What, summed over the given rules, opens them to the world (infra/cidr.ts: wider than a /16 or a /48 of public addresses). */
+const worldOpen = (rules: Ingress[]) => (rules.length ? worldOpenReason(rangesOf(rules)) : undefined);
 // The stack name decides (prod* is prod); a prod tag elsewhere still gets prod's rules.
 const isProd = (props: Record<string, any>, { stack }: RuleContext) => isProdStack(stack) || props.tags?.Environment === 'prod';
 
-function openPortViolations(props: Record<string, any>, port: number, what: string): string[] {
-  return ((props.ingress ?? []) as Ingress[])
-    .filter((rule) => coversPort(rule, port) && fromAnywhere(rule))
-    .map((rule) => `${what}: ingress ${rule.fromPort}-${rule.toPort} is open to ${[...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].join(', ')}`);
-}
-
 /** What may be open to the whole internet: the proxy's ports, and SSH (outside prod, see no-public-ssh-in-prod). */
 export const WORLD_OPEN_PORTS = [22, 80, 443];
+const isWorldOpenPort = (rule: Ingress) => isTcp(rule) && rule.fromPort === rule.toPort && WORLD_OPEN_PORTS.includes(rule.fromPort ?? -1);
+
+/** Every rule admitting the port counts together: two halves of the internet are the internet. */
+function openPort(rules: Ingress[], port: number, what: string): string[] {
+  const reason = worldOpen(rules.filter((rule) => coversPort(rule, port)));
+  return reason ? [`${what} (port ${port}): ${reason}`] : [];
+}
+/** Ports other than the web and SSH ones, counted together across rules (stricter than per port, and simpler). */
+function openOtherPorts(rules: Ingress[]): string[] {
+  const others = rules.filter((rule) => !isWorldOpenPort(rule));
+  const reason = worldOpen(others);
+  const which = others.map((rule) => `${rule.protocol} ${rule.fromPort ?? 'all'}-${rule.toPort ?? 'all'}`).join(', ');
+  return reason ? [`ingress ${which}: ${reason}; only ${WORLD_OPEN_PORTS.join(', ')} may be (tcp, one port per rule)`] : [];
+}
+
+const postgresOpen = (rules: Ingress[]) => openPort(rules, 5432, 'PostgreSQL');
+const sshOpenInProd = (rules: Ingress[]) => openPort(rules, 22, 'SSH in prod');
+/** The port checks the per-resource rules make, for the stack rule to make over all resources together. */
+const PORT_CHECKS: Array<{ prodOnly: boolean; run: (rules: Ingress[]) => string[] }> = [
+  { prodOnly: false, run: postgresOpen },
+  { prodOnly: false, run: openOtherPorts },
+  { prodOnly: true, run: sshOpenInProd },
+];
 
 export const securityRules: SecurityRule[] = [
   {
@@ -63,25 +104,21 @@ export const securityRules: SecurityRule[] = [
   },
   {
     name: 'no-postgres-from-anywhere',
-    description: 'No security group opens PostgreSQL (5432) to the internet.',
-    resourceType: 'aws:ec2/securityGroup:SecurityGroup',
-    check: (sg) => openPortViolations(sg, 5432, 'PostgreSQL'),
+    description: 'No ingress opens PostgreSQL (5432) to the internet.',
+    resourceType: INGRESS_TYPES,
+    check: (props, { type }) => postgresOpen(ingressOf(type, props)),
   },
   {
     name: 'only-web-and-ssh-from-anywhere',
-    description: 'No security group opens any port but 80, 443 and SSH (22) to the internet: the app port sits behind the proxy.',
-    resourceType: 'aws:ec2/securityGroup:SecurityGroup',
-    check: (sg) =>
-      ((sg.ingress ?? []) as Ingress[])
-        .filter(fromAnywhere)
-        .filter((rule) => !(rule.protocol === 'tcp' && rule.fromPort === rule.toPort && WORLD_OPEN_PORTS.includes(rule.fromPort ?? -1)))
-        .map((rule) => `ingress ${rule.protocol} ${rule.fromPort}-${rule.toPort} is open to the internet; only ${WORLD_OPEN_PORTS.join(', ')} may be (tcp, one port per rule)`),
+    description: 'No ingress opens any port but 80, 443 and SSH (22) to the internet: the app port sits behind the proxy.',
+    resourceType: INGRESS_TYPES,
+    check: (props, { type }) => openOtherPorts(ingressOf(type, props)),
   },
   {
     name: 'no-public-ssh-in-prod',
-    description: 'In prod, no security group opens SSH (22) to the internet.',
-    resourceType: 'aws:ec2/securityGroup:SecurityGroup',
-    check: (sg, context) => (isProd(sg, context) ? openPortViolations(sg, 22, 'SSH in prod') : []),
+    description: 'In prod, no ingress opens SSH (22) to the internet.',
+    resourceType: INGRESS_TYPES,
+    check: (props, context) => (isProd(props, context) ? sshOpenInProd(ingressOf(context.type, props)) : []),
   },
   {
     name: 'imdsv2-required',
@@ -118,5 +155,31 @@ export const securityRules: SecurityRule[] = [
             ...(db.deletionProtection ? ['a non-prod database must not have deletion protection (teardown would fail)'] : []),
             ...(db.skipFinalSnapshot === true ? [] : ['a non-prod database must skip its final snapshot (teardown would leave one behind)']),
           ],
+  },
+];
+
+/** A check over every resource of the stack at once. */
+export type StackRule = {
+  name: string;
+  description: string;
+  check: (resources: ReadonlyArray<{ type: string; name: string; props: Record<string, any> }>, context: RuleContext) => string[];
+};
+
+export const stackRules: StackRule[] = [
+  {
+    name: 'no-world-open-port-across-resources',
+    description: 'Ingress split over several resources (groups, group rules, VPC ingress rules) does not add up to a port open to the internet.',
+    check: (resources, context) => {
+      const contributing = resources
+        .map((r) => ({ ...r, ingress: ingressOf(r.type, r.props) }))
+        .filter((r) => r.ingress.length > 0);
+      const prod = isProdStack(context.stack) || contributing.some((r) => isProd(r.props, context));
+      const names = contributing.map((r) => r.name).join(', ');
+      return PORT_CHECKS.filter((c) => prod || !c.prodOnly)
+        // What one resource opens alone, the per-resource rules already report on that resource.
+        .filter((c) => contributing.every((r) => c.run(r.ingress).length === 0))
+        .flatMap((c) => c.run(contributing.flatMap((r) => r.ingress)))
+        .map((message) => `${names} together: ${message}`);
+    },
   },
 ];

@@ -6,7 +6,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
 import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
 import { metadataGuardCommand } from '../infra/metadata-guard';
-import { securityRules } from '../policy/rules';
+import { appliesTo, securityRules, stackRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
 import {
   MOCK_HOST_KEY,
@@ -35,10 +35,13 @@ beforeAll(async () => {
 });
 
 const ofType = (resources: RecordedResource[], type: string) => resources.filter((r) => r.type === type);
-const violations = (resources: RecordedResource[], stack: string) =>
-  resources.flatMap((r) =>
-    securityRules.filter((rule) => rule.resourceType === '*' || rule.resourceType === r.type).flatMap((rule) => rule.check(r.inputs, { stack }).map((m) => `${rule.name}: ${r.name}: ${m}`)),
-  );
+/** What the policy pack reports: every resource rule on its resources, then every stack rule on them all. */
+const violations = (resources: RecordedResource[], stack: string) => [
+  ...resources.flatMap((r) =>
+    securityRules.filter((rule) => appliesTo(rule, r.type)).flatMap((rule) => rule.check(r.inputs, { stack, type: r.type }).map((m) => `${rule.name}: ${r.name}: ${m}`)),
+  ),
+  ...stackRules.flatMap((rule) => rule.check(resources.map((r) => ({ type: r.type, name: r.name, props: r.inputs })), { stack }).map((m) => `${rule.name}: ${m}`)),
+];
 
 /** The resource graph as a reviewer reads it; generated or per-user values replaced by their names. */
 function graph(resources: RecordedResource[]) {
@@ -397,7 +400,7 @@ describe('CrossGuard rules (policy/)', () => {
     const cfg = { ...parseStackConfig(raw, 'prod', 'eu-central-1'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
     const { resources } = await runProgram('prod', withUserSecrets(STACKS.prod), () => createStack(cfg));
     expect(violations(resources, 'prod')).toEqual([
-      'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod: ingress 22-22 is open to 0.0.0.0/0',
+      'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod (port 22): 0.0.0.0/0 admits more public IPv4 addresses than a /16: open to the world',
       'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
     ]);
   });
@@ -414,7 +417,7 @@ describe('CrossGuard rules (policy/)', () => {
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],
   ])('%s %j violates %j', (type, inputs, expected) => {
-    const fired = securityRules.filter((r) => r.resourceType === type).flatMap((r) => r.check(inputs, { stack: 'dev' }).map(() => r.name));
+    const fired = securityRules.filter((r) => r.resourceType !== '*' && appliesTo(r, type)).flatMap((r) => r.check(inputs, { stack: 'dev', type }).map(() => r.name));
     expect(fired).toEqual(expected);
   });
 });
@@ -443,12 +446,13 @@ describe('the stack name decides prod-ness', () => {
 
   test('the policy pack takes prod-ness from the stack, whatever the tags say', () => {
     const rule = (name: string) => securityRules.find((r) => r.name === name)!;
+    const SG = 'aws:ec2/securityGroup:SecurityGroup';
     const openSsh = { ingress: [{ protocol: 'tcp', fromPort: 22, toPort: 22, cidrBlocks: ['0.0.0.0/0'] }], tags: { Environment: 'dev' } };
-    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'prod-eu' })).toHaveLength(1);
-    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'dev' })).toEqual([]);
-    expect(rule('environment-matches-stack').check(openSsh, { stack: 'prod' })).toEqual(['stack "prod" is prod, but the resource is tagged Environment=dev']);
-    expect(rule('environment-matches-stack').check({ tags: { Environment: 'prod' } }, { stack: 'staging-pr-7' })).toHaveLength(1);
-    expect(rule('prod-database-protected').check({ tags: { Environment: 'dev' }, deletionProtection: false, skipFinalSnapshot: true }, { stack: 'production' })).toHaveLength(2);
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'prod-eu', type: SG })).toHaveLength(1);
+    expect(rule('no-public-ssh-in-prod').check(openSsh, { stack: 'dev', type: SG })).toEqual([]);
+    expect(rule('environment-matches-stack').check(openSsh, { stack: 'prod', type: SG })).toEqual(['stack "prod" is prod, but the resource is tagged Environment=dev']);
+    expect(rule('environment-matches-stack').check({ tags: { Environment: 'prod' } }, { stack: 'staging-pr-7', type: SG })).toHaveLength(1);
+    expect(rule('prod-database-protected').check({ tags: { Environment: 'dev' }, deletionProtection: false, skipFinalSnapshot: true }, { stack: 'production', type: 'aws:rds/instance:Instance' })).toHaveLength(2);
   });
 });
 
