@@ -34,6 +34,8 @@ export class Database extends pulumi.ComponentResource {
   readonly password: pulumi.Output<string>;
   /** postgres://… for the app: a secret. */
   readonly url: pulumi.Output<string>;
+  /** The app's DATABASE_TLS_CA: which CAs authenticate this database (app/src/config.ts). */
+  readonly ca: 'url' | 'aws-rds';
 
   constructor(name: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super('cemetery:infra:Database', name, {}, opts);
@@ -92,8 +94,10 @@ export class Database extends pulumi.ComponentResource {
       this.port = instance.port;
     }
 
-    // RDS enforces TLS (rds.force_ssl); its CA is not in Node's store, hence no-verify: encrypted, not pinned.
-    const tls = args.mode === 'rds' ? '?sslmode=no-verify' : '';
+    // RDS enforces TLS (rds.force_ssl). verify-full: the server's certificate must chain to the RDS CA bundle
+    // the release carries (DATABASE_TLS_CA=aws-rds) and name this host.
+    const tls = args.mode === 'rds' ? '?sslmode=verify-full' : '';
+    this.ca = args.mode === 'rds' ? 'aws-rds' : 'url';
     this.url = pulumi.secret(
       pulumi.interpolate`postgres://${DATABASE_USER}:${password.result}@${this.host}:${this.port}/${DATABASE_NAME}${tls}`,
     );

@@ -22,6 +22,8 @@ export type ProvisioningArgs = {
   cfg: StackConfig;
   databasePassword: pulumi.Input<string>;
   databaseUrl: pulumi.Input<string>;
+  /** Which CAs authenticate the database server (the app's DATABASE_TLS_CA). */
+  databaseCa: 'url' | 'aws-rds';
 };
 
 export class Provisioning extends pulumi.ComponentResource {
@@ -69,6 +71,7 @@ export class Provisioning extends pulumi.ComponentResource {
 HOST=127.0.0.1
 PORT=${cfg.appPort}
 DATABASE_URL=${args.databaseUrl}
+DATABASE_TLS_CA=${args.databaseCa}
 LOG_DIR=${HOST_LAYOUT.appHome}/logs
 PM2_INSTANCES=${cfg.pm2Instances}
 PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}

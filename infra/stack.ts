@@ -71,6 +71,7 @@ function createAppStack(cfg: StackConfig) {
       cfg,
       databasePassword: database.password,
       databaseUrl: database.url,
+      databaseCa: database.ca,
     },
     // `transformations` run in the SDK (mocks included); they reach the component's children.
     keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},

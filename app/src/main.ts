@@ -20,7 +20,7 @@ async function main() {
   // The bundle is dist/server.js: its directory is the release's dist.
   const release = releaseOf(__dirname);
   const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: release.id } });
-  const pool = createPool(config.databaseUrl, config.dbPoolMax, logger, { statementTimeoutMs: config.limits.statementTimeoutMs, connectTimeoutMs: config.dbConnectTimeoutMs });
+  const pool = createPool(config.databaseUrl, config.dbPoolMax, logger, { ca: config.databaseCa, statementTimeoutMs: config.limits.statementTimeoutMs, connectTimeoutMs: config.dbConnectTimeoutMs });
   const lifecycle: Lifecycle = { draining: false };
   const app = buildServer({ pool, release, requiredMigrations: shippedMigrations(path.join(__dirname, 'migrations')), logger, lifecycle, limits: config.limits });
 

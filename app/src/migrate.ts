@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { runner } from 'node-pg-migrate';
-import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
+import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig, type AppConfig } from './config';
+import { databaseClientConfig, explainDatabaseError } from './db';
 import { withEnvFile } from './env-file';
 
 /**
@@ -8,9 +9,9 @@ import { withEnvFile } from './env-file';
  * node-pg-migrate holds an advisory lock, so two deploys never migrate at once.
  */
 async function migrate() {
-  let databaseUrl: string;
+  let config: AppConfig;
   try {
-    databaseUrl = loadConfig(withEnvFile(process.env)).databaseUrl;
+    config = loadConfig(withEnvFile(process.env));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`cemetery-backend migrate: ${err.message}\n`);
@@ -18,7 +19,7 @@ async function migrate() {
   }
   const direction = process.argv[2] === 'down' ? 'down' : 'up';
   const applied = await runner({
-    databaseUrl,
+    databaseUrl: databaseClientConfig(config.databaseUrl, config.databaseCa),
     dir: path.join(__dirname, 'migrations'),
     migrationsTable: 'pgmigrations',
     direction,
@@ -30,6 +31,6 @@ async function migrate() {
 }
 
 migrate().catch((err) => {
-  process.stderr.write(`cemetery-backend migrate: failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`cemetery-backend migrate: failed: ${explainDatabaseError(err)}\n`);
   process.exit(1);
 });
