@@ -157,6 +157,41 @@ describe('credentials per environment', () => {
   });
 });
 
+describe("prod's runner", () => {
+  // The runner inside prod's sshAllowedCidrs serves only up.yml's prod job. GitHub enforces it
+  // (a runner group limited to up.yml on main, README: The prod runner); this catches the
+  // workflow that would ask for it anyway. A pull request can edit this test too: the runner
+  // group's workflow restriction is the control, this is the alarm.
+  const GITHUB_HOSTED = /^ubuntu-\d{2}\.\d{2}$/;
+
+  test.each(files)('%s: every job but up.yml:prod runs on a GitHub-hosted label, written out', (file) => {
+    for (const { name, job } of jobsOf(file)) {
+      if (file === 'up.yml' && name === 'prod') continue;
+      expect({ job: `${file}:${name}`, runsOn: job['runs-on'] }).toEqual({ job: `${file}:${name}`, runsOn: expect.stringMatching(GITHUB_HOSTED) });
+    }
+  });
+
+  test('no workflow but up.yml, and no action, names PROD_RUNNER or a self-hosted runner', () => {
+    const sources = [...files.map((f) => path.join(WORKFLOWS, f)), ACTION_FILE];
+    const naming = sources.filter((f) => /PROD_RUNNER|self-hosted/.test(readFileSync(f, 'utf8'))).map((f) => path.relative(ROOT, f));
+    expect(naming).toEqual(['.github/workflows/up.yml']);
+  });
+
+  test('in up.yml, only the prod job reaches it: dispatched on main, in production, and an input chooses only whether', () => {
+    const up = load('up.yml');
+    const jobsNamingIt = Object.entries(up.jobs).filter(([, job]) => /PROD_RUNNER/.test(JSON.stringify(job['runs-on']))).map(([name]) => name);
+    expect(jobsNamingIt).toEqual(['prod']);
+    expect(up.jobs.prod).toMatchObject({ environment: 'production', if: "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'" });
+    // The only input in runs-on is a choice between two words: it picks PROD_RUNNER or the hosted runner, never a label.
+    expect(up.jobs.prod['runs-on']).toBe("${{ inputs.command == 'up' && vars.PROD_RUNNER || 'ubuntu-24.04' }}");
+    expect(up.on.workflow_dispatch.inputs).toEqual({ command: expect.objectContaining({ type: 'choice', options: ['preview', 'up'] }) });
+  });
+
+  test('no workflow is reusable or callable by another (workflow_call would carry its runs-on elsewhere)', () => {
+    expect(files.filter((f) => 'workflow_call' in load(f).on)).toEqual([]);
+  });
+});
+
 describe('policies are enforced where changes happen', () => {
   const pulumiSteps = [...allJobs.flatMap(({ file, name, job }) => (job.steps ?? []).map((step) => ({ where: `${file}:${name}`, step }))), ...action.runs.steps.map((step) => ({ where: 'action', step }))];
 
