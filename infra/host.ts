@@ -112,6 +112,9 @@ export class Host extends pulumi.ComponentResource {
         // cloud-init reads user data at the first boot only: a host key the host never installed would lock every up out.
         userDataReplaceOnChange: true,
         tags: { ...args.tags, Name: `${name}-vm` },
+        // The root volume holds the host key and (onHost) the database: tagged, so another
+        // environment's role is refused it (infra/bootstrap: the Environment tag rule).
+        volumeTags: { ...args.tags, Name: `${name}-root` },
       },
       // A newer Debian AMI must not replace a running host on the next `up`;
       // move to it deliberately with `pulumi up --replace <instance urn>`. Nor
