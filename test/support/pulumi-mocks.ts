@@ -15,6 +15,7 @@ export type RecordedResource = { type: string; name: string; inputs: Record<stri
 
 export const MOCK_PASSWORD = 'MockGeneratedPassword0123456789';
 export const MOCK_PUBLIC_IP = '203.0.113.10';
+export const MOCK_ACCOUNT_ID = '123456789012';
 /** The shared staging network (stack staging-shared), as the tag lookup finds it. */
 export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
@@ -67,6 +68,15 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, privateKeyOpenssh: MOCK_HOST_KEY.private, publicKeyOpenssh: `${MOCK_HOST_KEY.public}\n` };
     case 'aws:rds/subnetGroup:SubnetGroup':
       return { ...inputs, name: inputs.name ?? name };
+    // The bootstrap program (infra/bootstrap): ARNs as AWS forms them.
+    case 'aws:s3/bucket:Bucket':
+      return { ...inputs, arn: `arn:aws:s3:::${inputs.bucket}` };
+    case 'aws:kms/key:Key':
+      return { ...inputs, keyId: `${name}-key-id`, arn: `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:key/${name}-key-id` };
+    case 'aws:iam/openIdConnectProvider:OpenIdConnectProvider':
+      return { ...inputs, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:oidc-provider/${String(inputs.url).replace('https://', '')}` };
+    case 'aws:iam/role:Role':
+      return { ...inputs, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/${inputs.name}` };
     default:
       return inputs;
   }
@@ -90,7 +100,7 @@ export async function runProgram(
   stack: string,
   config: Record<string, string>,
   program?: (cfg?: StackConfig) => StackOutputs,
-  { preview = false }: { preview?: boolean } = {},
+  { preview = false, project = PROJECT }: { preview?: boolean; project?: string } = {},
 ): Promise<{
   resources: RecordedResource[];
   dependencies: Record<string, string[]>;
@@ -109,6 +119,7 @@ export async function runProgram(
       },
       call: (args) => {
         if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
+        if (args.token === 'aws:index/getCallerIdentity:getCallerIdentity') return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/admin`, userId: 'AIDAMOCK' };
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
@@ -122,7 +133,7 @@ export async function runProgram(
         throw new Error(`unmocked call ${args.token}`);
       },
     },
-    PROJECT,
+    project,
     stack,
     preview,
   );

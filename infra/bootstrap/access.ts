@@ -1,0 +1,184 @@
+/**
+ * Who may do what in an account: one IAM role per GitHub environment, its
+ * trust policy and its permissions, as plain policy documents. The bootstrap
+ * program (index.ts) creates exactly these; test/bootstrap.test.ts evaluates
+ * them with an IAM simulator against a table of sensitive actions.
+ */
+
+/** The GitHub environments the workflows use (README: Delivery), and what each reaches. */
+export const GITHUB_ENVIRONMENTS = ['preview', 'dev', 'staging', 'production'] as const;
+export type GithubEnvironment = (typeof GITHUB_ENVIRONMENTS)[number];
+
+/** The app's environments: each has its own KMS key, and tags its resources Environment=<name>. */
+export const APP_ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
+export type AppEnvironment = (typeof APP_ENVIRONMENTS)[number];
+
+export type EnvironmentAccess = {
+  /** The app environment whose stacks, key and tagged resources it reaches. */
+  environment: AppEnvironment;
+  /** The Pulumi stacks whose state it reads (an S3 key pattern: * matches anything). */
+  stacks: string;
+  /** Whether it changes resources and state, or only reads them (a preview, which takes no lock). */
+  writes: boolean;
+  /** The workflow files (.github/workflows) and the refs whose jobs may assume the role; * matches anything. */
+  workflows: Array<{ file: string; ref: string }>;
+};
+
+export const ENVIRONMENT_ACCESS: Record<GithubEnvironment, EnvironmentAccess> = {
+  // Pull requests preview dev: refs/pull/<n>/merge.
+  preview: { environment: 'dev', stacks: 'dev', writes: false, workflows: [{ file: 'pull-request.yml', ref: 'refs/pull/*' }] },
+  dev: { environment: 'dev', stacks: 'dev', writes: true, workflows: [{ file: 'up.yml', ref: 'refs/heads/main' }] },
+  // Staging deploys pull requests' code; the sweep runs on main.
+  staging: {
+    environment: 'staging',
+    stacks: 'staging-*',
+    writes: true,
+    workflows: [
+      { file: 'staging.yml', ref: '*' },
+      { file: 'staging-sweep.yml', ref: 'refs/heads/main' },
+    ],
+  },
+  // Every prod* stack is prod (infra/config.ts isProdStack); only up.yml on main moves it.
+  production: { environment: 'prod', stacks: 'prod*', writes: true, workflows: [{ file: 'up.yml', ref: 'refs/heads/main' }] },
+};
+
+export const GITHUB_OIDC_HOST = 'token.actions.githubusercontent.com';
+
+export type PolicyStatement = {
+  Sid: string;
+  Effect: 'Allow' | 'Deny';
+  Principal?: Record<string, string>;
+  Action: string | string[];
+  Resource?: string | string[];
+  Condition?: Record<string, Record<string, string | string[]>>;
+};
+export type PolicyDocument = { Version: '2012-10-17'; Statement: PolicyStatement[] };
+const policy = (...statements: PolicyStatement[]): PolicyDocument => ({ Version: '2012-10-17', Statement: statements });
+
+/** A claim of GitHub's OIDC token, as IAM names it in a trust policy's conditions. */
+export const githubClaim = (name: string) => `${GITHUB_OIDC_HOST}:${name}`;
+
+/**
+ * Only this repository's jobs in this GitHub environment, from the listed
+ * workflow files at the listed refs. `aud` and `sub` (GitHub's default
+ * subject for a job in an environment, repo:<owner>/<repo>:environment:<name>)
+ * are the documented pair; `repository`, `environment` and `job_workflow_ref`
+ * are claims STS also checks (AWS's service authorization reference for
+ * sts:AssumeRoleWithWebIdentity lists them), so the role also names the
+ * workflow file and ref: a new workflow that declares the environment gets nothing.
+ */
+export function trustPolicy(providerArn: string, repository: string, environment: GithubEnvironment): PolicyDocument {
+  const workflowRefs = ENVIRONMENT_ACCESS[environment].workflows.map(({ file, ref }) => `${repository}/.github/workflows/${file}@${ref}`);
+  return policy({
+    Sid: 'GithubEnvironmentOnly',
+    Effect: 'Allow',
+    Principal: { Federated: providerArn },
+    Action: 'sts:AssumeRoleWithWebIdentity',
+    Condition: {
+      StringEquals: {
+        [githubClaim('aud')]: 'sts.amazonaws.com',
+        [githubClaim('sub')]: `repo:${repository}:environment:${environment}`,
+        [githubClaim('repository')]: repository,
+        [githubClaim('environment')]: environment,
+      },
+      StringLike: { [githubClaim('job_workflow_ref')]: workflowRefs },
+    },
+  });
+}
+
+export type StateBucket = { arn: string; project: string };
+
+/**
+ * The backend's objects for some stacks, in Pulumi's diy layout (project-scoped, meta.yaml
+ * version 1; pulumi v3.248.0 pkg/backend/diy): the checkpoint .pulumi/stacks/<project>/<stack>.json
+ * (and .bak, .gz, .zst), history and backups under <project>/<stack>/.
+ */
+export const stateObjects = ({ arn, project }: StateBucket, stacks: string) => [
+  `${arn}/.pulumi/stacks/${project}/${stacks}.json*`,
+  `${arn}/.pulumi/history/${project}/${stacks}/*`,
+  `${arn}/.pulumi/backups/${project}/${stacks}/*`,
+];
+/** Locks: .pulumi/locks/organization/<project>/<stack>/<uuid>.json (diy lock.go, backend.go FullyQualifiedName). */
+export const lockObjects = ({ arn, project }: StateBucket, stacks: string) => `${arn}/.pulumi/locks/organization/${project}/${stacks}/*`;
+
+/** What a deploy changes: everything the app's program creates (infra/). */
+const DEPLOY_ACTIONS = ['ec2:*', 'rds:*'];
+/** What reads another environment's secrets from a host without touching it. */
+const HOST_DATA_READS = ['ec2:DescribeInstanceAttribute', 'ec2:GetConsoleOutput', 'ec2:GetConsoleScreenshot', 'ec2:GetLaunchTemplateData'];
+
+export type RoleInputs = {
+  environment: GithubEnvironment;
+  state: StateBucket;
+  /** The KMS key of the role's app environment (Pulumi secrets of its stacks). */
+  keyArn: string;
+  /** DNS names the role may point (route53 records); none: no DNS changes. */
+  dnsNames: readonly string[];
+};
+
+export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleInputs): PolicyDocument {
+  const access = ENVIRONMENT_ACCESS[environment];
+  const tag = access.environment;
+  const statements: PolicyStatement[] = [
+    { Sid: 'ListState', Effect: 'Allow', Action: 's3:ListBucket', Resource: state.arn, Condition: { StringLike: { 's3:prefix': ['.pulumi/*'] } } },
+    { Sid: 'ReadBackendMeta', Effect: 'Allow', Action: 's3:GetObject', Resource: `${state.arn}/.pulumi/meta.yaml` },
+    { Sid: 'ReadState', Effect: 'Allow', Action: 's3:GetObject', Resource: stateObjects(state, access.stacks) },
+    {
+      Sid: 'UseStackSecrets',
+      Effect: 'Allow',
+      Action: access.writes ? ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'] : ['kms:Decrypt', 'kms:DescribeKey'],
+      Resource: keyArn,
+    },
+    { Sid: 'ReadResources', Effect: 'Allow', Action: ['ec2:Describe*', 'rds:Describe*', 'rds:ListTagsForResource', 'route53:GetHostedZone', 'route53:ListResourceRecordSets', 'route53:GetChange'], Resource: '*' },
+    // Another environment's resources, by their Environment tag: never touched, never read for host data.
+    {
+      Sid: 'DenyOtherEnvironments',
+      Effect: 'Deny',
+      Action: DEPLOY_ACTIONS,
+      Resource: '*',
+      Condition: { StringNotEquals: { 'aws:ResourceTag/Environment': tag }, Null: { 'aws:ResourceTag/Environment': 'false' } },
+    },
+    {
+      Sid: 'DenyCreatingForOtherEnvironments',
+      Effect: 'Deny',
+      Action: DEPLOY_ACTIONS,
+      Resource: '*',
+      Condition: { StringNotEquals: { 'aws:RequestTag/Environment': tag }, Null: { 'aws:RequestTag/Environment': 'false' } },
+    },
+  ];
+  if (access.writes) {
+    statements.push(
+      { Sid: 'WriteState', Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: stateObjects(state, access.stacks) },
+      // up, refresh and destroy lock their stack; a preview takes no lock (diy backend.go Preview), so it writes nothing.
+      { Sid: 'LockState', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: lockObjects(state, access.stacks) },
+      { Sid: 'Deploy', Effect: 'Allow', Action: DEPLOY_ACTIONS, Resource: '*' },
+      // The first RDS instance of an account creates RDS's service-linked role; nothing else in IAM.
+      { Sid: 'RdsServiceLinkedRole', Effect: 'Allow', Action: 'iam:CreateServiceLinkedRole', Resource: '*', Condition: { StringEquals: { 'iam:AWSServiceName': 'rds.amazonaws.com' } } },
+    );
+    if (dnsNames.length) {
+      statements.push({
+        Sid: 'PointOwnNames',
+        Effect: 'Allow',
+        Action: 'route53:ChangeResourceRecordSets',
+        Resource: 'arn:aws:route53:::hostedzone/*',
+        Condition: { 'ForAllValues:StringEquals': { 'route53:ChangeResourceRecordSetsNormalizedRecordNames': [...dnsNames] } },
+      });
+    }
+  } else {
+    // A preview reads host data of its own environment only; an untagged host counts as someone else's.
+    statements.push({ Sid: 'DenyHostDataOutsideOwnEnvironment', Effect: 'Deny', Action: HOST_DATA_READS, Resource: '*', Condition: { StringNotEquals: { 'aws:ResourceTag/Environment': tag } } });
+  }
+  return policy(...statements);
+}
+
+/** The state bucket's own policy: TLS only, and nobody outside the account. */
+export function stateBucketPolicy(bucketArn: string, accountId: string): PolicyDocument {
+  return policy(
+    { Sid: 'TlsOnly', Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:*', Resource: [bucketArn, `${bucketArn}/*`], Condition: { Bool: { 'aws:SecureTransport': 'false' } } },
+    { Sid: 'AccountOnly', Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:*', Resource: [bucketArn, `${bucketArn}/*`], Condition: { StringNotEquals: { 'aws:PrincipalAccount': accountId } } },
+  );
+}
+
+/** Each environment's key: the account administers it, the roles use it through their own policies. */
+export function keyPolicy(accountId: string): PolicyDocument {
+  return policy({ Sid: 'AccountAdministers', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: 'kms:*', Resource: '*' });
+}

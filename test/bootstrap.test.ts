@@ -1,0 +1,240 @@
+/**
+ * The AWS set-up as code (infra/bootstrap): what each GitHub environment's
+ * role can do, evaluated by an IAM policy simulator (@cloud-copilot/iam-simulate)
+ * on the documents the program creates under mocks, against a table of the
+ * actions an attacker with a pull request would try. The table is printed.
+ */
+import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { GITHUB_ENVIRONMENTS, githubClaim, type GithubEnvironment, type PolicyDocument } from '../infra/bootstrap/access';
+import { BOOTSTRAP_PROJECT, createBootstrap, parseBootstrapConfig } from '../infra/bootstrap/bootstrap';
+import { ROOT } from './support/db';
+import { MOCK_ACCOUNT_ID as ACCOUNT, runProgram, type RecordedResource } from './support/pulumi-mocks';
+
+const REPO = 'acme/cemetery-backend';
+const REGION = 'eu-central-1';
+
+type Account = {
+  resources: RecordedResource[];
+  trust: Partial<Record<GithubEnvironment, PolicyDocument>>;
+  permissions: Partial<Record<GithubEnvironment, PolicyDocument>>;
+  keyArn: Record<string, string>;
+  keyPolicy: Record<string, PolicyDocument>;
+  bucketArn: string;
+  bucketPolicy: PolicyDocument;
+};
+
+async function bootstrap(environments: GithubEnvironment[], stack: string): Promise<Account> {
+  const raw = { githubRepository: REPO, environments: JSON.stringify(environments), dnsNames: JSON.stringify({}) };
+  const { resources } = await runProgram(stack, {}, () => createBootstrap(parseBootstrapConfig(raw, REGION)), { project: BOOTSTRAP_PROJECT });
+  const of = (type: string) => resources.filter((r) => r.type === type);
+  const envOfRole = (roleName: string) => roleName.replace('cemetery-github-', '') as GithubEnvironment;
+  const bucket = of('aws:s3/bucket:Bucket')[0];
+  return {
+    resources,
+    trust: Object.fromEntries(of('aws:iam/role:Role').map((r) => [envOfRole(r.inputs.name), JSON.parse(r.inputs.assumeRolePolicy)])),
+    permissions: Object.fromEntries(of('aws:iam/rolePolicy:RolePolicy').map((r) => [r.name.replace('github-', ''), JSON.parse(r.inputs.policy)])),
+    keyArn: Object.fromEntries(of('aws:kms/key:Key').map((k) => [k.inputs.tags.Environment, `arn:aws:kms:${REGION}:${ACCOUNT}:key/${k.name}-key-id`])),
+    keyPolicy: Object.fromEntries(of('aws:kms/key:Key').map((k) => [k.inputs.tags.Environment, JSON.parse(k.inputs.policy)])),
+    bucketArn: `arn:aws:s3:::${bucket.inputs.bucket}`,
+    bucketPolicy: JSON.parse(of('aws:s3/bucketPolicy:BucketPolicy')[0].inputs.policy),
+  };
+}
+
+let single: Account;
+let nonprod: Account;
+let prod: Account;
+beforeAll(async () => {
+  single = await bootstrap([...GITHUB_ENVIRONMENTS], 'one-account');
+  nonprod = await bootstrap(['preview', 'dev', 'staging'], 'nonprod');
+  prod = await bootstrap(['production'], 'prod');
+});
+
+type Decision = 'Allowed' | 'ExplicitlyDenied' | 'ImplicitlyDenied';
+async function decide(simulation: Omit<Simulation, 'serviceControlPolicies' | 'resourceControlPolicies'>): Promise<Decision> {
+  const result = await runSimulation({ serviceControlPolicies: [], resourceControlPolicies: [], ...simulation }, {});
+  if (result.resultType === 'error') throw new Error(`the simulator refused the request: ${JSON.stringify(result.errors)}`);
+  return result.overallResult as Decision;
+}
+
+describe('the state bucket and the keys', () => {
+  test('the bucket is versioned, encrypted, private, TLS-only and this account only', () => {
+    const types = (t: string) => single.resources.filter((r) => r.type === t).map((r) => r.inputs);
+    expect(types('aws:s3/bucketVersioning:BucketVersioning')).toEqual([expect.objectContaining({ versioningConfiguration: { status: 'Enabled' } })]);
+    expect(types('aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration')[0].rules).toEqual([{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'AES256' } }]);
+    expect(types('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock')[0]).toMatchObject({ blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    expect(single.bucketArn).toBe(`arn:aws:s3:::cemetery-pulumi-state-${ACCOUNT}-${REGION}`);
+    expect(single.bucketPolicy.Statement.map((s) => s.Sid)).toEqual(['TlsOnly', 'AccountOnly']);
+  });
+
+  test('one key per app environment, rotated, under the alias the stacks name (awskms://alias/cemetery-<env>)', () => {
+    const keys = single.resources.filter((r) => r.type === 'aws:kms/key:Key');
+    expect(keys.map((k) => [k.inputs.tags.Environment, k.inputs.enableKeyRotation])).toEqual([['dev', true], ['staging', true], ['prod', true]]);
+    expect(single.resources.filter((r) => r.type === 'aws:kms/alias:Alias').map((a) => a.inputs.name)).toEqual(['alias/cemetery-dev', 'alias/cemetery-staging', 'alias/cemetery-prod']);
+    // A separate prod account holds prod's key and nothing else.
+    expect(Object.keys(prod.keyArn)).toEqual(['prod']);
+    expect(Object.keys(nonprod.keyArn)).toEqual(['dev', 'staging']);
+  });
+
+  test.each([
+    ['environments', '["preview"]', "cemetery-bootstrap:environments: preview reads dev's state and key: bootstrap dev in the same account"],
+    ['environments', '["qa"]', 'cemetery-bootstrap:environments: expected GitHub environments among preview, dev, staging, production'],
+    ['githubRepository', 'cemetery-backend', 'cemetery-bootstrap:githubRepository: expected owner/name, e.g. acme/cemetery-backend'],
+  ])('%s = %s is refused, naming the key', (key, value, message) => {
+    expect(() => parseBootstrapConfig({ githubRepository: REPO, [key]: value }, REGION)).toThrow(message);
+  });
+});
+
+describe('who can assume which role', () => {
+  const workflowRef = (file: string, ref: string) => `${REPO}/.github/workflows/${file}@${ref}`;
+  // The jobs GitHub would run, as the claims of their OIDC tokens.
+  const JOBS: Array<[string, { repository: string; environment: string; workflow: string }]> = [
+    ['up.yml on main, environment production', { repository: REPO, environment: 'production', workflow: workflowRef('up.yml', 'refs/heads/main') }],
+    ['up.yml on a branch, environment production', { repository: REPO, environment: 'production', workflow: workflowRef('up.yml', 'refs/heads/feature') }],
+    ['a new workflow on main, environment production', { repository: REPO, environment: 'production', workflow: workflowRef('release.yml', 'refs/heads/main') }],
+    ['up.yml on main, environment dev', { repository: REPO, environment: 'dev', workflow: workflowRef('up.yml', 'refs/heads/main') }],
+    ['pull-request.yml on a pull request, environment preview', { repository: REPO, environment: 'preview', workflow: workflowRef('pull-request.yml', 'refs/pull/42/merge') }],
+    ['staging.yml on a pull request, environment staging', { repository: REPO, environment: 'staging', workflow: workflowRef('staging.yml', 'refs/pull/42/merge') }],
+    ['a workflow added by a pull request, environment staging', { repository: REPO, environment: 'staging', workflow: workflowRef('evil.yml', 'refs/pull/42/merge') }],
+    ['a fork, up.yml on main, environment production', { repository: 'mallory/cemetery-backend', environment: 'production', workflow: 'mallory/cemetery-backend/.github/workflows/up.yml@refs/heads/main' }],
+  ];
+  const EXPECTED: Record<string, GithubEnvironment | null> = {
+    'up.yml on main, environment production': 'production',
+    'up.yml on a branch, environment production': null,
+    'a new workflow on main, environment production': null,
+    'up.yml on main, environment dev': 'dev',
+    'pull-request.yml on a pull request, environment preview': 'preview',
+    'staging.yml on a pull request, environment staging': 'staging',
+    'a workflow added by a pull request, environment staging': null,
+    'a fork, up.yml on main, environment production': null,
+  };
+
+  test('aud and sub are the documented pair, exactly', () => {
+    for (const env of GITHUB_ENVIRONMENTS) {
+      expect(single.trust[env]!.Statement[0].Condition!.StringEquals).toMatchObject({
+        [githubClaim('aud')]: 'sts.amazonaws.com',
+        [githubClaim('sub')]: `repo:${REPO}:environment:${env}`,
+      });
+    }
+  });
+
+  test('each job reaches at most its own role (table printed)', async () => {
+    const rows: string[] = [];
+    for (const [job, claims] of JOBS) {
+      const reached: GithubEnvironment[] = [];
+      for (const env of GITHUB_ENVIRONMENTS) {
+        // The simulator's action data (AWS's service authorization reference) has the GitHub claims
+        // but not the generic OIDC aud/sub keys, which it would count as missing: those two are asserted
+        // above, the rest of the real trust policy is evaluated here.
+        const trust = structuredClone(single.trust[env]!);
+        delete trust.Statement[0].Condition!.StringEquals[githubClaim('aud')];
+        delete trust.Statement[0].Condition!.StringEquals[githubClaim('sub')];
+        const decision = await decide({
+          identityPolicies: [],
+          resourcePolicy: trust,
+          request: {
+            principal: `arn:aws:iam::${ACCOUNT}:oidc-provider/token.actions.githubusercontent.com`,
+            action: 'sts:AssumeRoleWithWebIdentity',
+            resource: { accountId: ACCOUNT, resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-${env}` },
+            contextVariables: { [githubClaim('repository')]: claims.repository, [githubClaim('environment')]: claims.environment, [githubClaim('job_workflow_ref')]: claims.workflow },
+          },
+        });
+        if (decision === 'Allowed') reached.push(env);
+      }
+      rows.push(`| ${job} | ${reached.join(', ') || '–'} |`);
+      expect({ job, reached }).toEqual({ job, reached: EXPECTED[job] ? [EXPECTED[job]] : [] });
+    }
+    console.log(['| job (its OIDC token) | roles it can assume |', '|---|---|', ...rows].join('\n'));
+  });
+
+  test("the workflows the roles name exist and declare that environment (so the table is about the real files)", () => {
+    const workflows = path.join(ROOT, '.github', 'workflows');
+    const named: Array<[GithubEnvironment, string]> = [['production', 'up.yml'], ['dev', 'up.yml'], ['preview', 'pull-request.yml'], ['staging', 'staging.yml'], ['staging', 'staging-sweep.yml']];
+    for (const [env, file] of named) {
+      const jobs = Object.values((parse(readFileSync(path.join(workflows, file), 'utf8')) as { jobs: Record<string, { environment?: string }> }).jobs);
+      expect({ file, environments: jobs.map((j) => j.environment) }).toEqual({ file, environments: expect.arrayContaining([env]) });
+    }
+  });
+});
+
+describe('what each role can do', () => {
+  type Row = { what: string; action: string; resource: string; context?: Record<string, string>; resourcePolicy?: (a: Account) => PolicyDocument };
+  const instance = (env: string) => ({ resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/i-0${env}`, context: { 'aws:ResourceTag/Environment': env } });
+  const state = (key: string) => ({ resource: `{bucket}/.pulumi/${key}`, resourcePolicy: (a: Account) => a.bucketPolicy, context: { 'aws:SecureTransport': 'true', 'aws:PrincipalAccount': ACCOUNT } });
+  const key = (env: string) => ({ resource: `{key:${env}}`, resourcePolicy: (a: Account) => a.keyPolicy[env] });
+
+  /** Sensitive requests, and which roles of the one-account layout may make them (the assertion and the printed table). */
+  const TABLE: Array<[Row, GithubEnvironment[]]> = [
+    [{ what: "read prod's user data (its SSH host key)", action: 'ec2:DescribeInstanceAttribute', ...instance('prod') }, ['production']],
+    [{ what: "read dev's user data (refresh)", action: 'ec2:DescribeInstanceAttribute', ...instance('dev') }, ['preview', 'dev']],
+    [{ what: "read an untagged host's user data", action: 'ec2:DescribeInstanceAttribute', resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/i-0untagged` }, ['dev', 'staging', 'production']],
+    [{ what: "terminate prod's host", action: 'ec2:TerminateInstances', ...instance('prod') }, ['production']],
+    [{ what: "terminate a staging host", action: 'ec2:TerminateInstances', ...instance('staging') }, ['staging']],
+    [{ what: "snapshot prod's root volume", action: 'ec2:CreateSnapshot', resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:volume/vol-0prod`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "open prod's security group", action: 'ec2:AuthorizeSecurityGroupIngress', resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:security-group/sg-0prod`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: 'launch a host tagged prod', action: 'ec2:RunInstances', resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/*`, context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
+    [{ what: "delete prod's database", action: 'rds:DeleteDBInstance', resource: `arn:aws:rds:${REGION}:${ACCOUNT}:db:cemetery-prod-pg`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "reset prod's database password", action: 'rds:ModifyDBInstance', resource: `arn:aws:rds:${REGION}:${ACCOUNT}:db:cemetery-prod-pg`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "read prod's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/prod.json') }, ['production']],
+    [{ what: "read prod-eu's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/prod-eu.json') }, ['production']],
+    [{ what: "write prod's state", action: 's3:PutObject', ...state('stacks/cemetery-backend/prod.json') }, ['production']],
+    [{ what: "take prod's lock", action: 's3:PutObject', ...state('locks/organization/cemetery-backend/prod/0b5e.json') }, ['production']],
+    [{ what: "remove prod's lock", action: 's3:DeleteObject', ...state('locks/organization/cemetery-backend/prod/0b5e.json') }, ['production']],
+    [{ what: "read dev's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/dev.json') }, ['preview', 'dev']],
+    [{ what: "write dev's state", action: 's3:PutObject', ...state('stacks/cemetery-backend/dev.json') }, ['dev']],
+    [{ what: "take dev's lock", action: 's3:PutObject', ...state('locks/organization/cemetery-backend/dev/0b5e.json') }, ['dev']],
+    [{ what: "write a staging stack's state", action: 's3:PutObject', ...state('stacks/cemetery-backend/staging-pr-7.json') }, ['staging']],
+    [{ what: "decrypt prod's secrets", action: 'kms:Decrypt', ...key('prod') }, ['production']],
+    [{ what: "decrypt dev's secrets", action: 'kms:Decrypt', ...key('dev') }, ['preview', 'dev']],
+    [{ what: "decrypt staging's secrets", action: 'kms:Decrypt', ...key('staging') }, ['staging']],
+    [{ what: 'assume another role', action: 'sts:AssumeRole', resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-production` }, []],
+    [{ what: 'pass a role to a host', action: 'iam:PassRole', resource: `arn:aws:iam::${ACCOUNT}:role/admin` }, []],
+    [{ what: 'create a role', action: 'iam:CreateRole', resource: `arn:aws:iam::${ACCOUNT}:role/backdoor` }, []],
+    [{ what: 'widen its own policy', action: 'iam:PutRolePolicy', resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-staging` }, []],
+  ];
+
+  async function allowedRoles(account: Account, row: Row): Promise<GithubEnvironment[]> {
+    const roles: GithubEnvironment[] = [];
+    for (const env of GITHUB_ENVIRONMENTS) {
+      if (!account.permissions[env]) continue;
+      const keyEnv = /^\{key:(\w+)\}$/.exec(row.resource)?.[1];
+      // A key another account holds is that account's: the role's account has no such key.
+      if (keyEnv && !account.keyArn[keyEnv]) continue;
+      const resource = keyEnv ? account.keyArn[keyEnv] : row.resource.replace('{bucket}', account.bucketArn);
+      const decision = await decide({
+        identityPolicies: [{ name: 'cemetery-deploy', policy: account.permissions[env]! }],
+        resourcePolicy: row.resourcePolicy?.(account),
+        request: { principal: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-${env}`, action: row.action, resource: { accountId: ACCOUNT, resource }, contextVariables: row.context ?? {} },
+      });
+      if (decision === 'Allowed') roles.push(env);
+    }
+    return roles;
+  }
+
+  test('in one account: each role reaches only its own environment, and nothing reaches IAM (table printed)', async () => {
+    const printed = ['| request | preview | dev | staging | production |', '|---|---|---|---|---|'];
+    for (const [row, expected] of TABLE) {
+      const roles = await allowedRoles(single, row);
+      printed.push(`| ${row.what} (${row.action}) | ${GITHUB_ENVIRONMENTS.map((e) => (roles.includes(e) ? 'yes' : '–')).join(' | ')} |`);
+      expect({ request: row.what, roles }).toEqual({ request: row.what, roles: expected });
+    }
+    console.log(printed.join('\n'));
+  });
+
+  test('the preview role writes nothing at all (a preview takes no lock)', () => {
+    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|Encrypt|GenerateDataKey/.test(a));
+    expect(writes).toEqual([]);
+  });
+
+  test('with prod in its own account, the non-prod roles are not even in it; the prod account has one role', async () => {
+    expect(Object.keys(prod.permissions)).toEqual(['production']);
+    expect(Object.keys(nonprod.permissions)).toEqual(['preview', 'dev', 'staging']);
+    // The same requests against the non-prod account's roles: nothing of prod's, since prod's
+    // resources live elsewhere, and the tag rules still hold inside the account.
+    for (const [row] of TABLE.filter(([, roles]) => roles.length === 1 && roles[0] === 'production')) {
+      expect({ request: row.what, roles: await allowedRoles(nonprod, row) }).toEqual({ request: row.what, roles: [] });
+    }
+  });
+});
