@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { parseCidr, worldOpenReason } from './cidr';
+import { nodeTarballSha256 } from './nodejs-releases';
 import { parsePublicKey, publicKeyOfPrivate, sameKey, type SshPublicKey } from './ssh-keys';
 
 export const PROJECT = 'cemetery-backend';
@@ -212,6 +213,10 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
         .default(d.logrotateRotateInterval),
       nodeVersion: str('a Node.js version').regex(/^(2[0-9]|[3-9]\d)\.\d+\.\d+$/, 'expected an exact Node.js version, 20 or newer, such as 24.21.0').default(d.nodeVersion),
       nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
+      // A mirror on the stack's own network (the local VM's test mirror) may be plain http.
+      nodeDistMirrorLocal: bool.default(false),
+      // The SHA-256 of a mirror's own build of node-v<nodeVersion>-linux-x64.tar.gz; default: the repository's pin (infra/nodejs-releases.ts).
+      nodeTarballSha256: str('a SHA-256 in hex').regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 as 64 lower-case hex digits').optional(),
       releasesToKeep: intIn(2, 100).default(d.releasesToKeep),
       releaseHealthTimeoutSeconds: intIn(5, 600).default(d.releaseHealthTimeoutSeconds),
       databaseConnectTimeoutSeconds: intIn(1, 60).default(d.databaseConnectTimeoutSeconds),
@@ -259,6 +264,16 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
       if (c.hostedZoneId && c.target !== 'aws') at('hostedZoneId', 'target ssh has no Elastic IP to point a record at: create the record yourself');
       if (c.certificateIssuer === 'internal' && !c.domainName) at('certificateIssuer', 'certificates are for domainName: set domainName too, or leave certificateIssuer at acme');
       if (c.acmeEmail && !c.domainName) at('acmeEmail', 'certificates are for domainName: set domainName too');
+      if (!nodeTarballSha256(c)) {
+        at(
+          'nodeVersion',
+          `no SHA-256 is pinned for node-v${c.nodeVersion}-linux-x64.tar.gz: add its line from https://nodejs.org/dist/v${c.nodeVersion}/SHASUMS256.txt ` +
+            "to infra/nodejs-releases.ts once the file's signature checks out (README: Upgrading Node.js), or set nodeTarballSha256 for a mirror that builds its own",
+        );
+      }
+      if (c.nodeDistMirror.startsWith('http:') && !c.nodeDistMirrorLocal) {
+        at('nodeDistMirror', 'expected https: a plain-http mirror can be changed on the way (set nodeDistMirrorLocal true for a mirror on your own network)');
+      }
       if (c.sshNextPublicKey !== undefined && c.sshNextPublicKey === c.sshPublicKey) at('sshNextPublicKey', 'expected the incoming key, different from sshPublicKey; remove it once the rotation is done');
       const lockout = deployKeyLockout(c);
       if (lockout) at('sshPrivateKey', lockout);

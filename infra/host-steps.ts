@@ -10,6 +10,7 @@ import type { StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER } from './database';
 import { HOST_PATHS } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
+import { nodeTarballSha256 } from './nodejs-releases';
 
 const ROOT = path.resolve(__dirname, '..');
 export const HOST_SCRIPTS_DIR = path.join(ROOT, 'scripts', 'host');
@@ -17,14 +18,19 @@ export const APP_DIR = path.join(ROOT, 'app');
 export const APP_DIST_DIR = path.join(APP_DIR, 'dist');
 export const PROCESS_FILE = path.join(APP_DIR, 'ecosystem.config.js');
 
+/** The version a host lockfile's package.json (scripts/host/<dir>) pins for `name`. */
+function hostPackageVersion(dir: string, name: string): string {
+  return (JSON.parse(readFileSync(path.join(HOST_SCRIPTS_DIR, dir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies[name];
+}
+
 /** Where things live on the host (host-layout.ts) and the versions of what runs there. */
 export const HOST_LAYOUT = {
   ...HOST_PATHS,
-  /** PM2 on the host is the version the repository pins (package.json). */
-  pm2Version: (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies.pm2,
+  /** PM2 on the host: the version its lockfile pins (scripts/host/pm2; the repository's own package.json pins the same, a test checks). */
+  pm2Version: hostPackageVersion('pm2', 'pm2'),
   // Not 3.0.0: it never compresses. PM2's module loader (pmx) casts the setting "true" to a boolean,
   // and 3.0.0's parseBool accepts only the string (keymetrics/pm2-logrotate#201, open; 2.7.0 uses JSON.parse).
-  logrotateVersion: '2.7.0',
+  logrotateVersion: hostPackageVersion('pm2-logrotate-module', 'pm2-logrotate'),
 };
 
 /** Single-quotes a word for a POSIX shell. */
@@ -116,9 +122,14 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       : []),
     { name: 'system-limits', script: 'system-limits.sh', args: { APP_USER: appUser, NOFILE: cfg.nofileLimit } },
     { name: 'app-user', script: 'app-user.sh', args: { APP_USER: appUser, APP_HOME: appHome } },
-    { name: 'nodejs', script: 'nodejs.sh', args: { NODE_VERSION: cfg.nodeVersion, NODE_MIRROR: cfg.nodeDistMirror } },
+    { name: 'nodejs', script: 'nodejs.sh', args: { NODE_VERSION: cfg.nodeVersion, NODE_MIRROR: cfg.nodeDistMirror, NODE_SHA256: nodeTarballSha256(cfg)! } },
     // NODE_VERSION: a new Node.js re-runs this step, which restarts the daemon onto it.
-    { name: 'pm2', script: 'pm2.sh', args: { APP_USER: appUser, APP_HOME: appHome, PM2_VERSION: HOST_LAYOUT.pm2Version, NODE_VERSION: cfg.nodeVersion } },
+    {
+      name: 'pm2',
+      script: 'pm2.sh',
+      args: { APP_USER: appUser, APP_HOME: appHome, PM2_VERSION: HOST_LAYOUT.pm2Version, NODE_VERSION: cfg.nodeVersion },
+      uses: ['pm2/package.json', 'pm2/package-lock.json'],
+    },
     {
       name: 'pm2-logrotate',
       script: 'pm2-logrotate.sh',
@@ -130,7 +141,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
         COMPRESS: cfg.logrotateCompress,
         ROTATE_INTERVAL: cfg.logrotateRotateInterval,
       },
-      uses: ['pm2-module-setting.cjs'],
+      uses: ['pm2-module-setting.cjs', 'pm2-logrotate-module/package.json', 'pm2-logrotate-module/package-lock.json'],
     },
   ];
   if (cfg.databaseMode === 'onHost') {

@@ -359,6 +359,10 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['database mode', { 'cemetery-backend:databaseMode': 'sqlite' }, /cemetery-backend:databaseMode = "sqlite": expected rds or onHost/],
     ['postgres version', { 'cemetery-backend:postgresVersion': '9.6' }, /cemetery-backend:postgresVersion = "9.6": expected PostgreSQL 14 to 17/],
     ['SSH CIDR', { 'cemetery-backend:sshAllowedCidrs': '["10.0.0.0/33"]' }, /cemetery-backend:sshAllowedCidrs.0 = "10.0.0.0\/33": expected IPv4 CIDRs/],
+    // A version the repository has no pin for: the host would have nothing to check its tarball against.
+    ['Node.js without a pinned SHA-256', { 'cemetery-backend:nodeVersion': '24.99.0' }, /cemetery-backend:nodeVersion = "24.99.0": no SHA-256 is pinned for node-v24.99.0-linux-x64.tar.gz: add its line from https:\/\/nodejs.org\/dist\/v24.99.0\/SHASUMS256.txt to infra\/nodejs-releases.ts/],
+    ['a Node.js mirror over plain http', { 'cemetery-backend:nodeDistMirror': 'http://mirror.example.org/dist' }, /cemetery-backend:nodeDistMirror = "http:\/\/mirror.example.org\/dist": expected https: a plain-http mirror can be changed on the way \(set nodeDistMirrorLocal true/],
+    ['a malformed tarball SHA-256', { 'cemetery-backend:nodeTarballSha256': 'ABC' }, /cemetery-backend:nodeTarballSha256 = "ABC": expected a SHA-256 as 64 lower-case hex digits/],
     ['backup retention', { 'cemetery-backend:backupRetentionDays': '36' }, /cemetery-backend:backupRetentionDays = "36": expected a whole number from 0 to 35/],
     ['logrotate interval', { 'cemetery-backend:logrotateRotateInterval': 'daily' }, /cemetery-backend:logrotateRotateInterval = "daily": expected a cron expression/],
     ['Node.js version', { 'cemetery-backend:nodeVersion': 'lts' }, /cemetery-backend:nodeVersion = "lts": expected an exact Node.js version/],

