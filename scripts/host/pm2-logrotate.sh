@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Host step (order: infra/host-steps.ts): pm2-logrotate in the app user's PM2,
-# configured from the stack. `pm2 set` restarts the module with the new setting
-# (PM2 passes a module its settings when it restarts it, lib/API.js).
+# Host step (order: infra/host-steps.ts): pm2-logrotate in the app user's PM2, configured from the
+# stack. The module comes from the lockfile in scripts/host/pm2-logrotate-module (npm ci
+# --ignore-scripts as root into /opt/pm2-logrotate-<lock>), packed the way PM2 takes a module from
+# a tarball: one folder named module, the package's own files with its dependencies under them
+# (pm2 7.0.4 lib/API/Modules/TAR.js). `pm2 install <tarball>` unpacks it into ~/.pm2/modules and
+# starts it, running no npm; a daemon restart starts it again (module_conf.json "tar-modules").
+# `pm2 set` restarts the module with the new setting (PM2 passes a module its settings when it
+# restarts it, lib/API.js).
 source "$(dirname "$0")/lib.sh"
 require APP_USER LOGROTATE_VERSION MAX_SIZE RETAIN COMPRESS ROTATE_INTERVAL
 
@@ -10,12 +15,43 @@ home=$(getent passwd "$APP_USER" | cut -d: -f6)
 # The helper goes in on stdin: the app user cannot read the SSH user's home, where the scripts are.
 setting() { as_user "$APP_USER" node - "$@" <"$(dirname "$0")/pm2-module-setting.cjs"; }
 
-# Read as the app user: its ~/.pm2 is not root's to trust.
-installed=$(as_user "$APP_USER" node -p "require('$home/.pm2/modules/pm2-logrotate/node_modules/pm2-logrotate/package.json').version" 2>/dev/null || true)
-if [ "$installed" != "$LOGROTATE_VERSION" ]; then
-  as_user "$APP_USER" pm2 install "pm2-logrotate@$LOGROTATE_VERSION" >/dev/null
-  log "installed pm2-logrotate $LOGROTATE_VERSION"
+packages="$(dirname "$0")/pm2-logrotate-module"
+lock=$(sha256sum "$packages/package-lock.json" | cut -c1-12)
+build="/opt/pm2-logrotate-$lock"
+if [ ! -f "$build/pm2-logrotate.tar.gz" ]; then
+  rm -rf "$build.partial"
+  mkdir -p "$build.partial/npm" "$build.partial/module"
+  cp "$packages/package.json" "$packages/package-lock.json" "$build.partial/npm/"
+  (cd "$build.partial/npm" && npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
+    fail "npm ci of pm2-logrotate from scripts/host/pm2-logrotate-module/package-lock.json failed"
+  modules="$build.partial/npm/node_modules"
+  installed=$(node -p "require('$modules/pm2-logrotate/package.json').version")
+  [ "$installed" = "$LOGROTATE_VERSION" ] || fail "the lockfile installed pm2-logrotate $installed, expected $LOGROTATE_VERSION"
+  # Its dependencies move under it; one of its own nested there would be shadowed, so the lockfile must not have any.
+  [ ! -e "$modules/pm2-logrotate/node_modules" ] || fail "the lockfile nests dependencies under pm2-logrotate itself: the module would lose them"
+  cp -a "$modules/pm2-logrotate/." "$build.partial/module/"
+  rm -rf "$modules/pm2-logrotate"
+  mv "$modules" "$build.partial/module/node_modules"
+  echo "$lock" >"$build.partial/module/.cemetery-lock"
+  tar -czf "$build.partial/pm2-logrotate.tar.gz" -C "$build.partial" module
+  rm -rf "$build.partial/npm" "$build.partial/module"
+  chmod 0644 "$build.partial/pm2-logrotate.tar.gz"
+  mv -T "$build.partial" "$build"
+  log "built pm2-logrotate $LOGROTATE_VERSION from the lockfile in $build"
 fi
+
+# Read as the app user: its ~/.pm2 is not root's to trust (at worst a wrong answer reinstalls).
+if [ "$(as_user "$APP_USER" cat "$home/.pm2/modules/pm2-logrotate/.cemetery-lock" 2>/dev/null || true)" != "$lock" ]; then
+  # What was there goes first: a build of another lockfile, or the pm2-logrotate `pm2 install name@version` got from npm.
+  as_user "$APP_USER" pm2 uninstall pm2-logrotate >/dev/null 2>&1 || true
+  as_user "$APP_USER" pm2 install "$build/pm2-logrotate.tar.gz" >/dev/null
+  log "installed pm2-logrotate $LOGROTATE_VERSION from the lockfile ($lock)"
+fi
+for old in /opt/pm2-logrotate-*; do
+  [ "$old" != "$build" ] || continue
+  rm -rf "$old"
+  log "removed $old"
+done
 
 # Each pm2 call is seconds on a small host and restarts the module: the settings that differ go in
 # one `pm2 multiset` (pm2 7.0.4 lib/API/Configuration.js: one restart, for the first key's module).

@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# Host step (order: infra/host-steps.ts): PM2 (pinned) installed globally, and its systemd unit from
-# `pm2 startup` running the app user's daemon, so the daemon that serves is the
-# one systemd started (and gets the unit's LimitNOFILE). After a Node.js or PM2
-# upgrade the daemon is restarted through the unit, its process list saved
-# first, so the daemon and every worker run the new versions with its limits.
+# Host step (order: infra/host-steps.ts): PM2 from the lockfile in scripts/host/pm2 (npm ci
+# --ignore-scripts: every transitive version and its integrity hash pinned, no install script run
+# as root) into a root-owned prefix, /opt/pm2-<lock>, and its systemd unit from `pm2 startup`
+# running the app user's daemon, so the daemon that serves is the one systemd started (and gets the
+# unit's LimitNOFILE). After a Node.js or PM2 change (a new lockfile is a new prefix, and a new
+# unit) the daemon is restarted through the unit, its process list saved first, so the daemon and
+# every worker run the new versions with its limits.
 source "$(dirname "$0")/lib.sh"
 require APP_USER APP_HOME PM2_VERSION NODE_VERSION
 
 [ "$(/opt/node/bin/node --version)" = "v$NODE_VERSION" ] || fail "/opt/node is not Node.js $NODE_VERSION (the nodejs step comes first)"
-current=$(/opt/node/bin/node -p "require('/opt/node/lib/node_modules/pm2/package.json').version" 2>/dev/null || true)
-if [ "$current" != "$PM2_VERSION" ]; then
-  PATH="/opt/node/bin:$PATH" npm install --global --no-audit --no-fund --loglevel=error "pm2@$PM2_VERSION" >/dev/null
-  log "installed pm2 $PM2_VERSION${current:+ (was $current)}"
+packages="$(dirname "$0")/pm2"
+prefix="/opt/pm2-$(sha256sum "$packages/package-lock.json" | cut -c1-12)"
+if [ ! -x "$prefix/node_modules/pm2/bin/pm2" ]; then
+  rm -rf "$prefix.partial"
+  mkdir -m 0755 "$prefix.partial"
+  cp "$packages/package.json" "$packages/package-lock.json" "$prefix.partial/"
+  (cd "$prefix.partial" && PATH="/opt/node/bin:$PATH" npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
+    fail "npm ci of PM2 from scripts/host/pm2/package-lock.json failed"
+  installed=$(/opt/node/bin/node -p "require('$prefix.partial/node_modules/pm2/package.json').version")
+  [ "$installed" = "$PM2_VERSION" ] || fail "the lockfile installed pm2 $installed, expected $PM2_VERSION"
+  mv -T "$prefix.partial" "$prefix"
+  log "installed pm2 $PM2_VERSION from the lockfile in $prefix"
 fi
-link /opt/node/bin/pm2 /usr/local/bin/pm2
+link "$prefix" /opt/pm2
+link /opt/pm2/node_modules/pm2/bin/pm2 /usr/local/bin/pm2
+# By its full path: until the end of this step a PM2 from before the lockfile may sit first on PATH (/opt/node/bin).
+pm2=/usr/local/bin/pm2
 
 unit="pm2-$APP_USER"
 before=$(sha256sum "/etc/systemd/system/$unit.service" 2>/dev/null || true)
-# A scratch PM2_HOME, so that root gets no PM2 daemon of its own.
+# A scratch PM2_HOME, so that root gets no PM2 daemon of its own. The unit names the PM2 it was
+# written by, /opt/pm2-<lock>/... (node resolves /usr/local/bin/pm2 to its real path).
 scratch=$(mktemp -d)
-env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" PM2_HOME="$scratch" pm2 startup systemd -u "$APP_USER" --hp "$APP_HOME" >/dev/null
-PM2_HOME="$scratch" pm2 kill >/dev/null 2>&1 || true
+env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" PM2_HOME="$scratch" "$pm2" startup systemd -u "$APP_USER" --hp "$APP_HOME" >/dev/null
+PM2_HOME="$scratch" "$pm2" kill >/dev/null 2>&1 || true
 rm -rf "$scratch"
+unit_changed=false
 if [ "$before" != "$(sha256sum "/etc/systemd/system/$unit.service")" ]; then
   systemctl daemon-reload
+  unit_changed=true
   log "wrote /etc/systemd/system/$unit.service"
 fi
 systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
@@ -32,14 +48,29 @@ if ! systemctl is-active --quiet "$unit"; then
   systemctl start "$unit"
   log "started $unit"
 else
-  # The running daemon names its version in its title ("PM2 v7.0.4: God Daemon ...") and runs the node it started with.
+  # The running daemon names its version in its title ("PM2 v7.0.4: God Daemon ...") and runs the node it started with;
+  # a changed unit means PM2 from another prefix (a new lockfile, or the PM2 installed before there was one).
   pid=$(systemctl show -p MainPID --value "$unit")
   running_pm2=$(tr '\0' ' ' <"/proc/$pid/cmdline" | sed -nE 's/^PM2 v([^:]+):.*/\1/p')
   running_node=$(readlink -f "/proc/$pid/exe")
-  if [ "$running_pm2" != "$PM2_VERSION" ] || [ "$running_node" != "$(readlink -f /opt/node/bin/node)" ]; then
-    as_user "$APP_USER" pm2 save --force >/dev/null
+  if [ "$running_pm2" != "$PM2_VERSION" ] || [ "$running_node" != "$(readlink -f /opt/node/bin/node)" ] || $unit_changed; then
+    as_user "$APP_USER" "$pm2" save --force >/dev/null
     systemctl restart "$unit"
-    log "restarted $unit: PM2 ${running_pm2:-?} -> $PM2_VERSION, $running_node -> $(readlink -f /opt/node/bin/node)"
+    log "restarted $unit: PM2 ${running_pm2:-?} -> $PM2_VERSION from $prefix, $running_node -> $(readlink -f /opt/node/bin/node)"
   fi
 fi
+
+# The daemon now runs this prefix's PM2: older prefixes go, and the PM2 that `npm install -g` put
+# inside Node.js before there was a lockfile (its /opt/node/bin/pm2 would come first on PATH).
+for old in /opt/pm2-*; do
+  if [[ "$old" =~ ^/opt/pm2-[0-9a-f]{12}$ ]] && [ "$old" != "$prefix" ]; then
+    rm -rf "$old"
+    log "removed $old"
+  fi
+done
+for node_dir in /opt/node-v*-linux-x64; do
+  [ -e "$node_dir/lib/node_modules/pm2" ] || continue
+  rm -rf "$node_dir/lib/node_modules/pm2" "$node_dir"/bin/pm2 "$node_dir"/bin/pm2-dev "$node_dir"/bin/pm2-docker "$node_dir"/bin/pm2-runtime
+  log "removed the PM2 installed with npm install -g in $node_dir"
+done
 log "pm2 $PM2_VERSION on Node.js $NODE_VERSION, $unit.service $(systemctl is-active "$unit" || true)"

@@ -7,6 +7,7 @@
  * it matters. Figures go to the console and to .bench/e2e-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
 import { stopAllLoads, type LoadResult } from '../support/load';
 import { MOCK_PASSWORD } from '../support/pulumi-mocks';
+import { TAMPERED_VERSION } from './node-mirror';
 import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
 
@@ -74,7 +76,23 @@ async function checkHost() {
   }
   // Node.js, PM2, pm2-logrotate
   expect((await ssh(stack.target, 'node --version')).trim()).toBe(`v${stack.stackConfig.nodeVersion}`);
-  const logrotate = JSON.parse(await root(`cat ${appHome}/.pm2/module_conf.json`))['pm2-logrotate'];
+  // PM2 and pm2-logrotate from the repository's lockfiles: PM2 in a root-owned prefix named by its lockfile, the unit running it;
+  // pm2-logrotate from the tarball built from its lockfile (PM2 ran no npm); no PM2 inside Node.js's own prefix.
+  const lockId = (dir: string) => createHash('sha256').update(readFileSync(path.join(HOST_SCRIPTS_DIR, dir, 'package-lock.json'))).digest('hex').slice(0, 12);
+  const prefix = `/opt/pm2-${lockId('pm2')}`;
+  expect((await root(`readlink -f /usr/local/bin/pm2; stat -c '%U %a' ${prefix} ${prefix}/node_modules/pm2; grep -o 'ExecStart=[^ ]*' /etc/systemd/system/pm2-${appUser}.service`)).trim().split('\n')).toEqual([
+    `${prefix}/node_modules/pm2/bin/pm2`,
+    'root 755',
+    'root 755',
+    `ExecStart=${prefix}/node_modules/pm2/bin/pm2`,
+  ]);
+  expect((await root('ls /opt/node/lib/node_modules /opt/node/bin')).split(/\s+/)).not.toContain('pm2');
+  const moduleConf = JSON.parse(await root(`cat ${appHome}/.pm2/module_conf.json`));
+  expect(Object.keys(moduleConf['tar-modules'] ?? {})).toEqual(['pm2-logrotate']);
+  expect(moduleConf['module-db-v2']?.['pm2-logrotate']).toBeUndefined();
+  expect((await root(`cat ${appHome}/.pm2/modules/pm2-logrotate/.cemetery-lock`)).trim()).toBe(lockId('pm2-logrotate-module'));
+  expect((await stack.pm2List()).filter((p) => p.name === 'pm2-logrotate').map((p) => p.pm2_env.status)).toEqual(['online']);
+  const logrotate = moduleConf['pm2-logrotate'];
   expect(logrotate).toMatchObject({
     max_size: stack.stackConfig.logrotateMaxSize,
     retain: String(stack.stackConfig.logrotateRetain),
@@ -114,8 +132,9 @@ test('the first up creates every remote resource the program registers, in depen
   );
   // What the front door adds to a first provisioning.
   report.proxyStepSeconds = steps.find((s) => s.name.endsWith('-proxy'))!.seconds;
-  // The install path went through the mirror's checksum file.
-  expect(stack.mirrorRequests).toEqual(expect.arrayContaining([`/v${stack.stackConfig.nodeVersion}/SHASUMS256.txt`, `/v${stack.stackConfig.nodeVersion}/node-v${stack.stackConfig.nodeVersion}-linux-x64.tar.gz`]));
+  // The tarball came from the mirror; its checksum file was not consulted (the pin decides).
+  expect(stack.mirrorRequests).toContain(`/v${stack.stackConfig.nodeVersion}/node-v${stack.stackConfig.nodeVersion}-linux-x64.tar.gz`);
+  expect(stack.mirrorRequests.filter((r) => r.endsWith('SHASUMS256.txt'))).toEqual([]);
 });
 
 test('the host has the limits, Node.js, PM2 under systemd, logrotate, and serves', async () => {
@@ -365,6 +384,32 @@ describe('trust boundaries', () => {
     expect(after.map((p) => [p.name, p.pid, p.pm2_env.restart_time])).toEqual(before.map((p) => [p.name, p.pid, p.pm2_env.restart_time]));
     expect((await root(`cat ${appHome}/.pm2/pm2.pid`)).trim()).toBe(daemon);
     expect(diff(rootFilesBefore, await rootFiles())).toEqual({ gone: [], added: [] });
+  });
+
+  test("a Node.js tarball the mirror's own SHASUMS256.txt vouches for, but the pin does not, is refused: the up fails saying so, nothing is installed", async () => {
+    requireProvisioned();
+    const pinned = stack.config['cemetery-backend:nodeVersion'];
+    const liveNode = (await root('readlink -f /opt/node')).trim();
+    // The mirror serves other bytes under a new version, with a checksum file that agrees with them; the stack's pin is the real build's.
+    stack.config['cemetery-backend:nodeVersion'] = TAMPERED_VERSION;
+    let result;
+    try {
+      result = await stack.tryUp('a tampered Node.js tarball');
+    } finally {
+      if (pinned === undefined) delete stack.config['cemetery-backend:nodeVersion'];
+      else stack.config['cemetery-backend:nodeVersion'] = pinned;
+    }
+    report.tamperedNode = { ran: ran(result.steps), failed: result.failed?.name, message: result.failed?.message };
+    expect(result.failed?.name).toMatch(/-nodejs$/);
+    expect(result.failed?.message).toMatch(
+      new RegExp(`refusing http://10\\.0\\.2\\.2:\\d+/v${TAMPERED_VERSION}/node-v${TAMPERED_VERSION}-linux-x64\\.tar\\.gz: its SHA-256 is [0-9a-f]{64}, the pinned one is ${stack.config['cemetery-backend:nodeTarballSha256']} .*nothing was installed`),
+    );
+    // Nothing of it on the host: no directory, no link moved, no leftover download.
+    expect((await root(`ls -d /opt/node-v${TAMPERED_VERSION}* 2>/dev/null | wc -l; readlink -f /opt/node; find /tmp -maxdepth 2 -name 'node-v${TAMPERED_VERSION}*' | wc -l`)).trim().split('\n')).toEqual(['0', liveNode, '0']);
+    // Only the nodejs step ran (and failed); the steps after it never started.
+    expect(ran(result.steps)).toEqual(['update nodejs']);
+    // With the pinned version back, nothing is left to do.
+    expect(ran(await up('the pinned Node.js again'))).toEqual([]);
   });
 
   test('the metadata guard from the user data: the app user and the SSH user cannot reach 169.254.169.254, root can; applying it twice adds nothing', async () => {
