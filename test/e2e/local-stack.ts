@@ -89,10 +89,10 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
   /** A command as root on the VM; `fresh: true` logs in anew instead of riding the shared connection (vm-ssh.ts). */
   const root = (command: string, opts: { fresh?: boolean } = {}) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`, undefined, opts);
-  const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
+  const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/local/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
   /** A bash script on stdin, as root or as the app user: its $variables and $(commands) are its own, not the login shell's. */
   const rootScript = (script: string) => ssh(target, 'sudo bash -s', script);
-  const appScript = (script: string) => ssh(target, `sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/bin:/bin bash -s`, script);
+  const appScript = (script: string) => ssh(target, `sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/local/bin:/usr/bin:/bin bash -s`, script);
 
   let t = Date.now();
   vm('build');
