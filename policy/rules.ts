@@ -133,6 +133,15 @@ export const securityRules: SecurityRule[] = [
     check: (vm) => (vm.rootBlockDevice?.encrypted === true ? [] : ['the root volume must be encrypted (rootBlockDevice.encrypted: true)']),
   },
   {
+    name: 'volumes-carry-the-environment-tag',
+    description: "EC2 instances tag their volumes with their own Environment: the deploy roles (infra/bootstrap) refuse another environment's resources by that tag, and an untagged volume (the host key, an on-host database) would be open to all of them.",
+    resourceType: 'aws:ec2/instance:Instance',
+    check: (vm) =>
+      vm.tags?.Environment !== undefined && vm.volumeTags?.Environment === vm.tags.Environment
+        ? []
+        : [`the volumes must carry the instance's Environment tag (volumeTags.Environment: ${vm.tags?.Environment ?? '<its Environment>'}), got ${vm.volumeTags?.Environment ?? 'none'}`],
+  },
+  {
     name: 'prod-database-protected',
     description: 'The prod database has deletion protection and keeps a final snapshot.',
     resourceType: 'aws:rds/instance:Instance',

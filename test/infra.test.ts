@@ -417,7 +417,10 @@ describe('CrossGuard rules (policy/)', () => {
     ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 3000, toPort: 3000, cidrBlocks: ['0.0.0.0/0'] }] }, ['only-web-and-ssh-from-anywhere']],
     ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 443, toPort: 444, cidrBlocks: ['0.0.0.0/0'] }] }, ['only-web-and-ssh-from-anywhere']],
     ['aws:ec2/securityGroup:SecurityGroup', { ingress: [{ protocol: 'tcp', fromPort: 3000, toPort: 3000, cidrBlocks: ['10.0.0.0/8'] }, { protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }] }, []],
-    ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'optional' }, rootBlockDevice: { encrypted: false } }, ['imdsv2-required', 'encrypted-root-volume']],
+    ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'optional' }, rootBlockDevice: { encrypted: false }, tags: { Environment: 'dev' }, volumeTags: { Environment: 'dev' } }, ['imdsv2-required', 'encrypted-root-volume']],
+    // Untagged volumes, or tagged for another environment: open to another environment's deploy role.
+    ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'required' }, rootBlockDevice: { encrypted: true }, tags: { Environment: 'prod' } }, ['volumes-carry-the-environment-tag']],
+    ['aws:ec2/instance:Instance', { metadataOptions: { httpTokens: 'required' }, rootBlockDevice: { encrypted: true }, tags: { Environment: 'prod' }, volumeTags: { Environment: 'dev' } }, ['volumes-carry-the-environment-tag']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'prod' }, deletionProtection: true, skipFinalSnapshot: true }, ['prod-database-protected']],
     ['aws:rds/instance:Instance', { publiclyAccessible: false, storageEncrypted: true, tags: { Environment: 'dev' }, deletionProtection: true }, ['non-prod-database-destroyable', 'non-prod-database-destroyable']],
   ])('%s %j violates %j', (type, inputs, expected) => {
