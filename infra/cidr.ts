@@ -17,17 +17,15 @@ export const WORLD_OPEN_PREFIX = { ipv4: 16, ipv6: 48 } as const;
 type Family = keyof typeof WORLD_OPEN_PREFIX;
 const BITS: Record<Family, number> = { ipv4: 32, ipv6: 128 };
 
-const NOT_PUBLIC: Record<Family, string[]> = {
-  ipv4: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', '169.254.0.0/16', '100.64.0.0/10'],
-  ipv6: ['fc00::/7', 'fe80::/10', '::1/128'],
+const NOT_PUBLIC: Record<Family, Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>> = {
+  ipv4: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', '169.254.0.0/16', '100.64.0.0/10'].map((r) => ipaddr.parseCIDR(r)),
+  ipv6: ['fc00::/7', 'fe80::/10', '::1/128'].map((r) => ipaddr.parseCIDR(r)),
 };
 
 export type Cidr = { text: string; family: Family; prefix: number; size: bigint; isPublic: boolean };
 
-const within = (address: ipaddr.IPv4 | ipaddr.IPv6, prefix: number, range: string) => {
-  const [network, bits] = ipaddr.parseCIDR(range);
-  return address.kind() === network.kind() && prefix >= bits && address.match(network, bits);
-};
+const within = (address: ipaddr.IPv4 | ipaddr.IPv6, prefix: number, [network, bits]: [ipaddr.IPv4 | ipaddr.IPv6, number]) =>
+  address.kind() === network.kind() && prefix >= bits && address.match(network, bits);
 
 /** The range, or what is wrong with the text (a message that names it and shows the right form). */
 export function parseCidr(text: string): Cidr | string {
@@ -50,9 +48,10 @@ export function parseCidr(text: string): Cidr | string {
  * not. A text that does not parse counts as open (nothing proves otherwise).
  */
 export function worldOpenReason(texts: readonly string[]): string | undefined {
-  const unreadable = texts.filter((t) => typeof parseCidr(t) === 'string');
+  const parsed = texts.map(parseCidr);
+  const unreadable = texts.filter((_, i) => typeof parsed[i] === 'string');
   if (unreadable.length) return `${unreadable.join(', ')}: not an address range, so counted as open to the world`;
-  const ranges = texts.map((t) => parseCidr(t) as Cidr).filter((c) => c.isPublic);
+  const ranges = (parsed as Cidr[]).filter((c) => c.isPublic);
   for (const family of ['ipv4', 'ipv6'] as const) {
     const ofFamily = ranges.filter((c) => c.family === family);
     const limit = 1n << BigInt(BITS[family] - WORLD_OPEN_PREFIX[family]);
