@@ -7,6 +7,7 @@ import { remote, types } from '@pulumi/command';
 import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
 import type { StackConfig } from './config';
+import type { Database } from './database';
 import { HOST_LAYOUT, hostSteps, libHash, provisioningLayout, releaseId, stepCommand, stepScriptHash } from './host-steps';
 
 export type ProvisioningArgs = {
@@ -23,7 +24,7 @@ export type ProvisioningArgs = {
   databasePassword: pulumi.Input<string>;
   databaseUrl: pulumi.Input<string>;
   /** Which CAs authenticate the database server (the app's DATABASE_TLS_CA). */
-  databaseCa: 'url' | 'aws-rds';
+  databaseCa: Database['ca'];
 };
 
 export class Provisioning extends pulumi.ComponentResource {

@@ -19,11 +19,10 @@ async function passwordFor(stateDir) {
 }
 
 /**
- * Starts a cluster in `stateDir/data` (initialised on first use) on `port`;
- * `flags` are more `-c name=value` server settings.
+ * Starts a cluster in `stateDir/data` (initialised on first use) on `port`.
  * Returns the server and a URL factory for a database on it.
  */
-export async function startEmbeddedPostgres({ stateDir, port, persistent = true, flags = [], log = () => {} }) {
+export async function startEmbeddedPostgres({ stateDir, port, persistent = true, log = () => {} }) {
   await mkdir(stateDir, { recursive: true });
   // The server runs as another user when we are root: it must reach its data dir.
   await chmod(stateDir, 0o755);
@@ -37,7 +36,7 @@ export async function startEmbeddedPostgres({ stateDir, port, persistent = true,
     persistent,
     createPostgresUser: process.getuid?.() === 0,
     // Listen on loopback only; fsync off is fine for throwaway local data.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...(persistent ? [] : ['-c', 'fsync=off']), ...flags],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...(persistent ? [] : ['-c', 'fsync=off'])],
     onLog: log,
     onError: log,
   });
