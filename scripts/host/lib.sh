@@ -64,6 +64,22 @@ apt_install() {
     { apt_update && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 
+# lock_id DIR: names an install of DIR's package-lock.json (scripts/host/<dir>): a new lockfile, a new name.
+lock_id() { sha256sum "$1/package-lock.json" | cut -c1-12; }
+
+# npm_ci_locked DIR DEST NAME VERSION: DIR's package.json and package-lock.json installed into DEST with
+# `npm ci --ignore-scripts` (the lockfile's versions and integrity hashes; no install script runs as
+# root), then NAME's installed version checked against VERSION.
+npm_ci_locked() {
+  local packages=$1 dest=$2 name=$3 version=$4 installed
+  mkdir -p "$dest"
+  cp "$packages/package.json" "$packages/package-lock.json" "$dest/"
+  (cd "$dest" && PATH="/opt/node/bin:$PATH" npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
+    fail "npm ci of $name from $packages/package-lock.json failed"
+  installed=$(/opt/node/bin/node -p "require('$dest/node_modules/$name/package.json').version")
+  [ "$installed" = "$version" ] || fail "the lockfile installed $name $installed, expected $version"
+}
+
 # as_user USER CMD...: runs CMD as USER in its home (the SSH user's home, where
 # the scripts are, is not readable by USER), with Node.js on PATH.
 as_user() {

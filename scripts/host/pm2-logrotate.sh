@@ -16,17 +16,13 @@ home=$(getent passwd "$APP_USER" | cut -d: -f6)
 setting() { as_user "$APP_USER" node - "$@" <"$(dirname "$0")/pm2-module-setting.cjs"; }
 
 packages="$(dirname "$0")/pm2-logrotate-module"
-lock=$(sha256sum "$packages/package-lock.json" | cut -c1-12)
+lock=$(lock_id "$packages")
 build="/opt/pm2-logrotate-$lock"
 if [ ! -f "$build/pm2-logrotate.tar.gz" ]; then
   rm -rf "$build.partial"
-  mkdir -p "$build.partial/npm" "$build.partial/module"
-  cp "$packages/package.json" "$packages/package-lock.json" "$build.partial/npm/"
-  (cd "$build.partial/npm" && npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
-    fail "npm ci of pm2-logrotate from scripts/host/pm2-logrotate-module/package-lock.json failed"
+  mkdir -p "$build.partial/module"
+  npm_ci_locked "$packages" "$build.partial/npm" pm2-logrotate "$LOGROTATE_VERSION"
   modules="$build.partial/npm/node_modules"
-  installed=$(node -p "require('$modules/pm2-logrotate/package.json').version")
-  [ "$installed" = "$LOGROTATE_VERSION" ] || fail "the lockfile installed pm2-logrotate $installed, expected $LOGROTATE_VERSION"
   # Its dependencies move under it; one of its own nested there would be shadowed, so the lockfile must not have any.
   [ ! -e "$modules/pm2-logrotate/node_modules" ] || fail "the lockfile nests dependencies under pm2-logrotate itself: the module would lose them"
   cp -a "$modules/pm2-logrotate/." "$build.partial/module/"

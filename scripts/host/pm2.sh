@@ -11,15 +11,11 @@ require APP_USER APP_HOME PM2_VERSION NODE_VERSION
 
 [ "$(/opt/node/bin/node --version)" = "v$NODE_VERSION" ] || fail "/opt/node is not Node.js $NODE_VERSION (the nodejs step comes first)"
 packages="$(dirname "$0")/pm2"
-prefix="/opt/pm2-$(sha256sum "$packages/package-lock.json" | cut -c1-12)"
+prefix="/opt/pm2-$(lock_id "$packages")"
 if [ ! -x "$prefix/node_modules/pm2/bin/pm2" ]; then
   rm -rf "$prefix.partial"
   mkdir -m 0755 "$prefix.partial"
-  cp "$packages/package.json" "$packages/package-lock.json" "$prefix.partial/"
-  (cd "$prefix.partial" && PATH="/opt/node/bin:$PATH" npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
-    fail "npm ci of PM2 from scripts/host/pm2/package-lock.json failed"
-  installed=$(/opt/node/bin/node -p "require('$prefix.partial/node_modules/pm2/package.json').version")
-  [ "$installed" = "$PM2_VERSION" ] || fail "the lockfile installed pm2 $installed, expected $PM2_VERSION"
+  npm_ci_locked "$packages" "$prefix.partial" pm2 "$PM2_VERSION"
   mv -T "$prefix.partial" "$prefix"
   log "installed pm2 $PM2_VERSION from the lockfile in $prefix"
 fi
