@@ -322,6 +322,12 @@ describe('trust boundaries', () => {
       `mkdir ${appHome}/releases/${live}/planted`,
       `touch /usr/local/lib/cemetery-backend/release.cjs`,
       `touch /usr/local/sbin/cemetery-release`,
+      // The PM2 that root runs (pm2 startup, pm2 save) and the module tarball root builds: root's, from the lockfiles.
+      `touch /opt/pm2/node_modules/pm2/bin/pm2`,
+      `touch /opt/pm2/node_modules/pm2/lib/API.js`,
+      `ln -sfn /tmp /opt/pm2`,
+      `ln -sfn /tmp /usr/local/bin/pm2`,
+      `touch /opt/pm2-logrotate-*/pm2-logrotate.tar.gz`,
     ];
     const allowed = await asApp(attempts.map((a) => `(${a}) 2>/dev/null && echo 'ALLOWED: ${a}'`).join('; ') + '; true');
     expect(allowed.trim()).toBe('');
