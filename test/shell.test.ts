@@ -3,7 +3,8 @@
  * requires it; on a machine without it these checks are skipped with a notice.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './support/db';
 
@@ -25,7 +26,7 @@ if (!haveShellcheck) console.warn('shellcheck is not installed: skipping the she
 });
 
 test.each(shellFiles.filter((f) => !f.endsWith('lib.sh')))('%s runs with strict mode', (file) => {
-  const source = require('node:fs').readFileSync(path.join(ROOT, file), 'utf8') as string;
+  const source = readFileSync(path.join(ROOT, file), 'utf8');
   expect(/set -euo pipefail|source "\$\(dirname "\$0"\)\/lib\.sh"/.test(source)).toBe(true);
 });
 
@@ -78,12 +79,41 @@ describe('host steps never assign to their arguments (lib.sh makes each KEY=VALU
   }
 
   test.each([...argsByScript.keys()])('%s', (script) => {
-    const code = require('node:fs')
-      .readFileSync(path.join(HOST_SCRIPTS_DIR, script), 'utf8')
+    const code = readFileSync(path.join(HOST_SCRIPTS_DIR, script), 'utf8')
       .split('\n')
       .filter((line: string) => !line.trim().startsWith('#'))
       .join('\n');
     const assigned = [...argsByScript.get(script)!].filter((name) => new RegExp(`(^|[\\s;(&|])(readonly |local |declare [-a-z]+ )?${name}=`, 'm').test(code));
     expect(assigned).toEqual([]);
+  });
+});
+
+describe("pm2-module-setting.cjs: which of a module's settings differ from the stack's (the pm2-logrotate step sets only those)", () => {
+  const helper = readFileSync(path.join(ROOT, 'scripts', 'host', 'pm2-module-setting.cjs'), 'utf8');
+  const differing = (pm2Home: string, ...pairs: string[]) => {
+    // As the step runs it: the program on stdin.
+    const r = spawnSync(process.execPath, ['-', 'pm2-logrotate', ...pairs], { encoding: 'utf8', input: helper, env: { ...process.env, PM2_HOME: pm2Home } });
+    return { status: r.status, lines: r.stdout.split('\n').filter(Boolean), stderr: r.stderr };
+  };
+  const wanted = ['max_size=10M', 'retain=30', 'compress=true', 'rotateInterval=0 0 * * *'];
+  let home: string;
+  beforeEach(() => {
+    home = mkdtempSync(path.join(os.tmpdir(), 'cemetery-pm2-home-'));
+  });
+  afterEach(() => rmSync(home, { recursive: true, force: true }));
+
+  test('nothing stored yet: every setting', () => {
+    expect(differing(home, ...wanted)).toEqual({ status: 0, lines: wanted, stderr: '' });
+  });
+
+  test('only the ones PM2 stored otherwise (pmx keeps some as booleans and numbers); a value with spaces stays whole', () => {
+    const stored = { 'pm2-logrotate': { max_size: '10M', retain: 7, compress: true, rotateInterval: '0 * * * *' }, other: { retain: 30 } };
+    writeFileSync(path.join(home, 'module_conf.json'), JSON.stringify(stored));
+    expect(differing(home, ...wanted)).toEqual({ status: 0, lines: ['retain=30', 'rotateInterval=0 0 * * *'], stderr: '' });
+  });
+
+  test('a call without key=value pairs is refused, not answered with nothing', () => {
+    expect(differing(home, 'max_size')).toEqual({ status: 2, lines: [], stderr: 'usage: node - <module> <key>=<value>... < pm2-module-setting.cjs\n' });
+    expect(differing(home).status).toBe(2);
   });
 });

@@ -69,12 +69,12 @@ lock_id() { sha256sum "$1/package-lock.json" | cut -c1-12; }
 
 # npm_ci_locked DIR DEST NAME VERSION: DIR's package.json and package-lock.json installed into DEST with
 # `npm ci --ignore-scripts` (the lockfile's versions and integrity hashes; no install script runs as
-# root), then NAME's installed version checked against VERSION.
+# root; no call to the registry about npm's own updates), then NAME's installed version checked against VERSION.
 npm_ci_locked() {
   local packages=$1 dest=$2 name=$3 version=$4 installed
   mkdir -p "$dest"
   cp "$packages/package.json" "$packages/package-lock.json" "$dest/"
-  (cd "$dest" && PATH="/opt/node/bin:$PATH" npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) ||
+  (cd "$dest" && PATH="/opt/node/bin:$PATH" npm ci --ignore-scripts --omit=dev --no-audit --no-fund --no-update-notifier --loglevel=error >/dev/null) ||
     fail "npm ci of $name from $packages/package-lock.json failed"
   installed=$(/opt/node/bin/node -p "require('$dest/node_modules/$name/package.json').version")
   [ "$installed" = "$version" ] || fail "the lockfile installed $name $installed, expected $version"

@@ -13,7 +13,7 @@ require APP_USER LOGROTATE_VERSION MAX_SIZE RETAIN COMPRESS ROTATE_INTERVAL
 systemctl is-active --quiet "pm2-$APP_USER" || fail "pm2-$APP_USER.service is not running (the pm2 step comes first)"
 home=$(getent passwd "$APP_USER" | cut -d: -f6)
 # The helper goes in on stdin: the app user cannot read the SSH user's home, where the scripts are.
-setting() { as_user "$APP_USER" node - "$@" <"$(dirname "$0")/pm2-module-setting.cjs"; }
+differing_settings() { as_user "$APP_USER" node - "$@" <"$(dirname "$0")/pm2-module-setting.cjs"; }
 
 packages="$(dirname "$0")/pm2-logrotate-module"
 lock=$(lock_id "$packages")
@@ -54,16 +54,17 @@ done
 # It splits its argument on spaces and keeps quotes in values (lib/Configuration.js multiset), so a
 # value with spaces (rotateInterval, a cron expression) goes through `pm2 set` on its own.
 changed=()
-for pair in "max_size=$MAX_SIZE" "retain=$RETAIN" "compress=$COMPRESS" "rotateInterval=$ROTATE_INTERVAL"; do
+differing=$(differing_settings pm2-logrotate "max_size=$MAX_SIZE" "retain=$RETAIN" "compress=$COMPRESS" "rotateInterval=$ROTATE_INTERVAL")
+while IFS= read -r pair; do
+  [ -n "$pair" ] || continue
   key=${pair%%=*}
   value=${pair#*=}
-  [ "$(setting pm2-logrotate "$key")" = "$value" ] && continue
   if [[ "$value" == *" "* ]]; then
-    as_user "$APP_USER" pm2 set "pm2-logrotate:$key" "$value" >/dev/null
+    as_user "$APP_USER" pm2 set "pm2-logrotate:$key" "$value" </dev/null >/dev/null
   else
     changed+=("pm2-logrotate:$key $value")
   fi
   log "pm2-logrotate:$key = $value"
-done
+done <<<"$differing"
 [ ${#changed[@]} -eq 0 ] || as_user "$APP_USER" pm2 multiset "${changed[*]}" >/dev/null
 log "pm2-logrotate $LOGROTATE_VERSION: max_size $MAX_SIZE, retain $RETAIN, compress $COMPRESS, rotateInterval '$ROTATE_INTERVAL'"
