@@ -1,10 +1,11 @@
 /** The Pulumi program under mocks, for every stack file in the repository. */
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { utils } from 'ssh2';
 import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
-import { hostSteps, provisioningLayout, releaseId } from '../infra/host-steps';
+import { APP_DIST_DIR, hostSteps, listFiles, provisioningLayout, releaseId } from '../infra/host-steps';
 import { metadataGuardCommand } from '../infra/metadata-guard';
 import { appliesTo, securityRules, stackRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
@@ -221,6 +222,12 @@ describe('uploads land where the steps look for them (the provider copy rules, o
     expect(missing).toContain(`cemetery-dev-wait-for-host: ${layout.scriptsDir}/wait-for-host.sh`);
     expect(missing).toContain(`cemetery-dev-release: ${layout.uploadDir}/dist/server.js`);
   });
+});
+
+test('the release ships what runs on the host: the bundles, their migrations and the build id, no source maps', () => {
+  const files = listFiles(APP_DIST_DIR).map((f) => path.relative(APP_DIST_DIR, f));
+  expect(files.filter((f) => !f.startsWith('migrations/'))).toEqual(['BUILD_ID', 'admin.js', 'migrate.js', 'server.js']);
+  expect(files.filter((f) => f.startsWith('migrations/')).length).toBeGreaterThan(0);
 });
 
 describe('environment differences', () => {
