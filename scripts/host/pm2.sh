@@ -26,11 +26,12 @@ pm2=/usr/local/bin/pm2
 
 unit="pm2-$APP_USER"
 before=$(sha256sum "/etc/systemd/system/$unit.service" 2>/dev/null || true)
-# A scratch PM2_HOME, so that root gets no PM2 daemon of its own. The unit names the PM2 it was
-# written by, /opt/pm2-<lock>/... (node resolves /usr/local/bin/pm2 to its real path).
+# A scratch PM2_HOME, so that root gets no ~/.pm2. `pm2 startup` starts no daemon (pm2 7.0.4
+# lib/binaries/CLI.js: startup is parsed without connecting; a `pm2 kill` here would start one to
+# stop it, seconds on a small host). The unit names the PM2 it was written by, /opt/pm2-<lock>/...
+# (node resolves /usr/local/bin/pm2 to its real path).
 scratch=$(mktemp -d)
 env PATH="/opt/node/bin:/usr/local/bin:/usr/bin:/bin" PM2_HOME="$scratch" "$pm2" startup systemd -u "$APP_USER" --hp "$APP_HOME" >/dev/null
-PM2_HOME="$scratch" "$pm2" kill >/dev/null 2>&1 || true
 rm -rf "$scratch"
 unit_changed=false
 if [ "$before" != "$(sha256sum "/etc/systemd/system/$unit.service")" ]; then

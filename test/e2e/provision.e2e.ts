@@ -70,6 +70,8 @@ async function checkHost() {
   // the PM2 daemon systemd started, and every worker
   const daemonPid = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
   expect((await root(`systemctl show -p MainPID --value pm2-${appUser}`)).trim()).toBe(daemonPid);
+  // The only PM2 daemon on the host (the pm2 step's `pm2 startup` starts none for root).
+  expect((await root(`ps -eo pid=,user=,args= | grep '[P]M2 v' | awk '{print $1, $2}'`)).trim()).toBe(`${daemonPid} ${appUser}`);
   const running = await stack.workers();
   for (const pid of [daemonPid, ...running.map((w) => String(w.pid))]) {
     expect(await root(`grep 'Max open files' /proc/${pid}/limits`)).toMatch(new RegExp(`Max open files\\s+${nofile}\\s+${nofile}\\s+files`));
