@@ -21,6 +21,9 @@ export type Environment = (typeof ENVIRONMENTS)[number];
  */
 export const isProdStack = (stack: string) => stack.startsWith('prod');
 
+/** Days of automated backups prod keeps at least (the policy pack checks the same on the database). */
+export const PROD_MIN_BACKUP_DAYS = 7;
+
 /** prod*, staging*, anything else is dev. The `environment` key may pick staging or dev, never contradict prod-ness. */
 export function environmentOfStack(stack: string): Environment {
   if (isProdStack(stack)) return 'prod';
@@ -143,9 +146,14 @@ export type SchemaContext = {
   stack: string;
   /** `pulumi preview`: nothing connects to the host, so no private key is needed. */
   preview: boolean;
+  /** The stack sets backupRetentionDays itself (not the environment's default). */
+  backupRetentionSet: boolean;
 };
 
-function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
+/** Why on-host PostgreSQL is not where a register that must survive belongs (yet). */
+const ON_HOST_UNSAFE = "on-host PostgreSQL has no backups, and its data dies with the host's disk (on AWS the root volume, deleted with the instance)";
+
+function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: SchemaContext) {
   const d = { ...DEFAULTS[env], ...COMMON_DEFAULTS };
   return z
     .object({
@@ -287,7 +295,13 @@ function schemaFor(env: Environment, { stack, preview }: SchemaContext) {
         if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
         if (!networkOnly && !c.domainName) at('domainName', 'prod serves HTTPS: expected its DNS name, pulumi config set domainName cemetery.example.org');
         if (c.certificateIssuer !== 'acme') at('certificateIssuer', "prod's certificate comes from Let's Encrypt: expected acme");
-        if (c.databaseMode === 'rds' && c.backupRetentionDays < 7) at('backupRetentionDays', 'prod keeps at least 7 days of backups');
+        if (c.databaseMode === 'rds' && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
+        // The register is what cannot be lost: only RDS backs it up today (automated backups, point-in-time restore).
+        if (!networkOnly && c.target !== 'aws') at('target', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected aws`);
+        else if (!networkOnly && c.databaseMode !== 'rds') at('databaseMode', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected rds`);
+      }
+      if (c.databaseMode === 'onHost' && backupRetentionSet) {
+        at('backupRetentionDays', `${ON_HOST_UNSAFE}, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds`);
       }
     });
 }
@@ -340,7 +354,7 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     }
   }
   const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
-  const context: SchemaContext = { stack, preview };
+  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined };
   const parsed = schemaFor(env, context).safeParse(input);
   if (parsed.success) return parsed.data;
 

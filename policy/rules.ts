@@ -5,7 +5,7 @@
  * `pulumi preview --policy-pack policy`; the tests run them on the mocked stack.
  */
 import { worldOpenReason } from '../infra/cidr';
-import { isProdStack } from '../infra/config';
+import { isProdStack, PROD_MIN_BACKUP_DAYS } from '../infra/config';
 
 /** What a rule knows besides the properties: the stack, which decides prod-ness. */
 export type RuleContext = { stack: string };
@@ -174,7 +174,24 @@ export type StackRule = {
   check: (resources: ReadonlyArray<{ type: string; name: string; props: Record<string, any> }>, context: RuleContext) => string[];
 };
 
+const RDS_INSTANCE = 'aws:rds/instance:Instance';
+/** A stack that runs the app: a host of its own, or provisioning steps on an existing one. */
+const runsTheApp = (resources: ReadonlyArray<{ type: string }>) => resources.some((r) => r.type === 'aws:ec2/instance:Instance' || r.type === 'command:remote:Command');
+
 export const stackRules: StackRule[] = [
+  {
+    name: 'prod-register-in-backed-up-database',
+    description: `A prod stack that runs the app keeps its data in RDS with at least ${PROD_MIN_BACKUP_DAYS} days of automated backups (point-in-time restore): PostgreSQL on the host has no backups and dies with the host's disk.`,
+    check: (resources, context) => {
+      const prod = isProdStack(context.stack) || resources.some((r) => isProd(r.props, context));
+      if (!prod || !runsTheApp(resources)) return [];
+      const databases = resources.filter((r) => r.type === RDS_INSTANCE);
+      if (databases.length === 0) return ['prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)'];
+      return databases
+        .filter((db) => !((db.props.backupRetentionPeriod ?? 0) >= PROD_MIN_BACKUP_DAYS))
+        .map((db) => `${db.name}: keeps ${db.props.backupRetentionPeriod ?? 0} days of automated backups; prod keeps at least ${PROD_MIN_BACKUP_DAYS} (cemetery-backend:backupRetentionDays)`);
+    },
+  },
   {
     name: 'no-world-open-port-across-resources',
     description: 'Ingress split over several resources (groups, group rules, VPC ingress rules) does not add up to a port open to the internet.',

@@ -386,8 +386,20 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['SSH from 0.0.0.0/0 in prod', { 'cemetery-backend:sshAllowedCidrs': '["0.0.0.0/0"]' }, /cemetery-backend:sshAllowedCidrs = \["0.0.0.0\/0"\]: prod does not open SSH to the whole internet/],
     ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
     ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
+    // The register: only RDS backs it up.
+    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL has no backups, and its data dies with the host's disk \(on AWS the root volume, deleted with the instance\): expected rds/],
+    ['prod on an existing host', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:target = "ssh": prod keeps its register in RDS[^\n]*: expected aws/],
+    ['prod with backups off', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": prod keeps at least 7 days of backups/],
   ])('%s', async (_what, override, message) => {
     await expect(runProgram('prod', { ...prodConfig(), ...override })).rejects.toThrow(message);
+  });
+
+  test('backupRetentionDays on a stack whose PostgreSQL is on the host, where it would keep nothing, is refused; the default is not', async () => {
+    const staging = () => withUserSecrets(STACKS.staging);
+    await expect(runProgram('staging', { ...staging(), 'cemetery-backend:backupRetentionDays': '7' })).rejects.toThrow(
+      /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL has no backups,[^\n]*, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds/,
+    );
+    await expect(runProgram('staging', staging())).resolves.toBeDefined();
   });
 
   test('a secret is never echoed', async () => {
@@ -414,6 +426,22 @@ describe('CrossGuard rules (policy/)', () => {
       'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod (port 22): 0.0.0.0/0 admits more public IPv4 addresses than a /16: open to the world',
       'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
     ]);
+  });
+
+  test("prod's register: a prod stack whose database is on the host, or keeps too few days of backups, is refused; dev's on-host database is not", async () => {
+    const { parseStackConfig } = await import('../infra/config');
+    const { createStack } = await import('../infra/stack');
+    const parsed = (stack: string) =>
+      parseStackConfig(Object.fromEntries(Object.entries(withUserSecrets(STACKS[stack])).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v])), stack, 'eu-central-1');
+    const run = async (stack: string, bad: Record<string, unknown>) =>
+      violations((await runProgram(stack, withUserSecrets(STACKS[stack]), () => createStack({ ...parsed(stack), ...bad }))).resources, stack);
+    expect(await run('prod', { databaseMode: 'onHost' })).toEqual([
+      'prod-register-in-backed-up-database: prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)',
+    ]);
+    expect(await run('prod', { backupRetentionDays: 3 })).toEqual([
+      'prod-register-in-backed-up-database: cemetery-prod-pg: keeps 3 days of automated backups; prod keeps at least 7 (cemetery-backend:backupRetentionDays)',
+    ]);
+    expect(await run('dev', { databaseMode: 'onHost' })).toEqual([]);
   });
 
   test.each([
