@@ -132,6 +132,9 @@ const intIn = (min: number, max: number) =>
   z.coerce.number({ error: `expected a whole number from ${min} to ${max}` }).int(`expected a whole number from ${min} to ${max}`).min(min, `expected a whole number from ${min} to ${max}`).max(max, `expected a whole number from ${min} to ${max}`);
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')], { error: 'expected true or false' });
 
+const RFC3339_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+// RDS: a letter first, letters, digits and single hyphens, no hyphen at the end, at most 63.
+const RDS_IDENTIFIER = /^[a-z](?!.*--)[a-z0-9-]{0,62}(?<!-)$/;
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
 /** An OpenSSH public key in authorized_keys form, checked by parsing it (ssh-keys.ts). */
 const publicKey = (expected: string) =>
@@ -202,6 +205,12 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       allocatedStorageGiB: intIn(20, 65536).default(d.allocatedStorageGiB),
       maxAllocatedStorageGiB: intIn(20, 65536).default(d.maxAllocatedStorageGiB),
       backupRetentionDays: intIn(0, 35).default(d.backupRetentionDays),
+      // A new stack's RDS database from another instance's automated backups (README: Restoring the database):
+      // the time to restore to, and the instance (its databaseIdentifier output). Read when the database is created.
+      restoreFrom: str('latest, or a UTC time such as 2026-11-29T03:00:00Z')
+        .refine((v) => v === 'latest' || (RFC3339_UTC.test(v) && !Number.isNaN(Date.parse(v))), 'expected latest, or a UTC time such as 2026-11-29T03:00:00Z')
+        .optional(),
+      restoreSourceDatabase: str('an RDS instance identifier').regex(RDS_IDENTIFIER, 'expected an RDS instance identifier such as cemetery-prod-pg-1a2b3c4').optional(),
       multiAz: bool.default(d.multiAz),
       deletionProtection: bool.default(d.deletionProtection),
       appPort: intIn(1024, 65535).default(d.appPort),
@@ -300,6 +309,12 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
         if (!networkOnly && c.target !== 'aws') at('target', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected aws`);
         else if (!networkOnly && c.databaseMode !== 'rds') at('databaseMode', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected rds`);
       }
+      if (c.restoreFrom !== undefined && c.databaseMode !== 'rds') at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (restoreFrom works with databaseMode rds)`);
+      else if (c.restoreFrom !== undefined && c.restoreSourceDatabase === undefined) {
+        at('restoreSourceDatabase', 'required with restoreFrom: the RDS instance whose backups to restore (its stack\'s databaseIdentifier output)');
+      }
+      if (c.restoreSourceDatabase !== undefined && c.restoreFrom === undefined) at('restoreFrom', 'required with restoreSourceDatabase: latest, or a UTC time such as 2026-11-29T03:00:00Z');
+      if (c.restoreFrom !== undefined && c.restoreFrom !== 'latest' && Date.parse(c.restoreFrom) > Date.now()) at('restoreFrom', 'is in the future: expected latest, or a time that has passed');
       if (c.databaseMode === 'onHost' && backupRetentionSet) {
         at('backupRetentionDays', `${ON_HOST_UNSAFE}, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds`);
       }

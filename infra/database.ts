@@ -20,8 +20,51 @@ export type DatabaseArgs = {
   deletionProtection: boolean;
   /** prod: keep a final snapshot and refuse `pulumi destroy` without unprotecting first. */
   keepOnDestroy: boolean;
+  /** RDS: create the database from another instance's automated backups (config restoreFrom, restoreSourceDatabase). */
+  restore?: DatabaseRestore;
   tags: Record<string, string>;
 };
+
+export type DatabaseRestore = {
+  /** The RDS instance whose automated backups to restore. */
+  source: string;
+  /** `latest` (its latest restorable time), or an RFC 3339 UTC time. */
+  time: string;
+};
+
+/** What the program learns of the source instance (aws.rds.getInstance). */
+export type RestoreSource = { engine: string; engineVersion: string; backupRetentionPeriod: number };
+
+/** AWS's latest restorable time trails the present by up to about five minutes (its transaction logs go to S3 every five). */
+const LATEST_RESTORABLE_LAG_MS = 5 * 60 * 1000;
+
+/**
+ * Why a point-in-time restore cannot work, checked at preview against the
+ * source instance, each naming the stack key to change; none when it can.
+ * AWS decides the exact window (an instance younger than its retention has a
+ * later earliest time); this catches what is knowable before anything is created.
+ */
+export function restoreProblems(restore: DatabaseRestore, source: RestoreSource, postgresVersion: string, now: number): string[] {
+  const problems: string[] = [];
+  const key = (name: string, value: string) => `cemetery-backend:${name} = "${value}"`;
+  if (source.engine !== 'postgres') problems.push(`${key('restoreSourceDatabase', restore.source)}: it runs ${source.engine}, not PostgreSQL`);
+  const sourceMajor = source.engineVersion.split('.')[0];
+  if (sourceMajor !== postgresVersion.split('.')[0]) {
+    problems.push(`${key('postgresVersion', postgresVersion)}: ${restore.source} runs PostgreSQL ${source.engineVersion}: set postgresVersion ${sourceMajor} to restore it (upgrade afterwards)`);
+  }
+  if (source.backupRetentionPeriod === 0) {
+    problems.push(`${key('restoreSourceDatabase', restore.source)}: it keeps no automated backups (backup retention 0 days): there is nothing to restore from`);
+  } else if (restore.time !== 'latest') {
+    const at = Date.parse(restore.time);
+    const earliest = now - source.backupRetentionPeriod * 24 * 3600 * 1000;
+    if (at < earliest) {
+      problems.push(`${key('restoreFrom', restore.time)}: ${restore.source} keeps ${source.backupRetentionPeriod} days of backups, so the earliest time it can restore is ${new Date(earliest).toISOString()} at best`);
+    } else if (at > now - LATEST_RESTORABLE_LAG_MS) {
+      problems.push(`${key('restoreFrom', restore.time)}: AWS restores up to its latest restorable time, about 5 minutes ago: use latest, or an earlier time`);
+    }
+  }
+  return problems;
+}
 
 /**
  * The app's PostgreSQL: RDS in the private subnets (reachable only from the
@@ -34,6 +77,10 @@ export class Database extends pulumi.ComponentResource {
   readonly password: pulumi.Output<string>;
   /** postgres://… for the app: a secret. */
   readonly url: pulumi.Output<string>;
+  /** RDS with a restore: the instance's restoreToPointInTime, once checked against the source (a problem rejects it). */
+  readonly restoreInput: pulumi.Output<aws.types.input.rds.InstanceRestoreToPointInTime> | undefined;
+  /** RDS: the instance identifier (what a restore names as its source); undefined on the host. */
+  readonly identifier: pulumi.Output<string> | undefined;
   /** The app's DATABASE_TLS_CA: which CAs authenticate this database (app/src/config.ts). */
   readonly ca: 'url' | 'aws-rds';
 
@@ -48,6 +95,8 @@ export class Database extends pulumi.ComponentResource {
     if (args.mode === 'onHost') {
       this.host = pulumi.output('127.0.0.1');
       this.port = pulumi.output(POSTGRES_PORT);
+      this.identifier = undefined;
+      this.restoreInput = undefined;
     } else {
       const subnets = new aws.rds.SubnetGroup(`${name}-subnets`, { subnetIds: args.privateSubnetIds, tags: args.tags }, parent);
       const securityGroup = new aws.ec2.SecurityGroup(
@@ -60,6 +109,8 @@ export class Database extends pulumi.ComponentResource {
         },
         parent,
       );
+      const restore = args.restore && restoreInput(args.restore, args.engineVersion, parent);
+      this.restoreInput = restore;
       const instance = new aws.rds.Instance(
         `${name}-pg`,
         {
@@ -71,7 +122,8 @@ export class Database extends pulumi.ComponentResource {
           storageType: 'gp3',
           storageEncrypted: true,
           publiclyAccessible: false,
-          dbName: DATABASE_NAME,
+          // A restore brings the source's databases, the app's among them: nothing to create.
+          dbName: restore ? undefined : DATABASE_NAME,
           username: DATABASE_USER,
           password: password.result,
           port: POSTGRES_PORT,
@@ -87,11 +139,15 @@ export class Database extends pulumi.ComponentResource {
           // Dev and staging take changes now; prod waits for its maintenance window.
           applyImmediately: !args.keepOnDestroy,
           tags: args.tags,
+          restoreToPointInTime: restore,
         },
-        { ...parent, protect: args.keepOnDestroy },
+        // A restore happens when the database is created. Changing (or, once restored, removing) the restore
+        // keys would replace the database, since RDS cannot restore in place; ignored, they change nothing.
+        { ...parent, protect: args.keepOnDestroy, ignoreChanges: ['restoreToPointInTime'] },
       );
       this.host = instance.address;
       this.port = instance.port;
+      this.identifier = instance.identifier;
     }
 
     // RDS enforces TLS (rds.force_ssl). verify-full: the server's certificate must chain to the RDS CA bundle
@@ -103,4 +159,26 @@ export class Database extends pulumi.ComponentResource {
     );
     this.registerOutputs({ host: this.host, port: this.port, url: this.url });
   }
+}
+
+/**
+ * The instance's restoreToPointInTime, once the source is read and the restore checked. A problem throws a
+ * RunError inside the apply: the runtime reports it as the program's error, message only, and nothing is
+ * created (@pulumi/pulumi 3.248.0: runtime/resource.js re-rejects the registration, cmd/run/run.js
+ * uncaughtHandler logs a RunError without its stack).
+ */
+export function restoreInput(restore: DatabaseRestore, postgresVersion: string, opts: pulumi.InvokeOutputOptions = {}) {
+  return aws.rds.getInstanceOutput({ dbInstanceIdentifier: restore.source }, opts).apply((source) => {
+    const problems = restoreProblems(restore, source, postgresVersion, Date.now());
+    if (problems.length) {
+      throw new pulumi.RunError(
+        `Cannot restore the database from ${restore.source}:\n  ${problems.join('\n  ')}\n` +
+          '(If this stack restored its database already, remove restoreFrom and restoreSourceDatabase: they are read only when it is created.)',
+      );
+    }
+    return {
+      sourceDbInstanceIdentifier: restore.source,
+      ...(restore.time === 'latest' ? { useLatestRestorableTime: true } : { restoreTime: restore.time }),
+    };
+  });
 }

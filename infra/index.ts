@@ -9,6 +9,8 @@ export const appUrl = stack.appUrl;
 export const sshCommand = stack.sshCommand;
 export const instanceId = stack.instanceId;
 export const databaseEndpoint = stack.databaseEndpoint;
+/** RDS only: another stack restores from it with restoreSourceDatabase (README: Restoring the database). */
+export const databaseIdentifier = stack.databaseIdentifier;
 /** Secret: `pulumi stack output databaseUrl --show-secrets`. */
 export const databaseUrl = stack.databaseUrl;
 export const releaseId = stack.releaseId;

@@ -50,6 +50,7 @@ function createAppStack(cfg: StackConfig) {
     multiAz: cfg.multiAz,
     deletionProtection: cfg.deletionProtection,
     keepOnDestroy: cfg.environment === 'prod',
+    restore: cfg.restoreFrom && cfg.restoreSourceDatabase ? { source: cfg.restoreSourceDatabase, time: cfg.restoreFrom } : undefined,
     tags,
   });
 
@@ -84,6 +85,8 @@ function createAppStack(cfg: StackConfig) {
     sshCommand: pulumi.interpolate`ssh ${cfg.sshPort === 22 ? '' : `-p ${cfg.sshPort} `}${cfg.sshUser}@${machine.address}`,
     instanceId: machine.id,
     databaseEndpoint: pulumi.interpolate`${database.host}:${database.port}`,
+    /** RDS: the instance's identifier, what another stack's restoreSourceDatabase names. */
+    databaseIdentifier: database.identifier,
     databaseUrl: database.url,
     releaseId: provisioning.releaseId,
   };

@@ -16,6 +16,12 @@ export type RecordedResource = { type: string; name: string; inputs: Record<stri
 export const MOCK_PASSWORD = 'MockGeneratedPassword0123456789';
 export const MOCK_PUBLIC_IP = '203.0.113.10';
 export const MOCK_ACCOUNT_ID = '123456789012';
+/** RDS instances in the mocked account, for restores (aws.rds.getInstance). */
+export const MOCK_RDS_INSTANCES: Record<string, { engine: string; engineVersion: string; backupRetentionPeriod: number }> = {
+  'cemetery-prod-pg-1a2b3c4': { engine: 'postgres', engineVersion: '17.6', backupRetentionPeriod: 14 },
+  'cemetery-dev-pg-nobackup': { engine: 'postgres', engineVersion: '17.6', backupRetentionPeriod: 0 },
+  'legacy-pg16': { engine: 'postgres', engineVersion: '16.4', backupRetentionPeriod: 7 },
+};
 /** The shared staging network (stack staging-shared), as the tag lookup finds it. */
 export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
@@ -59,7 +65,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       // Without an Elastic IP, the address the instance got at launch.
       return { ...inputs, publicIp: inputs.associatePublicIpAddress ? MOCK_PUBLIC_IP : '' };
     case 'aws:rds/instance:Instance':
-      return { ...inputs, address: `${name}.cluster-mock.eu-central-1.rds.amazonaws.com`, port: inputs.port ?? 5432 };
+      // identifier: Pulumi's autoname (name and a random suffix).
+      return { ...inputs, identifier: inputs.identifier ?? `${name}-1a2b3c4`, address: `${name}.cluster-mock.eu-central-1.rds.amazonaws.com`, port: inputs.port ?? 5432 };
     case 'random:index/randomPassword:RandomPassword':
       return { ...inputs, result: MOCK_PASSWORD };
     case 'aws:ec2/keyPair:KeyPair':
@@ -120,6 +127,11 @@ export async function runProgram(
       call: (args) => {
         if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
         if (args.token === 'aws:index/getCallerIdentity:getCallerIdentity') return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/admin`, userId: 'AIDAMOCK' };
+        if (args.token === 'aws:rds/getInstance:getInstance') {
+          const source = MOCK_RDS_INSTANCES[args.inputs.dbInstanceIdentifier as string];
+          if (!source) throw new Error(`mock: no RDS DB Instance ${args.inputs.dbInstanceIdentifier}`);
+          return { dbInstanceIdentifier: args.inputs.dbInstanceIdentifier, ...source };
+        }
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
