@@ -10,9 +10,22 @@ import { createPool, explainDatabaseError } from './db';
 import { withEnvFile } from './env-file';
 import { createToken, listTokens, revokeToken } from './tokens';
 
-const USAGE = `usage: admin token create --name <name>
-       admin token list
-       admin token revoke (--name <name> | --id <id>)`;
+/** The verbs, their arguments and what they do: the usage and every --help come from here. */
+const VERBS: Record<string, { args: string; about: string }> = {
+  create: { args: '--name <name>', about: 'makes a write token and prints it once, on stdout; only its hash is stored' },
+  list: { args: '', about: 'every token: id, name, when it was made, whether it is revoked (never a token)' },
+  revoke: { args: '(--name <name> | --id <id>)', about: 'ends an active token at once' },
+};
+const verbLine = (verb: string) => `admin token ${verb}${VERBS[verb].args ? ` ${VERBS[verb].args}` : ''}`;
+const USAGE = `usage: ${Object.keys(VERBS).map(verbLine).join('\n       ')}`;
+const EXIT_CODES = `exit codes: 0 done, 1 failed (the message says why), 2 usage, ${CONFIG_ERROR_EXIT_CODE} configuration (DATABASE_URL and the env file)`;
+const HELP = `cemetery-backend admin: the app's API tokens, against the database in DATABASE_URL (on a host: sudo cemetery-admin ...).
+
+${Object.keys(VERBS).map((verb) => `  ${verbLine(verb)}\n      ${VERBS[verb].about}`).join('\n')}
+
+${EXIT_CODES}
+`;
+const isHelp = (arg: string | undefined) => arg === '--help' || arg === '-h' || arg === 'help';
 
 class UsageError extends Error {}
 
@@ -26,7 +39,16 @@ function option(args: string[], name: string): string | undefined {
 
 async function run(args: string[]): Promise<void> {
   const [group, command, ...rest] = args;
-  if (group !== 'token' || !['create', 'list', 'revoke'].includes(command ?? '')) throw new UsageError(args.length ? `unknown command: ${args.join(' ')}` : 'no command given');
+  // Help needs no database: `admin --help`, `admin token --help`, `admin token create --help`.
+  if (isHelp(group) || (group === 'token' && (command === undefined || isHelp(command)))) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (group === 'token' && command !== undefined && Object.hasOwn(VERBS, command) && rest.some(isHelp)) {
+    process.stdout.write(`usage: ${verbLine(command)}\n  ${VERBS[command].about}\n${EXIT_CODES}\n`);
+    return;
+  }
+  if (group !== 'token' || !Object.hasOwn(VERBS, command ?? '')) throw new UsageError(args.length ? `unknown command: ${args.join(' ')}` : 'no command given');
   const known = new Set(['--name', '--id']);
   const stray = rest.filter((a, i) => a.startsWith('--') ? !known.has(a) : !known.has(rest[i - 1] ?? ''));
   if (stray.length) throw new UsageError(`unexpected argument: ${stray.join(' ')}`);
@@ -60,7 +82,7 @@ async function run(args: string[]): Promise<void> {
 
 run(process.argv.slice(2)).catch((err) => {
   if (err instanceof UsageError) {
-    process.stderr.write(`cemetery-backend admin: ${err.message}\n${USAGE}\n`);
+    process.stderr.write(`cemetery-backend admin: ${err.message}\n${USAGE}\n(admin --help says more)\n`);
     process.exit(2);
   }
   if (err instanceof ConfigError) {

@@ -7,9 +7,9 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 
 export const LOCAL_DB = {
   name: 'cemetery-backend-postgres',
-  stateDir: path.join(root, '.data', 'postgres'),
+  stateDir: process.env.LOCAL_PG_DIR || path.join(root, '.data', 'postgres'),
   port: Number(process.env.LOCAL_PG_PORT || 54329),
-  database: 'cemetery',
+  database: process.env.LOCAL_PG_DATABASE || 'cemetery',
 };
 
 /** The URL of the local database, once its password file exists. */
