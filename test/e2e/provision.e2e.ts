@@ -71,7 +71,9 @@ async function checkHost() {
   const daemonPid = (await root(`cat ${appHome}/.pm2/pm2.pid`)).trim();
   expect((await root(`systemctl show -p MainPID --value pm2-${appUser}`)).trim()).toBe(daemonPid);
   // The only PM2 daemon on the host (the pm2 step's `pm2 startup` starts none for root).
-  expect((await root(`ps -eo pid=,user=,args= | grep '[P]M2 v' | awk '{print $1, $2}'`)).trim()).toBe(`${daemonPid} ${appUser}`);
+  // (No $ in the command: root() passes it to bash -c in double quotes.)
+  const pm2Daemons = (await root(`ps -eo pid=,user=,args= | grep '[P]M2 v'`)).trim().split('\n').map((line) => line.trim().split(/\s+/).slice(0, 2).join(' '));
+  expect(pm2Daemons).toEqual([`${daemonPid} ${appUser}`]);
   const running = await stack.workers();
   for (const pid of [daemonPid, ...running.map((w) => String(w.pid))]) {
     expect(await root(`grep 'Max open files' /proc/${pid}/limits`)).toMatch(new RegExp(`Max open files\\s+${nofile}\\s+${nofile}\\s+files`));
