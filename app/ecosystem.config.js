@@ -88,7 +88,7 @@ module.exports = {
       error_file: path.join(logDir, 'err.log'),
       out_file: path.join(logDir, 'out.log'),
       merge_logs: true,
-      log_date_format: 'YYYY-MM-DD HH:mm:ss.SSS Z',
+      // No log_date_format: out.log is the app's JSON lines as written, each with its own time (pino's).
 
       env: { ...appEnv, NODE_ENV: 'development' },
       env_production: { ...appEnv, NODE_ENV: 'production' },

@@ -18,6 +18,7 @@ jest.setTimeout(120000);
 let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
 let cluster: Awaited<ReturnType<typeof startCluster>>;
 let listPath: string;
+let token: string;
 
 const pidsOf = (procs: { pid: number }[]) => procs.map((p) => p.pid).sort();
 
@@ -35,7 +36,7 @@ beforeAll(async () => {
   db = await createMigratedDatabase('pm2');
   cluster = await startCluster(db.url, 2);
   // A write token, made the way an operator makes one (the release's admin command).
-  const token = execFileSync(process.execPath, [path.join(DIST, 'admin.js'), 'token', 'create', '--name', 'pm2-test'], { env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'ignore'] })
+  token = execFileSync(process.execPath, [path.join(DIST, 'admin.js'), 'token', 'create', '--name', 'pm2-test'], { env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'ignore'] })
     .toString()
     .trim();
   const created = await fetch(`${cluster.url}/api/sections`, {
@@ -51,6 +52,24 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop();
   await db?.drop();
+});
+
+test("out.log is JSON lines: each with one timestamp (pino's, ISO 8601, no PM2 prefix) and its worker; a request's lines carry its id, which the answer names; no token", async () => {
+  const res = await fetch(`${cluster.url}/version`);
+  const id = res.headers.get('x-request-id')!;
+  expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const file = path.join(cluster.logDir, 'out.log');
+  await waitUntil('the request in out.log', async () => (await readFile(file, 'utf8')).includes(id), { timeoutMs: 10000 });
+  const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+  const records = lines.map((line) => {
+    expect(line.startsWith('{')).toBe(true);
+    return JSON.parse(line) as Record<string, unknown>;
+  });
+  for (const r of records) {
+    expect(r).toMatchObject({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/), pid: expect.any(Number), msg: expect.any(String) });
+  }
+  expect(records.filter((r) => r.reqId === id).map((r) => r.msg)).toEqual(['incoming request', 'request completed']);
+  expect(lines.join('\n')).not.toContain(token);
 });
 
 test('both workers serve requests', async () => {

@@ -19,7 +19,8 @@ async function main() {
 
   // The bundle is dist/server.js: its directory is the release's dist.
   const release = releaseOf(__dirname);
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: release.id } });
+  // JSON lines with one timestamp, pino's (ISO 8601): PM2 adds none (the process file sets no log_date_format).
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid, release: release.id }, timestamp: pino.stdTimeFunctions.isoTime });
   const pool = createPool(config.databaseUrl, config.dbPoolMax, logger, { ca: config.databaseCa, statementTimeoutMs: config.limits.statementTimeoutMs, connectTimeoutMs: config.dbConnectTimeoutMs });
   const lifecycle: Lifecycle = { draining: false };
   const app = buildServer({ pool, release, requiredMigrations: shippedMigrations(path.join(__dirname, 'migrations')), logger, lifecycle, limits: config.limits });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from 'fastify';
 import { requireTokens } from './auth';
@@ -46,6 +47,9 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     trustProxy: limits.trustProxy.split(',').map((a) => a.trim()),
     // A request (headers and body) that takes longer is cut off: it would hold a connection and a worker's memory.
     requestTimeout: limits.requestTimeoutMs,
+    // A request's id, unique across workers and restarts (Fastify's default counts from 1 in each worker):
+    // its log lines carry it as reqId, and the answer as X-Request-Id, so a user's report finds them.
+    genReqId: () => randomUUID(),
     loggerInstance: logger || undefined,
     logger: logger ? undefined : false,
     // Shutdown drains keep-alive connections itself (see shutdown.ts); Fastify's
@@ -64,6 +68,9 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
   });
 
   app.server.headersTimeout = limits.headersTimeoutMs;
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
   app.setErrorHandler(errorHandler);
 
   // Counted per worker (the store is in its memory): see README, Abuse limits. Requests from this
