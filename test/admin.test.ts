@@ -1,12 +1,12 @@
 /** The release's admin command (dist/admin.js), run as an operator runs it: a child process reading the env file. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { createPool, type Pool } from '../app/src/db';
 import { isActiveToken } from '../app/src/tokens';
 import { createMigratedDatabase, DIST, ROOT } from './support/db';
+import { tempDir } from './support/temp-dir';
 
 let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
 let pool: Pool;
@@ -16,7 +16,7 @@ beforeAll(async () => {
   db = await createMigratedDatabase('admin');
   pool = createPool(db.url, 2, pino({ level: 'silent' }));
   // As on a host: DATABASE_URL only in the 0600 env file, never in the command's environment or arguments.
-  envFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'cemetery-admin-')), 'app.env');
+  envFile = path.join(tempDir('admin'), 'app.env');
   writeFileSync(envFile, `DATABASE_URL=${db.url}\n`, { mode: 0o600 });
 });
 
@@ -99,20 +99,16 @@ describe('npm run token: the admin command against the local database', () => {
 
   test("the database npm run pm2:start made (its password file), reached with no URL typed: create, list, revoke", async () => {
     // A state directory shaped like the local database's: its password file is all the script reads.
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-local-db-'));
+    const dir = tempDir('local-db');
     const url = new URL(db.url);
     writeFileSync(path.join(dir, 'postgres-password'), `${decodeURIComponent(url.password)}\n`);
-    try {
-      // Its URL is postgres://postgres:<password>@127.0.0.1:<port>/<database>: the test's database stands in for the local one.
-      const env = { LOCAL_PG_DIR: dir, LOCAL_PG_PORT: url.port, LOCAL_PG_DATABASE: url.pathname.slice(1) };
-      const created = token(env, 'create', '--name', 'local-me');
-      expect(created).toMatchObject({ status: 0, stdout: expect.stringMatching(/^cmt_[A-Za-z0-9_-]{43}\n$/) });
-      expect(await isActiveToken(pool, created.stdout.trim())).toBe(true);
-      expect(token(env, 'list')).toMatchObject({ status: 0, stdout: expect.stringMatching(/\tlocal-me\tcreated \S+\tactive\n/) });
-      expect(token(env, 'revoke', '--name', 'local-me')).toMatchObject({ status: 0 });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // Its URL is postgres://postgres:<password>@127.0.0.1:<port>/<database>: the test's database stands in for the local one.
+    const env = { LOCAL_PG_DIR: dir, LOCAL_PG_PORT: url.port, LOCAL_PG_DATABASE: url.pathname.slice(1) };
+    const created = token(env, 'create', '--name', 'local-me');
+    expect(created).toMatchObject({ status: 0, stdout: expect.stringMatching(/^cmt_[A-Za-z0-9_-]{43}\n$/) });
+    expect(await isActiveToken(pool, created.stdout.trim())).toBe(true);
+    expect(token(env, 'list')).toMatchObject({ status: 0, stdout: expect.stringMatching(/\tlocal-me\tcreated \S+\tactive\n/) });
+    expect(token(env, 'revoke', '--name', 'local-me')).toMatchObject({ status: 0 });
   });
 
   test('without the local database or a DATABASE_URL: says how to get one, exit 1; help still works', () => {

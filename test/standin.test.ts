@@ -4,8 +4,7 @@
  * provider's copy table, the in-memory model that npm test uses agreeing with
  * it, and the engine's update / replace / failure rules with real commands.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { copyToRemote } from './standin/copy-to-remote';
@@ -14,6 +13,7 @@ import { COMMAND, COPY } from './standin/provider';
 import { MemoryFs, sftpFs } from './standin/remote-fs';
 import { dial, execOn, openSftp, type Connection } from './standin/ssh';
 import { SSHD, startSshd, type LoopbackSshd } from './support/sshd';
+import { tempDir } from './support/temp-dir';
 
 const haveSshd = existsSync(SSHD);
 if (!haveSshd && process.env.CI) throw new Error(`${SSHD} is required in CI (.ci/run installs openssh-server)`);
@@ -45,7 +45,7 @@ const tree = (dir: string, rel = ''): string[] =>
 
 /** A local source: dir `app` with `a.txt` and `sub/b.sh` (executable), and a file `one.txt`. */
 const source = (() => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-copy-src-'));
+  const dir = tempDir('copy-src');
   mkdirSync(path.join(dir, 'app', 'sub'), { recursive: true });
   writeFileSync(path.join(dir, 'app', 'a.txt'), 'a\n');
   writeFileSync(path.join(dir, 'app', 'sub', 'b.sh'), 'echo b\n');
@@ -256,7 +256,7 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
 
   test('a copy updates only when its source or remotePath changes; a changed source copies again', async () => {
     const dir = remoteDir();
-    const src = mkdtempSync(path.join(os.tmpdir(), 'cemetery-copy-src-'));
+    const src = tempDir('copy-src');
     writeFileSync(path.join(src, 'x'), '1');
     const engine = new Engine();
     const p = (remotePath: string) => program([{ name: 'c', type: COPY, inputs: { source: new pulumi.asset.FileArchive(src), remotePath, triggers: ['m1'] } }]);

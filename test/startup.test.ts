@@ -7,13 +7,14 @@ import { freePort } from '../scripts/lib/ports.cjs';
 import { waitUntil } from '../scripts/lib/wait.cjs';
 import { adminQuery, DIST } from './support/db';
 import { getFresh } from './support/http';
+import { tempDir } from './support/temp-dir';
 
 // Waits are generous (a busy machine is slow), never a measure of speed.
 jest.setTimeout(180000);
 
 const SERVER = path.join(DIST, 'server.js');
 const envFile = (text: string) => {
-  const file = path.join(os.tmpdir(), `cemetery-startup-${process.pid}-${Math.random().toString(36).slice(2)}.env`);
+  const file = path.join(tempDir('startup'), 'app.env');
   writeFileSync(file, text, { mode: 0o600 });
   return file;
 };

@@ -1,10 +1,11 @@
 /** scripts/teardown.ts: pure parts, and the CLI against a fake `pulumi` on PATH that records its arguments. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+
 import path from 'node:path';
 import { parseTtl, shortName, staleStacks, type StackSummary } from '../scripts/teardown';
 import { ROOT } from './support/db';
+import { tempDir } from './support/temp-dir';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const RECORDED_STACKS = JSON.parse(readFileSync(path.join(FIXTURES, 'pulumi-stack-ls.json'), 'utf8')) as StackSummary[];
@@ -49,7 +50,7 @@ describe('stale staging stacks', () => {
 
 describe('the teardown CLI', () => {
   function run(args: string[], env: Record<string, string> = {}) {
-    const dir = mkdtempSync(path.join(tmpdir(), 'cemetery-teardown-'));
+    const dir = tempDir('teardown');
     const log = path.join(dir, 'calls.jsonl');
     writeFileSync(log, '');
     const result = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'teardown.ts'), ...args], {

@@ -1,10 +1,10 @@
 /** Pure pieces: the PM2 process file, the status rules and the map renderer. */
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { escapeXml, renderSectionMap, type MapPlot } from '../app/src/map';
 import { statusChangeRefusal } from '../app/src/routes/plots';
 import { ECOSYSTEM } from './support/pm2-cluster';
+import { tempDir } from './support/temp-dir';
 
 function loadEcosystem(env: Record<string, string | undefined>, argv: string[] = ['node', 'pm2', 'start'], file = ECOSYSTEM) {
   const saved = { env: process.env, argv: process.argv };
@@ -54,7 +54,7 @@ describe('app/ecosystem.config.js', () => {
   });
 
   test('reads the PM2 tunables from CEMETERY_ENV_FILE and passes the app only its path, never its secrets; the shell wins', () => {
-    const file = path.join(os.tmpdir(), `cemetery-env-${process.pid}`);
+    const file = path.join(tempDir('env'), 'app.env');
     writeFileSync(file, 'DATABASE_URL=postgres://u:p@127.0.0.1:5432/db\nPM2_INSTANCES=4\nLOG_DIR=/srv/x/logs\nNODE_ENV=production\n', { mode: 0o600 });
     const app = loadEcosystem({ CEMETERY_ENV_FILE: file, NODE_ENV: undefined, PM2_INSTANCES: undefined, LOG_DIR: undefined });
     expect(app).toMatchObject({ instances: 4, out_file: '/srv/x/logs/out.log' });
@@ -64,7 +64,7 @@ describe('app/ecosystem.config.js', () => {
   });
 
   test('inside a release on a host, PM2 runs `current` (so a reload picks up the new release) with the shared env file', () => {
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cemetery-home-'));
+    const home = tempDir('home');
     mkdirSync(path.join(home, 'releases', 'r-abc'), { recursive: true });
     mkdirSync(path.join(home, 'shared'));
     writeFileSync(path.join(home, 'shared', 'app.env'), 'PM2_INSTANCES=3\nDATABASE_URL=postgres://u:secret@h/db\n', { mode: 0o600 });

@@ -261,6 +261,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     async stop() {
       spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
       await mirror.close();
+      // The VM's state (its console log; the overlay went with the VM), unless a failed run is kept to look at.
+      if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
     },
   };
 }

@@ -8,8 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
@@ -22,6 +21,7 @@ import { MOCK_PASSWORD } from '../support/pulumi-mocks';
 import { TAMPERED_VERSION } from './node-mirror';
 import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
+import { tempDir } from '../support/temp-dir';
 
 jest.setTimeout(60 * 60 * 1000);
 
@@ -256,7 +256,7 @@ describe('the front door', () => {
 
   test('a wrong sshHostKey fails the up before any step runs on the host, saying so', async () => {
     requireProvisioned();
-    const keyFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'cemetery-hostkey-')), 'impostor');
+    const keyFile = path.join(tempDir('hostkey'), 'impostor');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
     const right = stack.config['cemetery-backend:sshHostKey'];
     // sshd's "Accepted publickey" lines. Each count's own login adds one; the bracket keeps sudo's log of
@@ -369,7 +369,7 @@ describe('trust boundaries', () => {
     expect(found.sort()).toEqual([`${appHome}/.npm`, `${appHome}/.pm2`, `${appHome}/logs`].sort());
 
     // The deploy key rotated (README: Rotating the deploy key), with the links in place.
-    const keyFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'cemetery-key-')), 'deploy-2027');
+    const keyFile = path.join(tempDir('key'), 'deploy-2027');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'deploy-2027', '-f', keyFile]);
     const newPublic = readFileSync(`${keyFile}.pub`, 'utf8').trim();
     const before = await stack.pm2List();

@@ -8,6 +8,7 @@ export default async function globalSetup() {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'cemetery-test-pg-'));
   const db = await startEmbeddedPostgres({ stateDir, port: await freePort(), persistent: false });
   globalThis.__testPostgres = db;
+  globalThis.__testPostgresDir = stateDir;
   // Workers start after this and inherit it.
   process.env.TEST_PG_ADMIN_URL = db.urlFor('postgres');
   const tlsDir = path.join(stateDir, 'tls');
