@@ -7,6 +7,8 @@ export const environment = stack.environment;
 export const publicIp = stack.publicIp;
 export const appUrl = stack.appUrl;
 export const sshCommand = stack.sshCommand;
+/** The host's pinned key as a known_hosts line, for the file sshCommand reads. */
+export const sshKnownHosts = stack.sshKnownHosts;
 export const instanceId = stack.instanceId;
 export const databaseEndpoint = stack.databaseEndpoint;
 /** RDS only: another stack restores from it with restoreSourceDatabase (README: Restoring the database). */

@@ -5,6 +5,7 @@ import { Database } from './database';
 import { Host } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
 import { Provisioning } from './provision';
+import { knownHostsFile, knownHostsLine, sshCommandWords } from './ssh-access';
 import { baseTags } from './tags';
 
 /** Reads this stack's config as Pulumi holds it and validates it; a bad value stops the program with one clear message. */
@@ -82,7 +83,9 @@ function createAppStack(cfg: StackConfig) {
     environment: cfg.environment,
     publicIp: machine.address,
     appUrl: cfg.domainName ? pulumi.output(`https://${cfg.domainName}`) : pulumi.interpolate`http://${machine.address}`,
-    sshCommand: pulumi.interpolate`ssh ${cfg.sshPort === 22 ? '' : `-p ${cfg.sshPort} `}${cfg.sshUser}@${machine.address}`,
+    // Verifies the host from the first connection: `pulumi stack output sshKnownHosts > ~/.ssh/cemetery-<stack>.known_hosts` once.
+    sshCommand: machine.address.apply((host) => sshCommandWords({ user: cfg.sshUser, host, port: cfg.sshPort, knownHosts: knownHostsFile(pulumi.getStack()) }).join(' ')),
+    sshKnownHosts: pulumi.all([machine.address, machine.sshHostKey]).apply(([host, key]) => knownHostsLine(host, cfg.sshPort, key)),
     instanceId: machine.id,
     databaseEndpoint: pulumi.interpolate`${database.host}:${database.port}`,
     /** RDS: the instance's identifier, what another stack's restoreSourceDatabase names. */

@@ -109,11 +109,18 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
       expect(outputs.publicIp).toBeUndefined();
       return;
     }
-    const [ip, ssh] = stack === 'local' ? ['127.0.0.1', 'ssh -p 2222 admin@127.0.0.1'] : [MOCK_PUBLIC_IP, `ssh admin@${MOCK_PUBLIC_IP}`];
+    // The host key the stack pins: generated for aws, the stack's sshHostKey for the local VM.
+    const pinned = (key: string) => key.split(' ').slice(0, 2).join(' ');
+    const checked = `ssh -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%d/.ssh/cemetery-${stack}.known_hosts`;
+    const [ip, ssh, knownHosts] =
+      stack === 'local'
+        ? ['127.0.0.1', `${checked} -p 2222 admin@127.0.0.1`, `[127.0.0.1]:2222 ${pinned(STACKS.local['cemetery-backend:sshHostKey'] ?? TEST_SSH_HOST_KEY)}`]
+        : [MOCK_PUBLIC_IP, `${checked} admin@${MOCK_PUBLIC_IP}`, `${MOCK_PUBLIC_IP} ${pinned(MOCK_HOST_KEY.public)}`];
     expect(outputs.publicIp).toEqual({ value: ip, secret: false });
     const domain = STACKS[stack]['cemetery-backend:domainName'];
     expect(outputs.appUrl.value).toBe(domain ? `https://${domain}` : `http://${ip}`);
     expect(outputs.sshCommand.value).toBe(ssh);
+    expect(outputs.sshKnownHosts.value).toBe(knownHosts);
     expect(outputs.releaseId.value).toMatch(/^r-[0-9a-f]{12}$/);
     expect(outputs.databaseUrl.secret).toBe(true);
     expect(outputs.databaseUrl.value).toContain(MOCK_PASSWORD);
