@@ -2,7 +2,6 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { utils } from 'ssh2';
 import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
 import { APP_DIST_DIR, hostSteps, listFiles, provisioningLayout, releaseId } from '../infra/host-steps';
@@ -23,6 +22,7 @@ import {
   withUserSecrets,
   type RecordedResource,
 } from './support/pulumi-mocks';
+import { ed25519KeyPair } from './support/ssh-keypair';
 
 const STACKS = stackFiles();
 const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
@@ -532,7 +532,7 @@ describe('previews need no private key', () => {
 
 describe('rotating the deploy key', () => {
   /** The incoming deploy key pair. */
-  const NEXT = utils.generateKeyPairSync('ed25519', { comment: 'rotated@cemetery' });
+  const NEXT = ed25519KeyPair({ comment: 'rotated@cemetery' });
   const OTHER_PUBLIC_KEY = NEXT.public;
 
   /** Properties that differ between two runs and that the resource does not ignore, by resource. */
@@ -591,8 +591,8 @@ describe('rotating the deploy key', () => {
 });
 
 describe('the deploy key guard: pulumi up refuses a key that authorized_keys would not hold', () => {
-  const NEXT = utils.generateKeyPairSync('ed25519', { comment: 'next@cemetery' });
-  const STRANGER = utils.generateKeyPairSync('ed25519', { comment: 'stranger@cemetery' });
+  const NEXT = ed25519KeyPair({ comment: 'next@cemetery' });
+  const STRANGER = ed25519KeyPair({ comment: 'stranger@cemetery' });
   const fingerprint = (publicKey: string) => execFileSync('ssh-keygen', ['-l', '-f', '-'], { input: publicKey }).toString().split(' ')[1];
   const STACKS_WITH_KEYS = Object.keys(STACKS).filter((s) => s !== 'staging-shared');
   const config = (stack: string, keys: Record<string, string>) => ({ ...withUserSecrets(STACKS[stack]), ...Object.fromEntries(Object.entries(keys).map(([k, v]) => [`${PROJECT}:${k}`, v])) });

@@ -6,10 +6,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
-import { utils } from 'ssh2';
 import { parse } from 'yaml';
 import { PROJECT, type StackConfig } from '../../infra/config';
 import { ROOT } from './db';
+import { ed25519KeyPair } from './ssh-keypair';
 
 export type RecordedResource = { type: string; name: string; inputs: Record<string, any> };
 
@@ -27,13 +27,13 @@ export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
 
 /** Per-user values the stack files leave to `pulumi config set` (see README): a real deploy key pair (config checks that they match). */
-const deployKey = utils.generateKeyPairSync('ed25519', { comment: 'test@cemetery' });
+const deployKey = ed25519KeyPair({ comment: 'test@cemetery' });
 export const TEST_SSH_PUBLIC_KEY = deployKey.public;
 export const TEST_SSH_PRIVATE_KEY = deployKey.private;
 /** target ssh: the existing host's key, as `ssh-keyscan` prints it (no comment). */
-export const TEST_SSH_HOST_KEY = utils.generateKeyPairSync('ed25519').public.split(' ').slice(0, 2).join(' ');
+export const TEST_SSH_HOST_KEY = ed25519KeyPair().public.split(' ').slice(0, 2).join(' ');
 /** target aws: the host key @pulumi/tls would generate (a real one, in OpenSSH form). */
-export const MOCK_HOST_KEY = utils.generateKeyPairSync('ed25519');
+export const MOCK_HOST_KEY = ed25519KeyPair();
 const USER_SECRETS = { sshPublicKey: TEST_SSH_PUBLIC_KEY, sshPrivateKey: TEST_SSH_PRIVATE_KEY };
 
 /** Every Pulumi.<stack>.yaml at the top level, as raw config (`key -> string`, as Pulumi stores it). */
