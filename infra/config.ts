@@ -88,6 +88,9 @@ const DEFAULTS: Record<Environment, Defaults> = {
 /** Shared by every environment. */
 export const COMMON_DEFAULTS = {
   target: 'aws',
+  sshPort: 22,
+  // Debian's AMI's login.
+  sshUser: 'admin',
   postgresVersion: '17',
   appPort: 3000,
   pm2Instances: 'max',
@@ -100,6 +103,7 @@ export const COMMON_DEFAULTS = {
   logrotateRotateInterval: '0 0 * * *',
   nodeVersion: '24.21.0',
   nodeDistMirror: 'https://nodejs.org/dist',
+  nodeDistMirrorLocal: false,
   // Releases (and their uploads) kept on the host for rollback; the live one and the previous one always stay.
   releasesToKeep: 5,
   // How long a new release may take to answer /readyz on its own before the switch is refused.
@@ -163,7 +167,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       environment: z.enum(ENVIRONMENTS, { error: `expected one of ${ENVIRONMENTS.join(', ')}` }).default(env),
       target: z.enum(['aws', 'ssh'], { error: 'expected aws (a new EC2 host) or ssh (an existing Debian 12/13 host)' }).default(d.target),
       sshHost: str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address').optional(),
-      sshPort: intIn(1, 65535).default(22),
+      sshPort: intIn(1, 65535).default(d.sshPort),
       region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1').optional(),
       instanceType: str('an EC2 instance type')
         .regex(new RegExp(`^[a-z]+\\d+[a-z-]*\\.(\\d+xlarge|${INSTANCE_SIZES.join('|')})$`), 'expected an EC2 instance type such as t3.medium or c7i.xlarge')
@@ -197,7 +201,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
           if (typeof key === 'string') ctx.addIssue({ code: 'custom', message: `expected an unencrypted OpenSSH private key, -----BEGIN OPENSSH PRIVATE KEY-----... (${key})` });
         })
         .optional(),
-      sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default('admin'),
+      sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default(d.sshUser),
       network: z.enum(NETWORK_MODES, { error: `expected one of ${NETWORK_MODES.join(', ')}` }).default(d.network),
       databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
       rdsInstanceClass: str('an RDS class').regex(/^db\.[a-z]+\d+[a-z]*\.(\d+xlarge|micro|small|medium|large|xlarge)$/, 'expected an RDS instance class such as db.t4g.micro').default(d.rdsInstanceClass),
@@ -231,7 +235,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       nodeVersion: str('a Node.js version').regex(/^(2[0-9]|[3-9]\d)\.\d+\.\d+$/, 'expected an exact Node.js version, 20 or newer, such as 24.21.0').default(d.nodeVersion),
       nodeDistMirror: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL of a Node.js dist mirror' }).default(d.nodeDistMirror),
       // A mirror on the stack's own network (the local VM's test mirror) may be plain http.
-      nodeDistMirrorLocal: bool.default(false),
+      nodeDistMirrorLocal: bool.default(d.nodeDistMirrorLocal),
       // The SHA-256 of a mirror's own build of node-v<nodeVersion>-linux-x64.tar.gz; default: the repository's pin (infra/nodejs-releases.ts).
       nodeTarballSha256: str('a SHA-256 in hex').regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 as 64 lower-case hex digits').optional(),
       releasesToKeep: intIn(2, 100).default(d.releasesToKeep),
@@ -400,4 +404,71 @@ function valueAt(input: Record<string, unknown>, path: PropertyKey[]): unknown {
   let value: unknown = input;
   for (const p of path) value = (value as Record<PropertyKey, unknown> | undefined)?.[p];
   return value;
+}
+
+/**
+ * What each key takes and does, for the README's configuration table
+ * (scripts/config-docs.ts writes it; npm test fails when it drifts). Typed by
+ * the schema, so a key without a line here does not compile.
+ */
+export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, string> = {
+  environment: '`dev` or `staging` for a non-prod stack (the name decides: `prod*` is prod, `staging*` staging); never contradicts prod-ness',
+  target: '`aws` (a new EC2 host) or `ssh` (an existing Debian 12/13 host: `onHost` database, so not prod)',
+  sshHost: '`target: ssh`: the host name or address',
+  sshPort: 'the host\'s SSH port, 1–65535',
+  region: 'an AWS region, e.g. `eu-central-1`; required for `target: aws` (`pulumi config set aws:region eu-central-1`)',
+  instanceType: 'an x86_64 EC2 type; prod needs 4+ vCPU',
+  rootVolumeSizeGiB: 'GiB of the host\'s encrypted root volume, 8–16384',
+  sshAllowedCidrs: 'required for `target: aws`: IPv4 CIDRs in their canonical form (`203.0.113.0/24`, not `203.0.113.7/24`) that may reach SSH; prod refuses any set open to the world (see Security policies)',
+  sshPublicKey: 'required for `target: aws`: the environment\'s deploy key, OpenSSH; changing it replaces nothing',
+  sshNextPublicKey: 'the incoming key during a rotation; not `sshPublicKey` (see Rotating the deploy key)',
+  sshPrivateKey: 'required for `up`, `--secret`: the deploy key\'s private half; a preview runs without it',
+  sshUser: 'the login `pulumi up` uses (Debian\'s AMI: `admin`)',
+  network: '`own`; staging: `shared` (the shared network) or `provideShared` (stack `staging-shared`)',
+  databaseMode: '`rds` or `onHost` (no backups yet, so not prod)',
+  rdsInstanceClass: 'the RDS class, `db.<family>.<size>`',
+  postgresVersion: 'the PostgreSQL major, 14–17 (or a full version such as 17.6)',
+  allocatedStorageGiB: 'GiB of RDS storage to start with, 20–65536',
+  maxAllocatedStorageGiB: 'GiB RDS storage may grow to, 20–65536, at least `allocatedStorageGiB`',
+  backupRetentionDays: '0–35 days of RDS automated backups; prod ≥ 7; refused with `onHost`, where it would keep nothing',
+  restoreFrom: 'RDS only: create the database from `restoreSourceDatabase`\'s backups, `latest` or a UTC time (`2026-11-29T03:00:00Z`) (see Restoring the database)',
+  restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
+  multiAz: '`true`: RDS keeps a standby in another availability zone',
+  deletionProtection: '`true` or `false`; prod keeps it on',
+  appPort: '1024–65535: the port the app listens on, behind the proxy, on the host\'s loopback',
+  pm2Instances: '`max` (one worker per vCPU) or 1–999',
+  maxMemoryRestart: 'PM2 sizes: `512M`, `1G`',
+  nofileLimit: 'open files for the app user and its PM2 daemon and workers (limits.d and systemd), 1024–1048576',
+  logrotateMaxSize: 'pm2-logrotate rotates a log at this size: `10M`',
+  logrotateRetain: '1–1000 rotated files kept',
+  logrotateCompress: '`true`: rotated logs are gzipped',
+  logrotateRotateInterval: 'a cron expression: rotate at these times whatever the size',
+  nodeVersion: 'an exact version ≥ 20 with a SHA-256 pinned in `infra/nodejs-releases.ts` (see Upgrading Node.js)',
+  nodeDistMirror: 'an https URL of a Node.js dist mirror',
+  nodeDistMirrorLocal: '`true` allows a plain-http mirror on your own network (the local VM\'s test mirror)',
+  nodeTarballSha256: 'the SHA-256 of a mirror\'s own build of the tarball; unset: the repository\'s pin',
+  releasesToKeep: '2–100 releases (and uploads) kept on the host; the live one and the rollback target always stay',
+  releaseHealthTimeoutSeconds: '5–600: how long a new release may take to answer `/readyz` before the switch is refused; also how long a reload waits for each new worker (PM2\'s `listen_timeout`)',
+  databaseConnectTimeoutSeconds: '1–60: how long a request waits for a new database connection before the app answers `503` (`DB_CONNECT_TIMEOUT_MS`); the local stack allows 15',
+  domainName: 'a DNS name: HTTPS on 443 for it; without one, HTTP on 80; required in prod',
+  hostedZoneId: 'a Route 53 zone id (`Z…`): Pulumi keeps the A record; needs `domainName`, `target: aws`',
+  acmeEmail: 'an email address Let\'s Encrypt writes to about expiring certificates',
+  certificateIssuer: '`acme` (Let\'s Encrypt) or `internal` (Caddy\'s CA; not prod)',
+  sshHostKey: '`target: ssh`, required for `up`: the host\'s public key (`ssh-ed25519 AAAA…`); `aws` generates its own',
+  publicReads: '`false`: reads need a token too',
+  rateLimitPerMinute: 'requests per minute per client address; unset: the app\'s (see Abuse limits)',
+};
+
+/** Each key with its default per environment (`–`: none) and what it takes, in the schema's order: the README's table. */
+export function configReference(): Array<{ key: string; defaults: Record<Environment, string>; about: string }> {
+  const context: SchemaContext = { stack: 'dev', preview: true, backupRetentionSet: false };
+  return Object.keys(schemaFor('dev', context).shape).map((key) => {
+    const defaults = Object.fromEntries(
+      ENVIRONMENTS.map((env) => {
+        const value = key === 'environment' ? env : ({ ...DEFAULTS[env], ...COMMON_DEFAULTS } as Record<string, unknown>)[key];
+        return [env, value === undefined ? '–' : String(value)];
+      }),
+    ) as Record<Environment, string>;
+    return { key: key === 'region' ? 'aws:region' : key, defaults, about: KEY_DOCS[key as keyof typeof KEY_DOCS] };
+  });
 }
