@@ -77,8 +77,6 @@ export class Database extends pulumi.ComponentResource {
   readonly password: pulumi.Output<string>;
   /** postgres://… for the app: a secret. */
   readonly url: pulumi.Output<string>;
-  /** RDS with a restore: the instance's restoreToPointInTime, once checked against the source (a problem rejects it). */
-  readonly restoreInput: pulumi.Output<aws.types.input.rds.InstanceRestoreToPointInTime> | undefined;
   /** RDS: the instance identifier (what a restore names as its source); undefined on the host. */
   readonly identifier: pulumi.Output<string> | undefined;
   /** The app's DATABASE_TLS_CA: which CAs authenticate this database (app/src/config.ts). */
@@ -96,7 +94,6 @@ export class Database extends pulumi.ComponentResource {
       this.host = pulumi.output('127.0.0.1');
       this.port = pulumi.output(POSTGRES_PORT);
       this.identifier = undefined;
-      this.restoreInput = undefined;
     } else {
       const subnets = new aws.rds.SubnetGroup(`${name}-subnets`, { subnetIds: args.privateSubnetIds, tags: args.tags }, parent);
       const securityGroup = new aws.ec2.SecurityGroup(
@@ -110,7 +107,6 @@ export class Database extends pulumi.ComponentResource {
         parent,
       );
       const restore = args.restore && restoreInput(args.restore, args.engineVersion, parent);
-      this.restoreInput = restore;
       const instance = new aws.rds.Instance(
         `${name}-pg`,
         {
