@@ -160,8 +160,11 @@ export type SchemaContext = {
 /** Why on-host PostgreSQL is not where a register that must survive belongs (yet). */
 const ON_HOST_UNSAFE = "on-host PostgreSQL has no backups, and its data dies with the host's disk (on AWS the root volume, deleted with the instance)";
 
+/** An environment's default for every key that has one. */
+const defaultsOf = (env: Environment) => ({ ...DEFAULTS[env], ...COMMON_DEFAULTS });
+
 function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: SchemaContext) {
-  const d = { ...DEFAULTS[env], ...COMMON_DEFAULTS };
+  const d = defaultsOf(env);
   return z
     .object({
       environment: z.enum(ENVIRONMENTS, { error: `expected one of ${ENVIRONMENTS.join(', ')}` }).default(env),
@@ -462,13 +465,9 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
 /** Each key with its default per environment (`–`: none) and what it takes, in the schema's order: the README's table. */
 export function configReference(): Array<{ key: string; defaults: Record<Environment, string>; about: string }> {
   const context: SchemaContext = { stack: 'dev', preview: true, backupRetentionSet: false };
+  const byEnv = ENVIRONMENTS.map((env) => [env, { ...defaultsOf(env), environment: env } as Record<string, unknown>] as const);
   return Object.keys(schemaFor('dev', context).shape).map((key) => {
-    const defaults = Object.fromEntries(
-      ENVIRONMENTS.map((env) => {
-        const value = key === 'environment' ? env : ({ ...DEFAULTS[env], ...COMMON_DEFAULTS } as Record<string, unknown>)[key];
-        return [env, value === undefined ? '–' : String(value)];
-      }),
-    ) as Record<Environment, string>;
+    const defaults = Object.fromEntries(byEnv.map(([env, d]) => [env, d[key] === undefined ? '–' : String(d[key])])) as Record<Environment, string>;
     return { key: key === 'region' ? 'aws:region' : key, defaults, about: KEY_DOCS[key as keyof typeof KEY_DOCS] };
   });
 }
