@@ -174,7 +174,6 @@ export type StackRule = {
   check: (resources: ReadonlyArray<{ type: string; name: string; props: Record<string, any> }>, context: RuleContext) => string[];
 };
 
-const RDS_INSTANCE = 'aws:rds/instance:Instance';
 /** A stack that runs the app: a host of its own, or provisioning steps on an existing one. */
 const runsTheApp = (resources: ReadonlyArray<{ type: string }>) => resources.some((r) => r.type === 'aws:ec2/instance:Instance' || r.type === 'command:remote:Command');
 
@@ -185,7 +184,7 @@ export const stackRules: StackRule[] = [
     check: (resources, context) => {
       const prod = isProdStack(context.stack) || resources.some((r) => isProd(r.props, context));
       if (!prod || !runsTheApp(resources)) return [];
-      const databases = resources.filter((r) => r.type === RDS_INSTANCE);
+      const databases = resources.filter((r) => r.type === 'aws:rds/instance:Instance');
       if (databases.length === 0) return ['prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)'];
       return databases
         .filter((db) => !((db.props.backupRetentionPeriod ?? 0) >= PROD_MIN_BACKUP_DAYS))
