@@ -22,6 +22,13 @@ export const MOCK_RDS_INSTANCES: Record<string, { engine: string; engineVersion:
   'cemetery-dev-pg-nobackup': { engine: 'postgres', engineVersion: '17.6', backupRetentionPeriod: 0 },
   'legacy-pg16': { engine: 'postgres', engineVersion: '16.4', backupRetentionPeriod: 7 },
 };
+
+/** aws.rds.getInstance in the mocked account: one of MOCK_RDS_INSTANCES, or an error as for a missing instance. */
+export function mockRdsGetInstance(inputs: Record<string, unknown>) {
+  const source = MOCK_RDS_INSTANCES[inputs.dbInstanceIdentifier as string];
+  if (!source) throw new Error(`mock: no RDS DB Instance ${inputs.dbInstanceIdentifier}`);
+  return { dbInstanceIdentifier: inputs.dbInstanceIdentifier, ...source };
+}
 /** The shared staging network (stack staging-shared), as the tag lookup finds it. */
 export const MOCK_SHARED_VPC = 'vpc-0sharedstaging';
 export const MOCK_SHARED_SUBNETS = { public: ['subnet-0sharedpublica'], private: ['subnet-0sharedprivateb', 'subnet-0sharedprivatea'] };
@@ -127,11 +134,7 @@ export async function runProgram(
       call: (args) => {
         if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
         if (args.token === 'aws:index/getCallerIdentity:getCallerIdentity') return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/admin`, userId: 'AIDAMOCK' };
-        if (args.token === 'aws:rds/getInstance:getInstance') {
-          const source = MOCK_RDS_INSTANCES[args.inputs.dbInstanceIdentifier as string];
-          if (!source) throw new Error(`mock: no RDS DB Instance ${args.inputs.dbInstanceIdentifier}`);
-          return { dbInstanceIdentifier: args.inputs.dbInstanceIdentifier, ...source };
-        }
+        if (args.token === 'aws:rds/getInstance:getInstance') return mockRdsGetInstance(args.inputs);
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
