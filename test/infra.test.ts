@@ -423,11 +423,9 @@ describe('bad configuration fails the program with a message naming the key', ()
 
 describe('CrossGuard rules (policy/)', () => {
   test('report violations on a deliberately bad stack', async () => {
-    const { parseStackConfig } = await import('../infra/config');
     const { createStack } = await import('../infra/stack');
     // Valid config, then made bad behind the validator's back: what the policies must still catch.
-    const raw = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v]));
-    const cfg = { ...parseStackConfig(raw, 'prod', 'eu-central-1'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
+    const cfg = { ...parseProjectConfig(withUserSecrets(STACKS.prod), 'prod'), sshAllowedCidrs: ['0.0.0.0/0'], deletionProtection: false };
     const { resources } = await runProgram('prod', withUserSecrets(STACKS.prod), () => createStack(cfg));
     expect(violations(resources, 'prod')).toEqual([
       'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod (port 22): 0.0.0.0/0 admits more public IPv4 addresses than a /16: open to the world',
@@ -436,12 +434,9 @@ describe('CrossGuard rules (policy/)', () => {
   });
 
   test("prod's register: a prod stack whose database is on the host, or keeps too few days of backups, is refused; dev's on-host database is not", async () => {
-    const { parseStackConfig } = await import('../infra/config');
     const { createStack } = await import('../infra/stack');
-    const parsed = (stack: string) =>
-      parseStackConfig(Object.fromEntries(Object.entries(withUserSecrets(STACKS[stack])).filter(([k]) => k.startsWith('cemetery-backend:')).map(([k, v]) => [k.slice(17), v])), stack, 'eu-central-1');
     const run = async (stack: string, bad: Record<string, unknown>) =>
-      violations((await runProgram(stack, withUserSecrets(STACKS[stack]), () => createStack({ ...parsed(stack), ...bad }))).resources, stack);
+      violations((await runProgram(stack, withUserSecrets(STACKS[stack]), () => createStack({ ...parseProjectConfig(withUserSecrets(STACKS[stack]), stack), ...bad }))).resources, stack);
     expect(await run('prod', { databaseMode: 'onHost' })).toEqual([
       'prod-register-in-backed-up-database: prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)',
     ]);
