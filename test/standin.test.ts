@@ -169,6 +169,32 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
     expect(ran(succeeded(await engine.up(p)))).toEqual([]);
   });
 
+  test('output is logged a line at a time while the command runs, from the streams `logging` names', async () => {
+    const dir = remoteDir();
+    const go = path.join(dir, 'go');
+    // The command waits for a file the test writes only once it has seen the first line: it can end only if
+    // that line was logged before the command finished.
+    const create = `echo first; printf 'to stderr\\n' >&2; until [ -e ${go} ]; do sleep 0.1; done; printf 'last, unterminated'`;
+    const seen: string[] = [];
+    const engine = new Engine((line) => {
+      seen.push(line);
+      if (line === 'a: first') writeFileSync(go, '');
+    });
+    const result = await engine.up(program([{ name: 'a', inputs: { create } }]));
+    expect(ran(succeeded(result))).toEqual(['create a']);
+    expect(seen).toEqual(['a: first', 'a: to stderr', 'a: last, unterminated']);
+    expect(result.output!.map((o) => [o.resource, o.line])).toEqual([['a', 'first'], ['a', 'to stderr'], ['a', 'last, unterminated']]);
+
+    const only = async (logging: string) => {
+      const lines: string[] = [];
+      succeeded(await new Engine((line) => lines.push(line)).up(program([{ name: 'b', inputs: { create: 'echo out; echo err >&2', logging } }])));
+      return lines;
+    };
+    expect(await only('stdout')).toEqual(['b: out']);
+    expect(await only('stderr')).toEqual(['b: err']);
+    expect(await only('none')).toEqual([]);
+  });
+
   test('a changed input updates (runs create again, with the previous output in PULUMI_COMMAND_STDOUT); a dependency alone re-runs nothing', async () => {
     const dir = remoteDir();
     const engine = new Engine();

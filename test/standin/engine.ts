@@ -54,7 +54,9 @@ import { providers, type Inputs, type Log, type Outputs, type Source } from './p
 export type Program = { resources: RecordedResource[]; dependencies: Record<string, string[]> };
 export type Op = 'create' | 'update' | 'replace' | 'delete';
 export type Step = { name: string; op: Op; seconds: number };
-export type UpResult = { steps: Step[]; failed?: { name: string; op: Op; message: string } };
+/** A line a command logged while it ran (an ephemeral status in `pulumi up`'s display), with when it arrived. */
+export type OutputLine = { resource: string; line: string; at: number };
+export type UpResult = { steps: Step[]; failed?: { name: string; op: Op; message: string }; output?: OutputLine[] };
 type Saved = { name: string; type: string; inputs: Inputs; outputs: Outputs; dependencies: string[] };
 
 const SECRET_SIG = '4dabf18193072939515e22adb298388d';
@@ -110,6 +112,12 @@ export class Engine {
   /** `pulumi up` (with `--replace` for the names in `replace`). */
   async up(program: Program, opts: { replace?: string[] } = {}): Promise<UpResult> {
     const steps: Step[] = [];
+    const output: OutputLine[] = [];
+    /** What the provider logs for a resource: kept with its time, and passed on naming the resource. */
+    const logFor = (resource: string) => (line: string) => {
+      output.push({ resource, line, at: Date.now() });
+      this.log(`${resource}: ${line}`);
+    };
     const plan = await Engine.plan(program);
     let failed: UpResult['failed'];
     /** Per resource: settles when its step is done; false if it failed or never started. */
@@ -124,7 +132,7 @@ export class Engine {
       const provider = providers[r.type];
       const started = Date.now();
       try {
-        const outputs = op === 'update' ? await provider.update(old!.inputs, old!.outputs, r.inputs, this.log) : await provider.create(r.inputs, this.log);
+        const outputs = op === 'update' ? await provider.update(old!.inputs, old!.outputs, r.inputs, logFor(r.name)) : await provider.create(r.inputs, logFor(r.name));
         if (op === 'replace') this.pendingDeletes.push(old!);
         this.state.set(r.name, { name: r.name, type: r.type, inputs: r.inputs, outputs, dependencies: r.dependencies });
         steps.push({ name: r.name, op, seconds: (Date.now() - started) / 1000 });
@@ -137,25 +145,25 @@ export class Engine {
     // The plan lists each resource after its dependencies, so theirs are in `done` before it starts.
     for (const r of plan) done.set(r.name, run(r));
     await Promise.all(done.values());
-    if (failed) return { steps, failed };
+    if (failed) return { steps, failed, output };
     // Resources no longer in the program, then the replaced originals: deleted last.
     const gone = [...this.state].filter(([name]) => !plan.some((r) => r.name === name));
     for (const [name, saved] of gone.reverse()) {
       const failed = await this.remove(name, saved, steps);
-      if (failed) return { steps, failed };
+      if (failed) return { steps, failed, output };
     }
     while (this.pendingDeletes.length) {
       const saved = this.pendingDeletes[this.pendingDeletes.length - 1];
       const started = Date.now();
       try {
-        await providers[saved.type].delete(saved.inputs, saved.outputs, this.log);
+        await providers[saved.type].delete(saved.inputs, saved.outputs, logFor(saved.name));
       } catch (err) {
-        return { steps, failed: { name: saved.name, op: 'delete' as const, message: (err as Error).message } };
+        return { steps, failed: { name: saved.name, op: 'delete' as const, message: (err as Error).message }, output };
       }
       this.pendingDeletes.pop();
       steps.push({ name: saved.name, op: 'delete', seconds: (Date.now() - started) / 1000 });
     }
-    return { steps };
+    return { steps, output };
   }
 
   /** `pulumi destroy`: every saved resource's delete, dependents first. */

@@ -11,6 +11,13 @@
  *   no Delete: nothing is removed from the host.
  * A failed command's error reads as the provider's: `Process exited with
  * status N: running "<cmd>":` and the combined output (commandOutputs.go line 101).
+ * Output is logged while the command runs, a line at a time: the streams that
+ * `logging` names (default both) feed one pipe, read by a line scanner that
+ * sends each line to the engine as an ephemeral info status
+ * (commandOutputs.go lines 77-98, util/util.go LogOutput lines 32-53). The
+ * engine masks only stack-config secrets in it, not program secrets
+ * (pulumi/pulumi pkg/engine/events.go, issue #3138): a step whose output is
+ * shown must print none.
  */
 import type { Client } from 'ssh2';
 import { copyToRemote } from './copy-to-remote';
@@ -51,10 +58,17 @@ async function run(inputs: Inputs, command: string, previous: Outputs, log: Log)
       if (previous.stdout) env.PULUMI_COMMAND_STDOUT = previous.stdout;
       if (previous.stderr) env.PULUMI_COMMAND_STDERR = previous.stderr;
     }
-    const r = await execOn(client, command, { stdin: inputs.stdin, env });
-    const logging = inputs.logging ?? 'stdoutAndStderr';
-    const shown = logging === 'none' ? '' : logging === 'stdout' ? r.stdout : logging === 'stderr' ? r.stderr : r.combined;
-    if (shown.trim()) log(shown.trimEnd());
+    const logging: string = inputs.logging ?? 'stdoutAndStderr';
+    const logged = (stream: 'stdout' | 'stderr') => logging === 'stdoutAndStderr' || logging === stream;
+    let partial = '';
+    const onData = (chunk: string, stream: 'stdout' | 'stderr') => {
+      if (!logged(stream)) return;
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop()!;
+      lines.forEach((line) => log(line));
+    };
+    const r = await execOn(client, command, { stdin: inputs.stdin, env, onData });
+    if (partial) log(partial);
     if (r.code !== 0) {
       const status = r.code === null ? `Process exited with signal ${r.signal}` : `Process exited with status ${r.code}`;
       throw new Error(`${status}: running ${JSON.stringify(command)}:\n${r.combined}`);

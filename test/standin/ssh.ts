@@ -73,7 +73,12 @@ export function openSftp(client: Client): Promise<SFTPWrapper> {
 
 export type CommandResult = { code: number | null; signal?: string; stdout: string; stderr: string; combined: string };
 
-export function execOn(client: Client, command: string, opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CommandResult> {
+/** `onData`: each chunk as it arrives, with the stream it came on (the provider's log pipe is fed this way). */
+export function execOn(
+  client: Client,
+  command: string,
+  opts: { stdin?: string; env?: Record<string, string>; onData?: (chunk: string, stream: 'stdout' | 'stderr') => void } = {},
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     client.exec(command, { env: opts.env }, (err, stream) => {
       if (err) return reject(err);
@@ -82,8 +87,8 @@ export function execOn(client: Client, command: string, opts: { stdin?: string; 
       let combined = '';
       let code: number | null = null;
       let signal: string | undefined;
-      stream.on('data', (d: Buffer) => ((stdout += d), (combined += d)));
-      stream.stderr.on('data', (d: Buffer) => ((stderr += d), (combined += d)));
+      stream.on('data', (d: Buffer) => ((stdout += d), (combined += d), opts.onData?.(d.toString(), 'stdout')));
+      stream.stderr.on('data', (d: Buffer) => ((stderr += d), (combined += d), opts.onData?.(d.toString(), 'stderr')));
       stream.on('exit', (c: number | null, s?: string) => ((code = c), (signal = s)));
       stream.on('close', () => resolve({ code, signal, stdout, stderr, combined }));
       if (opts.stdin) stream.end(opts.stdin);
