@@ -9,6 +9,12 @@ export const HOST_PATHS = {
   appName: 'cemetery-backend',
   /** The Node.js the nodejs step installs (a link to the live install). */
   nodeBin: '/opt/node/bin',
+  /** The operator's trail: deploys, rollbacks, refused releases, maintenance, token changes (cemetery-audit). */
+  auditLog: '/var/log/cemetery-backend/audit.log',
+  /** Appends to it (the release step installs it): `cemetery-audit ACTION OUTCOME [DETAIL]`, `--show [N]`. */
+  auditCommand: '/usr/local/sbin/cemetery-audit',
+  /** While this file exists the proxy answers 503 (cemetery-maintenance on|off). */
+  maintenanceFlag: '/var/lib/cemetery-backend/maintenance',
 } as const;
 
 /** A release's id: `r-` and 12 hex digits of its content (host-steps.ts releaseId). */

@@ -95,8 +95,10 @@ export type HostStep = {
   name: string;
   script: string;
   args: Record<string, string | number | boolean>;
-  /** Secret-bearing steps read their secret from stdin; their logging is off. */
+  /** Secret-bearing steps read their secret from stdin; their output is hidden unless `printsNoSecret`. */
   stdin?: 'databasePassword' | 'appEnvironment';
+  /** A step with a secret on stdin whose output is shown as it runs: it prints none (a VM test greps for them). */
+  printsNoSecret?: true;
   /** Helpers from scripts/host the step runs besides its script and lib.sh (they are in its triggers). */
   uses?: string[];
   /** Uploaded files the step reads (checked against the copies in npm test). */
@@ -157,6 +159,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       ISSUER: cfg.certificateIssuer,
       ...(cfg.domainName ? { DOMAIN: cfg.domainName } : {}),
       ...(cfg.acmeEmail ? { ACME_EMAIL: cfg.acmeEmail } : {}),
+      MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
     },
   });
   const { uploadDir } = layout;
@@ -173,9 +176,13 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       UPLOAD_DIR: uploadDir,
       KEEP_RELEASES: cfg.releasesToKeep,
       HEALTH_TIMEOUT: cfg.releaseHealthTimeoutSeconds,
+      AUDIT_LOG: HOST_LAYOUT.auditLog,
+      MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
     },
     stdin: 'appEnvironment',
-    uses: ['release.cjs'],
+    // Its phases (migrate, gate, each worker reloaded, save, prune) appear in `pulumi up` as they happen.
+    printsNoSecret: true,
+    uses: ['release.cjs', 'cemetery-audit.sh', 'cemetery-maintenance.sh'],
     after: ['pm2-logrotate', 'proxy'],
     reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
   });

@@ -101,7 +101,8 @@ ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateL
           stdin: step.stdin ? pulumi.secret(stdinFor[step.stdin]) : undefined,
           // What the step does: its script, the shared library, and the machine.
           triggers: [stepScriptHash(step), lib, args.machineId],
-          logging: step.stdin ? 'none' : 'stdoutAndStderr',
+          // The provider streams shown output line by line; the engine masks only config secrets in it.
+          logging: step.stdin && !step.printsNoSecret ? 'none' : 'stdoutAndStderr',
         },
         // A step that reads the release upload also waits for its copies.
         { ...parent, dependsOn: step.reads ? [...after, ...Object.values(copies)] : after },

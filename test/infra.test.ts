@@ -4,7 +4,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
-import { APP_DIST_DIR, hostSteps, listFiles, provisioningLayout, releaseId } from '../infra/host-steps';
+import { APP_DIST_DIR, HOST_LAYOUT, hostSteps, listFiles, provisioningLayout, releaseId } from '../infra/host-steps';
 import { metadataGuardCommand } from '../infra/metadata-guard';
 import { appliesTo, securityRules, stackRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
@@ -170,7 +170,7 @@ describe('provisioning over SSH', () => {
     });
   });
 
-  test.each(['dev', 'local', 'prod', 'staging'])('%s: no secret in a command line; secret steps read stdin with logging off', (stack) => {
+  test.each(['dev', 'local', 'prod', 'staging'])('%s: no secret in a command line; secret steps read stdin, their output hidden but the release\'s (it shows its phases)', (stack) => {
     for (const cmd of commands(stack)) {
       for (const secret of secretsOf(stack)) expect(cmd.inputs.create).not.toContain(secret);
       expect(cmd.inputs.create).toMatch(/^sudo bash \/home\/admin\/\.cemetery-provision\/host\/[a-z0-9-]+\.sh( [A-Z][A-Z0-9_]*=\S+| '[A-Z][A-Z0-9_]*=[^']*')*$/);
@@ -179,7 +179,7 @@ describe('provisioning over SSH', () => {
       // Every connection checks the host's key: generated with the EC2 host, or the stack's sshHostKey.
       const hostKey = STACKS[stack]['cemetery-backend:target'] === 'ssh' ? TEST_SSH_HOST_KEY : MOCK_HOST_KEY.public;
       expect(cmd.inputs.connection.value).toMatchObject({ user: 'admin', hostKey, dialErrorLimit: stack === 'local' ? 10 : 60, perDialTimeout: 10 });
-      if (cmd.inputs.stdin !== undefined) expect(cmd.inputs.logging).toBe('none');
+      if (cmd.inputs.stdin !== undefined) expect(cmd.inputs.logging).toBe(cmd.name.endsWith('-release') ? 'stdoutAndStderr' : 'none');
     }
     const release = commands(stack).find((c) => c.name.endsWith('-release'))!;
     expect(release.inputs.stdin[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
@@ -292,9 +292,10 @@ describe('the front door: the proxy, the host key, the web ports', () => {
   test('the app listens on loopback; the proxy step gets the domain and issuer', () => {
     expect(step('prod', 'release').inputs.stdin.value).toMatch(/^HOST=127\.0\.0\.1$/m);
     expect(step('prod', 'release').inputs.stdin.value).toMatch(/^PUBLIC_READS=true$/m);
-    expect(step('prod', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\.example\.org ACME_EMAIL=ops@example\.org$/);
-    expect(step('dev', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=acme$/);
-    expect(step('local', 'proxy').inputs.create).toMatch(/proxy\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\.test$/);
+    const flag = `MAINTENANCE_FLAG=${HOST_LAYOUT.maintenanceFlag}`;
+    expect(step('prod', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ACME_EMAIL=ops@example\\.org ${flag}$`));
+    expect(step('dev', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme ${flag}$`));
+    expect(step('local', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\\.test ${flag}$`));
   });
 
   test('target aws: the host key is generated, installed by cloud-init at first boot behind the metadata guard, and a new one replaces the instance', () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseJlist } from '../scripts/lib/pm2-list.cjs';
 import { activate, type LinkName, type ReleaseHost } from '../scripts/release-tool/activate';
 import { parseInvocation } from '../scripts/release-tool/cli';
-import { appProcesses, desiredWorkers, formatReleases, releasesToPrune } from '../scripts/release-tool/plan';
+import { appProcesses, desiredWorkers, formatReleases, releasesToPrune, workerDone } from '../scripts/release-tool/plan';
 import { ROOT } from './support/db';
 
 const recorded = readFileSync(path.join(ROOT, 'test', 'fixtures', 'pm2-jlist-host.txt'), 'utf8');
@@ -38,6 +38,19 @@ test.each([
   ['DATABASE_URL=postgres://u:p@h/d\n', 2, 2],
 ])('workers wanted by %j on %d CPUs: %d', (env, cpus, want) => {
   expect(desiredWorkers(env, cpus)).toBe(want);
+});
+
+describe('reload progress', () => {
+  test("each worker's line of `pm2 startOrReload` (as PM2 7 prints it on a pipe, coloured) names the worker; other lines and other apps' do not", () => {
+    // Captured from `pm2 startOrReload` of a two-worker cluster app piped to a file.
+    const output = [
+      '\x1b[32m[PM2] \x1b[39mApplying action reloadProcessId on app [demo](ids: [ 0, 1 ])',
+      '\x1b[32m[PM2] \x1b[39m[demo](0) \u2713',
+      '\x1b[32m[PM2] \x1b[39m[demo](1) \u2713',
+      '[PM2] [pm2-logrotate](2) \u2713',
+    ];
+    expect(output.map((line) => workerDone(line, 'demo'))).toEqual([undefined, 0, 1, undefined]);
+  });
 });
 
 describe('retention', () => {
@@ -120,7 +133,7 @@ class FakeHost implements ReleaseHost {
   wantedWorkers() {
     return 2;
   }
-  reload() {
+  async reload() {
     this.record('reload', this.links.get('current'));
     this.serves = this.links.get('current');
     return 2;
@@ -192,7 +205,7 @@ describe('activate', () => {
 
   test('when the workers never come up on the new release, the same undo; the message says what PM2 showed', async () => {
     const host = liveHost();
-    host.reload = () => {
+    host.reload = async () => {
       host.serves = 'r-old'; // PM2 "reloaded", but the workers still run the old code
       return 2;
     };

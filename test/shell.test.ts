@@ -117,3 +117,60 @@ describe("pm2-module-setting.cjs: which of a module's settings differ from the s
     expect(differing(home).status).toBe(2);
   });
 });
+
+// As root (CI runs as root): they refuse anyone else, and set owners.
+const asRoot = process.getuid?.() === 0 ? describe : describe.skip;
+asRoot('the operator host commands: cemetery-audit and cemetery-maintenance (installed by the release step)', () => {
+  const HOST = path.join(ROOT, 'scripts', 'host');
+  let dir: string;
+  let env: Record<string, string>;
+  // Installed, each file follows a line that sets where it keeps its state (release.sh); here the environment sets it.
+  const run = (command: 'cemetery-audit' | 'cemetery-maintenance', args: string[], extra: Record<string, string> = {}) => {
+    const r = spawnSync('bash', [path.join(HOST, `${command}.sh`), ...args], { encoding: 'utf8', env: { ...env, ...extra } });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const lines = () => readFileSync(env.AUDIT_LOG, 'utf8').trim().split('\n');
+  const logfmt = (line: string) => Object.fromEntries([...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)].map(([, k, v]) => [k, v.startsWith('"') ? JSON.parse(v) : v]));
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-host-commands-'));
+    writeFileSync(path.join(dir, 'cemetery-audit'), `#!/bin/bash\nexec bash ${HOST}/cemetery-audit.sh "$@"\n`, { mode: 0o755 });
+    env = { PATH: `${dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`, AUDIT_LOG: path.join(dir, 'log', 'audit.log'), MAINTENANCE_FLAG: path.join(dir, 'flag', 'maintenance') };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('an entry says when, who (the sudo user, the fingerprint of the key from sshd\'s SSH_USER_AUTH, the address), what and the outcome, on one line whatever the detail holds', () => {
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'key')]);
+    const pub = readFileSync(path.join(dir, 'key.pub'), 'utf8').trim().split(' ');
+    writeFileSync(path.join(dir, 'auth'), `publickey ${pub[0]} ${pub[1]}\n`);
+    const fingerprint = spawnSync('ssh-keygen', ['-lf', path.join(dir, 'key.pub')], { encoding: 'utf8' }).stdout.split(' ')[1];
+    const detail = 'token create --name "x y"\\ \nsecond line';
+    const session = { SUDO_USER: 'admin', SSH_USER_AUTH: path.join(dir, 'auth'), SSH_CONNECTION: '10.0.2.2 51234 10.0.2.15 22' };
+    expect(run('cemetery-audit', ['token-create', 'ok', detail], session)).toEqual({ status: 0, stdout: '', stderr: '' });
+    expect(run('cemetery-audit', ['deploy', 'failed'])).toMatchObject({ status: 0 });
+    const [first, second] = lines();
+    expect(logfmt(first)).toEqual({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), user: 'admin', key: fingerprint, from: '10.0.2.2', action: 'token-create', outcome: 'ok', detail: 'token create --name "x y"\\  second line' });
+    // Not through sshd: no key, no address.
+    expect(logfmt(second)).toMatchObject({ user: 'root', key: 'unknown', from: 'local', action: 'deploy', outcome: 'failed', detail: '' });
+    expect(spawnSync('stat', ['-c', '%U:%G %a', path.dirname(env.AUDIT_LOG), env.AUDIT_LOG], { encoding: 'utf8' }).stdout.trim().split('\n')).toEqual(['root:adm 750', 'root:adm 640']);
+    expect(run('cemetery-audit', ['--show', '1']).stdout).toBe(`${second}\n`);
+  });
+
+  test('cemetery-audit refuses a call it cannot record', () => {
+    expect(run('cemetery-audit', ['deploy'])).toMatchObject({ status: 2, stderr: 'usage: cemetery-audit ACTION OUTCOME [DETAIL] | cemetery-audit --show [N]\n' });
+    expect(run('cemetery-audit', ['--show', 'all']).status).toBe(2);
+  });
+
+  test('maintenance on, status, off: the flag, exit codes scripts can rely on, one audit entry per switch', () => {
+    expect(run('cemetery-maintenance', ['status'])).toEqual({ status: 0, stdout: 'maintenance is off: the proxy serves the app\n', stderr: '' });
+    expect(run('cemetery-maintenance', ['on'])).toMatchObject({ status: 0, stdout: 'maintenance is on: the proxy answers 503 (Retry-After) to all but /healthz and /readyz\n' });
+    expect(spawnSync('stat', ['-c', '%U %a', path.dirname(env.MAINTENANCE_FLAG)], { encoding: 'utf8' }).stdout.trim()).toBe('root 755');
+    expect(run('cemetery-maintenance', ['on'])).toMatchObject({ status: 0, stdout: 'maintenance is already on\n' });
+    expect(run('cemetery-maintenance', ['status'])).toMatchObject({ status: 3, stdout: expect.stringMatching(/^maintenance is on since \S+Z: the proxy answers 503\n$/) });
+    expect(run('cemetery-maintenance', ['off'])).toMatchObject({ status: 0, stdout: 'maintenance is off: the proxy serves the app\n' });
+    expect(run('cemetery-maintenance', ['off'])).toMatchObject({ status: 0, stdout: 'maintenance is already off\n' });
+    expect(lines().map((l) => [logfmt(l).action, logfmt(l).outcome])).toEqual([['maintenance-on', 'ok'], ['maintenance-off', 'ok']]);
+    expect(run('cemetery-maintenance', ['onn'])).toMatchObject({ status: 2, stderr: 'usage: cemetery-maintenance on|off|status\n' });
+    expect(run('cemetery-maintenance', ['on', 'now']).status).toBe(2);
+    expect(run('cemetery-maintenance', ['--help'])).toMatchObject({ status: 0, stdout: 'usage: cemetery-maintenance on|off|status\n' });
+  });
+});

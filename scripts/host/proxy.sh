@@ -8,8 +8,10 @@
 # applied with a graceful reload (open connections finish). Caddy's admin API,
 # which that reload uses, listens on a unix socket only root and caddy reach:
 # on localhost:2019 any local user could load a config of their own.
+# While MAINTENANCE_FLAG exists (cemetery-maintenance on|off) every request but
+# the probes gets a 503 page with Retry-After.
 source "$(dirname "$0")/lib.sh"
-require APP_PORT ISSUER
+require APP_PORT ISSUER MAINTENANCE_FLAG
 # Optional arguments (lib.sh makes every argument read-only).
 domain=${DOMAIN:-}
 acme_email=${ACME_EMAIL:-}
@@ -50,6 +52,25 @@ GLOBAL
 	}
 HSTS
   fi
+  # Caddy 2.6.2's file matcher stats the flag on every request (fileserver/matcher.go selectFile, no cache): on and
+  # off need no reload, and a reload keeps the state. Its root is set: unset, the path would be taken relative to
+  # Caddy's working directory (caddyhttp.SanitizedPathJoin). It fails open: a flag Caddy cannot stat is off
+  # (strictFileExists), so its directory is root's and 0755. The probes stay the app's: a monitor sees the app itself.
+  cat <<MAINTENANCE
+	@maintenance {
+		file {
+			root $(dirname "$MAINTENANCE_FLAG")
+			try_files $(basename "$MAINTENANCE_FLAG")
+		}
+		not path /healthz /readyz
+	}
+	handle @maintenance {
+		header Retry-After 120
+		header Content-Type "text/html; charset=utf-8"
+		header Cache-Control no-store
+		respond \`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Down for maintenance</title></head><body><h1>Down for maintenance</h1><p>The register is being worked on. Please try again in a few minutes.</p></body></html>\` 503
+	}
+MAINTENANCE
   # One upstream: PM2's cluster master hands each connection to a worker. A GET
   # that fails (a worker restarting or killed) is tried again, on a new
   # connection, so another worker, for up to 15 s; one whose connection was handed
@@ -71,6 +92,7 @@ UPSTREAM
 }
 
 ADMIN_SOCKET=/run/caddy/admin.sock
+install -d -m 0755 -o root -g root "$(dirname "$MAINTENANCE_FLAG")"
 write_file /etc/systemd/system/caddy.service.d/10-admin-socket.conf 0644 root:root <<'DROPIN'
 # cemetery-backend: a directory for Caddy's admin socket that only caddy (and root) can enter
 [Service]

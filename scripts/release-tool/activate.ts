@@ -30,8 +30,8 @@ export interface ReleaseHost {
   gate(id: string, envFile: string, timeoutSeconds: number): Promise<void>;
   /** The workers the live env file asks for (PM2_INSTANCES; "max": one per CPU). */
   wantedWorkers(): number;
-  /** Starts PM2 on `current`, or reloads it worker by worker, then scales; returns the workers wanted. */
-  reload(): number;
+  /** Starts PM2 on `current`, or reloads it worker by worker (logging each), then scales; returns the workers wanted. */
+  reload(): Promise<number>;
   /** '' when `want` workers are online on release `id`, else what is wrong. */
   serving(id: string, want: number): Promise<string>;
   /** PM2's process list saved, for the next boot. */
@@ -98,7 +98,7 @@ export async function activate(host: ReleaseHost, id: string, { envText, migrate
     }
     host.setLink('current', id);
     if (live) undo.push(() => host.setLink('current', live));
-    const want = host.reload();
+    const want = await host.reload();
     const problem = await waitFor(() => host.serving(id, want), settleSeconds);
     if (problem) throw new ReleaseError(`release ${id} did not come up under PM2: ${problem}`);
     host.save();
@@ -109,7 +109,7 @@ export async function activate(host: ReleaseHost, id: string, { envText, migrate
     for (const step of undo.reverse()) step();
     let outcome;
     try {
-      const want = host.reload();
+      const want = await host.reload();
       const problem = await waitFor(() => host.serving(live, want), settleSeconds);
       host.save();
       outcome = problem ? `switching back to ${live} did not work either: ${problem}` : `switched back to ${live}, which serves`;

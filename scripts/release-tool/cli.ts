@@ -6,6 +6,8 @@
  *   sudo cemetery-release list
  *   sudo cemetery-release rollback [<id>]   (default: the previous live release)
  *
+ * Deploys and rollbacks, done or refused, go on the audit trail (cemetery-audit).
+ *
  * Every switch is health-gated (activate.ts): the release boots on a spare
  * loopback port and must answer /readyz before `current` moves and PM2
  * reloads. After a switch PM2's process list is saved, so a reboot serves the
@@ -55,6 +57,17 @@ export function parseInvocation(argv: string[]): Invocation {
   return { command, target, settings: Object.fromEntries(REQUIRED.map((k) => [k, opts[k]])) as Invocation['settings'], id: opts.id, upload: opts.upload };
 }
 
+/** Runs a switch and puts its outcome on the host's audit trail; a refusal's first line says why. */
+async function audited(host: SystemReleaseHost, action: string, detail: string, run: () => Promise<void>) {
+  try {
+    await run();
+  } catch (err) {
+    host.audit(action, 'failed', `${detail}: ${(err as Error).message.split('\n')[0]}`);
+    throw err;
+  }
+  host.audit(action, 'ok', detail);
+}
+
 export async function main(argv: string[]) {
   const { command, target: wanted, settings, id, upload } = parseInvocation(argv);
   const host = new SystemReleaseHost({ ...settings, appPort: Number(settings.appPort) });
@@ -70,14 +83,16 @@ export async function main(argv: string[]) {
       if (!target) throw new ReleaseError('there is no previous release to roll back to (cemetery-release list)');
       if (!RELEASE_ID_PATTERN.test(target)) throw new ReleaseError(`not a release id: "${target}" (cemetery-release list)`);
       if (!fs.existsSync(path.join(host.releases, target))) throw new ReleaseError(`release ${target} is not on this host (cemetery-release list)`);
-      await activate(host, target, { timeoutSeconds, migrate: false });
+      await audited(host, 'rollback', `to ${target} from ${host.link('current') ?? 'none'}`, () => activate(host, target, { timeoutSeconds, migrate: false }));
       return;
     }
     case 'deploy': {
       const envText = fs.readFileSync(0, 'utf8');
       if (!/^DATABASE_URL=/m.test(envText)) throw new ReleaseError('the environment on stdin has no DATABASE_URL');
-      host.install(id!, upload!);
-      await activate(host, id!, { envText, timeoutSeconds, migrate: true });
+      await audited(host, 'deploy', `release ${id} over ${host.link('current') ?? 'none'}`, async () => {
+        host.install(id!, upload!);
+        await activate(host, id!, { envText, timeoutSeconds, migrate: true });
+      });
       host.prune(Number(settings.keep), [id!]);
       return;
     }

@@ -33,6 +33,18 @@ export function formatReleases(releases: InstalledRelease[], live?: string, prev
     .join('\n');
 }
 
+/**
+ * The worker a line of `pm2 reload`/`startOrReload` says is done, or undefined: PM2 prints
+ * `[PM2] [<name>](<id>) ✓` as each process's action completes, one at a time for up to two
+ * (pm2 v7.0.3 lib/API.js _operate, lines 1343-1352 and 1407).
+ */
+export function workerDone(line: string, name: string): number | undefined {
+  // PM2 colours its prefix even on a pipe.
+  // eslint-disable-next-line no-control-regex
+  const m = /^\[PM2\] \[(.+)\]\((\d+)\) \u2713/.exec(line.replace(/\x1b\[[0-9;]*m/g, ''));
+  return m && m[1] === name ? Number(m[2]) : undefined;
+}
+
 export const lastLines = (text: string, n: number) => String(text).trimEnd().split('\n').slice(-n).join('\n');
 
 /** How a gated release's process ended, for the refusal. */

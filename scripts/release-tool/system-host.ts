@@ -15,7 +15,7 @@ import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
 import { freePort } from '../lib/ports.cjs';
 import { sleep } from '../lib/wait.cjs';
 import type { LinkName, ReleaseHost } from './activate';
-import { appProcesses, describeExit, desiredWorkers, lastLines, ReleaseError, releasesToPrune, type InstalledRelease } from './plan';
+import { appProcesses, describeExit, desiredWorkers, lastLines, ReleaseError, releasesToPrune, workerDone, type InstalledRelease } from './plan';
 
 export type HostOptions = { appUser: string; appHome: string; appName: string; appPort: number; uploads: string };
 
@@ -120,6 +120,28 @@ export class SystemReleaseHost implements ReleaseHost {
     return r.stdout;
   }
 
+  /** `pm2 ...` whose per-process lines are logged as PM2 prints them: each worker's reload, as it completes. */
+  private pm2Streamed(...args: string[]): Promise<void> {
+    const [cmd, argv] = this.asApp('pm2', args);
+    return new Promise((resolve, reject) => {
+      const child = spawn(cmd, argv, { cwd: this.home, stdio: ['ignore', 'pipe', 'pipe'] });
+      let all = '';
+      let partial = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        all += chunk;
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) {
+          const done = workerDone(line, this.name);
+          if (done !== undefined) this.log(`worker ${done} reloaded`);
+        }
+      });
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (all += chunk));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new ReleaseError(`pm2 ${args.join(' ')} failed:\n${lastLines(all, 20)}`))));
+    });
+  }
+
   private workers(): Pm2Process[] {
     return appProcesses(parseJlist(this.pm2('jlist')), this.name);
   }
@@ -201,6 +223,7 @@ export class SystemReleaseHost implements ReleaseHost {
   }
 
   migrate(id: string, envFile: string) {
+    this.log(`applying the migrations of release ${id}`);
     const [cmd, argv] = this.asApp('node', [path.join(this.releases, id, 'dist', 'migrate.js')], [`CEMETERY_ENV_FILE=${envFile}`]);
     const r = spawnSync(cmd, argv, { encoding: 'utf8', cwd: this.home });
     if (r.status !== 0) throw new ReleaseError(`the migrations of release ${id} failed, so it was not switched:\n${lastLines(r.stdout + r.stderr, 20)}`);
@@ -209,6 +232,7 @@ export class SystemReleaseHost implements ReleaseHost {
 
   async gate(id: string, envFile: string, timeoutSeconds: number) {
     const port = await freePort();
+    this.log(`release ${id} started on port ${port}: waiting up to ${timeoutSeconds} s for /readyz`);
     // The app user opens its own log in its own logs directory, a link there removed first (as that user).
     const [cmd, argv] = this.asApp('sh', ['-c', 'umask 027 && rm -f "$2" && exec node "$1" >"$2" 2>&1', 'sh', path.join(this.releases, id, 'dist', 'server.js'), this.checkLog], [
       'NODE_ENV=production',
@@ -254,7 +278,7 @@ export class SystemReleaseHost implements ReleaseHost {
     return desiredWorkers(readRegularFile(this.envFile) ?? '', this.cpus);
   }
 
-  reload() {
+  async reload() {
     const processFile = path.join(this.home, 'current', 'ecosystem.config.js');
     const script = path.join(this.home, 'current', 'dist', 'server.js');
     let workers = this.workers();
@@ -268,8 +292,8 @@ export class SystemReleaseHost implements ReleaseHost {
       this.pm2('start', processFile, '--env', 'production');
       this.log(`started ${this.name}`);
     } else {
-      this.pm2('startOrReload', processFile, '--env', 'production');
-      this.log(`reloaded ${this.name}, one worker at a time`);
+      this.log(`reloading ${this.name}, one worker at a time`);
+      await this.pm2Streamed('startOrReload', processFile, '--env', 'production');
     }
     const want = this.wantedWorkers();
     const after = this.workers();
@@ -295,6 +319,12 @@ export class SystemReleaseHost implements ReleaseHost {
     this.pm2('save', '--force');
   }
 
+  /** One line on the host's audit trail (cemetery-audit, written by the release step): who is read from the session. */
+  audit(action: string, outcome: 'ok' | 'failed', detail: string) {
+    const r = spawnSync(HOST_PATHS.auditCommand, [action, outcome, detail], { encoding: 'utf8' });
+    if (r.status !== 0) this.log(`could not write the audit trail: ${(r.stderr || String(r.error ?? '')).trim()}`);
+  }
+
   /** All but the newest `keep` releases go (never current, previous or `keepAlso`), and the uploads of the ones gone. */
   prune(keep: number, keepAlso: string[]) {
     const protect = [this.link('current'), this.link('previous'), ...keepAlso].filter((id): id is string => Boolean(id));
@@ -310,8 +340,9 @@ export class SystemReleaseHost implements ReleaseHost {
     if (remove.length || uploads.length) this.log(`pruned ${remove.length} release(s) and ${uploads.length} upload(s); kept ${[...kept].join(', ')}`);
   }
 
+  /** A phase, on stdout as it happens (the release step shows it in `pulumi up`; never a secret, never a long line). */
   log(line: string) {
-    console.log(`[release] ${line}`);
+    console.log(`[release] ${line}`.slice(0, 2000));
   }
 }
 
