@@ -1,0 +1,90 @@
+/**
+ * The operator command: `npm run cemetery -- -s <stack> <verb> [args]` from a
+ * workstation, against the stack's host, with what `pulumi stack output` says
+ * (or `--outputs <file>`, that command's JSON saved). The host is verified by
+ * the key the stack pins (sshKnownHosts), never learned on first use; the
+ * private key comes from your agent or `--identity <file>`.
+ *
+ * Exit codes: the host command's own (status: 0 healthy, 3 not), 2 usage,
+ * 255 ssh could not connect or verify the host.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { formatStatus, sshWords, UsageError, VERBS, type StackOutputs } from './commands';
+
+const verbLine = (verb: string) => `cemetery -s <stack> ${verb}${VERBS[verb].args ? ` ${VERBS[verb].args}` : ''}`;
+const OPTIONS = `options: -s, --stack <name>   the Pulumi stack (its outputs: pulumi stack output --json)
+         --outputs <file>     that command's JSON, saved (no Pulumi CLI needed)
+         --identity <file>    the private key (default: your ssh agent)`;
+const EXIT_CODES = 'exit codes: the host command\'s own (status: 0 healthy, 3 not), 2 usage, 255 ssh could not connect or verify the host';
+export const USAGE = `usage: ${Object.keys(VERBS).map(verbLine).join('\n       ')}\n${OPTIONS}\n${EXIT_CODES}`;
+const isHelp = (a: string) => a === '--help' || a === '-h' || a === 'help';
+
+export type Invocation = { stack?: string; outputsFile?: string; identity?: string; verb: string; args: string[] } | { help: string };
+
+/** The options (anywhere before the verb), the verb and its arguments; `--help` anywhere: the usage of the verb, or all. */
+export function parseArgs(argv: string[]): Invocation {
+  const opts: Record<string, string> = {};
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    const key = a === '-s' || a === '--stack' ? 'stack' : a === '--outputs' ? 'outputsFile' : a === '--identity' ? 'identity' : undefined;
+    if (!key) break;
+    if (argv[i + 1] === undefined) throw new UsageError(`${a} needs a value`);
+    opts[key] = argv[++i];
+  }
+  const [verb, ...args] = argv.slice(i);
+  if (verb === undefined || isHelp(verb)) return { help: USAGE };
+  if (!Object.hasOwn(VERBS, verb)) throw new UsageError(`unknown command: ${verb}`);
+  if (verb !== 'exec' && args.some(isHelp)) return { help: `usage: ${verbLine(verb)}\n  ${VERBS[verb].about}\n${OPTIONS}\n${EXIT_CODES}` };
+  if (!opts.stack && !opts.outputsFile) throw new UsageError('which stack? -s <stack> (or --outputs <file>)');
+  return { ...opts, verb, args };
+}
+
+function stackOutputs(inv: { stack?: string; outputsFile?: string }): StackOutputs {
+  if (inv.outputsFile) return JSON.parse(readFileSync(inv.outputsFile, 'utf8')) as StackOutputs;
+  const r = spawnSync('pulumi', ['stack', 'output', '--json', '--stack', inv.stack!], { encoding: 'utf8' });
+  if (r.error) throw new UsageError(`could not run pulumi (${(r.error as NodeJS.ErrnoException).code}): install the Pulumi CLI, or pass --outputs <file>`);
+  if (r.status !== 0) throw new UsageError(`pulumi stack output --stack ${inv.stack} failed: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as StackOutputs;
+}
+
+export function main(argv: string[]): number {
+  const inv = parseArgs(argv);
+  if ('help' in inv) {
+    process.stdout.write(`${inv.help}\n`);
+    return 0;
+  }
+  const outputs = stackOutputs(inv);
+  const call = VERBS[inv.verb].build([...inv.args], outputs);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-ssh-'));
+  try {
+    const knownHosts = path.join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `${outputs.sshKnownHosts.trim()}\n`, { mode: 0o600 });
+    const [ssh, ...words] = sshWords(outputs, knownHosts, { identity: inv.identity, tty: call.tty });
+    const args = call.command ? [...words, call.command] : words;
+    if (call.script === 'status') {
+      const script = readFileSync(path.join(__dirname, 'status.sh'), 'utf8');
+      const r = spawnSync(ssh, args, { input: script, encoding: 'utf8', stdio: ['pipe', 'pipe', 'inherit'] });
+      if (r.status !== 0) return r.status ?? 255;
+      const status = formatStatus(r.stdout);
+      process.stdout.write(status.text);
+      return status.healthy ? 0 : 3;
+    }
+    return spawnSync(ssh, args, { stdio: 'inherit' }).status ?? 255;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`cemetery: ${err.message}\n(cemetery --help says more)\n`);
+    process.exitCode = 2;
+  }
+}

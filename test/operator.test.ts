@@ -1,0 +1,138 @@
+/**
+ * The operator command (scripts/operator): each verb's host command as an exact
+ * string (the VM tier runs them against the provisioned host), the status
+ * formatting, and the command itself against a real sshd: the stack's pinned
+ * host key lets it in with no prompt, any other key is refused (exit 255), the
+ * host command's exit code comes back.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { knownHostsLine, sshCommandWords } from '../infra/ssh-access';
+import { formatStatus, sshWords, VERBS, type StackOutputs } from '../scripts/operator/commands';
+import { ROOT } from './support/db';
+import { SSHD, startSshd, type LoopbackSshd } from './support/sshd';
+import { tempDir } from './support/temp-dir';
+
+const outputs: StackOutputs = {
+  sshCommand: 'ssh -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%d/.ssh/cemetery-prod.known_hosts -p 2222 admin@203.0.113.7',
+  sshKnownHosts: '[203.0.113.7]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE',
+  appUrl: 'https://cemetery.example.org',
+  databaseEndpoint: 'localhost:5432',
+};
+const host = (verb: string, ...args: string[]) => VERBS[verb].build(args, outputs);
+
+describe('what each verb runs on the host', () => {
+  test.each([
+    [['status'], { command: 'sudo bash -s -- cemetery /srv/cemetery-backend /var/lib/cemetery-backend/maintenance /opt/node/bin cemetery.example.org', script: 'status' }],
+    [['logs'], { command: 'sudo tail -n 100 /srv/cemetery-backend/logs/out.log' }],
+    [['logs', '-f', '--err', '-n', '20'], { command: 'sudo tail -n 20 -F /srv/cemetery-backend/logs/err.log' }],
+    [['releases'], { command: 'sudo cemetery-release list && echo && sudo cemetery-audit --show 20' }],
+    [['rollback'], { command: 'sudo cemetery-release rollback' }],
+    [['rollback', 'r-0123456789ab'], { command: 'sudo cemetery-release rollback r-0123456789ab' }],
+    [['exec', 'df', '-h', "it's /"], { command: "df -h 'it'\\''s /'" }],
+    [['shell'], { command: '', tty: true }],
+    [['psql'], { command: 'sudo -u postgres psql -d cemetery', tty: true }],
+    [['token', 'create', '--name', 'the office'], { command: "sudo cemetery-admin token create --name 'the office'" }],
+    [['token', 'list'], { command: 'sudo cemetery-admin token list' }],
+    [['maintenance', 'on'], { command: 'sudo cemetery-maintenance on' }],
+    [['maintenance', 'status'], { command: 'sudo cemetery-maintenance status' }],
+  ])('%j', ([verb, ...args], call) => {
+    expect(host(verb, ...args)).toEqual(call);
+  });
+
+  test('a plain-HTTP stack: status asks for no certificate', () => {
+    expect(VERBS.status.build([], { ...outputs, appUrl: 'http://203.0.113.7' }).command).toBe('sudo bash -s -- cemetery /srv/cemetery-backend /var/lib/cemetery-backend/maintenance /opt/node/bin');
+  });
+
+  test.each([
+    [['logs', '-n', '0'], '-n must be a number of lines, got "0"'],
+    [['logs', '-n', '5;reboot'], '-n must be a number of lines, got "5;reboot"'],
+    [['logs', '--all'], 'unexpected: --all'],
+    [['rollback', '../etc'], 'rollback takes at most a release id (r-<12 hex>: see `releases`)'],
+    [['exec'], 'exec needs a command'],
+    [['token', 'drop'], 'token needs create, list or revoke'],
+    [['maintenance'], 'maintenance needs on, off or status'],
+    [['status', 'now'], 'unexpected: now'],
+  ])('%j is refused: %s', ([verb, ...args], message) => {
+    expect(() => host(verb, ...args)).toThrow(message);
+  });
+
+  test('psql with RDS says why not, naming the endpoint', () => {
+    expect(() => VERBS.psql.build([], { ...outputs, databaseEndpoint: 'cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432' })).toThrow(
+      'the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS), not on the host: the host has no psql for it',
+    );
+  });
+});
+
+test('ssh words: the stack sshCommand, with the known-hosts file that holds its sshKnownHosts, no global file, the identity only if given', () => {
+  expect(sshWords(outputs, '/tmp/k')).toEqual(['ssh', '-o', 'StrictHostKeyChecking=yes', '-o', 'UserKnownHostsFile=/tmp/k', '-p', '2222', '-o', 'GlobalKnownHostsFile=/dev/null', 'admin@203.0.113.7']);
+  expect(sshWords(outputs, '/tmp/k', { identity: '/keys/deploy', tty: true }).slice(-6)).toEqual(['-i', '/keys/deploy', '-o', 'IdentitiesOnly=yes', '-t', 'admin@203.0.113.7']);
+  expect(() => sshWords({ ...outputs, sshKnownHosts: '' }, '/tmp/k')).toThrow('run `pulumi up` first');
+});
+
+describe('status as an operator reads it', () => {
+  // A process list recorded on the VM (npm run test:e2e writes it).
+  const jlist = readFileSync(path.join(ROOT, 'test', 'fixtures', 'pm2-jlist-host.txt'), 'utf8').replace(/\n/g, '');
+  const lines = (over: Record<string, string> = {}) =>
+    Object.entries({ release: 'r-0123456789ab', previous: 'r-ba9876543210', maintenance: 'off', readyz: '{"status":"ready"} 200', certificate: 'Feb 27 10:00:00 2027 GMT', disk: '23% 4200', jlist, ...over })
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n');
+
+  test('healthy: the release and its rollback target, each worker, the database, the certificate, disk, maintenance', () => {
+    const { text, healthy } = formatStatus(lines(), new Date('2026-11-29T12:00:00Z'));
+    expect(healthy).toBe(true);
+    expect(text).toMatch(/^release {6}r-0123456789ab \(rollback target r-ba9876543210\)\nworkers {6}2 of 2 online\n {2}worker \d+ {3}pid \d+ {2}online {2}\d+ MB {2}\d+ restarts up \S+\n {2}worker \d+ {3}pid \d+ {2}online {2}\d+ MB {2}\d+ restarts up \S+\ndatabase {5}reachable \(\/readyz 200\)\ncertificate {2}expires 2027-02-27 \(in 89 days; Caddy renews it\)\ndisk {9}\/ 23% used, 4\.1 GB free\nmaintenance {2}off\n$/);
+  });
+
+  test('not healthy: the database not ready, or PM2 down; no certificate served', () => {
+    const notReady = formatStatus(lines({ readyz: '{"status":"not ready","reason":"database unreachable"} 503', certificate: '' }));
+    expect(notReady.healthy).toBe(false);
+    expect(notReady.text).toContain('database     NOT READY (/readyz 503 {"status":"not ready","reason":"database unreachable"})');
+    expect(notReady.text).toContain('certificate  NONE served on 443');
+    const down = formatStatus(lines({ jlist: 'down' }));
+    expect(down.healthy).toBe(false);
+    expect(down.text).toContain('workers      PM2 is not running (systemctl status pm2-cemetery)');
+  });
+});
+
+const haveSshd = existsSync(SSHD);
+if (!haveSshd && process.env.CI) throw new Error(`${SSHD} is required in CI (.ci/run installs openssh-server)`);
+(haveSshd ? describe : describe.skip)('npm run cemetery against a real sshd', () => {
+  let sshd: LoopbackSshd;
+  let dir: string;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    dir = tempDir('operator');
+    writeFileSync(path.join(dir, 'key'), sshd.privateKey, { mode: 0o600 });
+  });
+  afterAll(async () => sshd?.stop());
+
+  /** The command as an operator runs it, with the stack's outputs saved to a file. */
+  const cemetery = (hostKey: string, ...argv: string[]) => {
+    const file = path.join(dir, `outputs-${Math.random().toString(36).slice(2)}.json`);
+    const sshCommand = sshCommandWords({ user: sshd.user, host: '127.0.0.1', port: sshd.port, knownHosts: '%d/.ssh/cemetery-test.known_hosts' }).join(' ');
+    writeFileSync(file, JSON.stringify({ sshCommand, sshKnownHosts: knownHostsLine('127.0.0.1', sshd.port, hostKey) }));
+    const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', path.join(dir, 'key'), ...argv], {
+      encoding: 'utf8',
+      timeout: 60000,
+      env: { ...process.env, SSH_AUTH_SOCK: '' },
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  test('the pinned key: in with no prompt; the words arrive as given; the host command\'s exit code comes back', () => {
+    expect(cemetery(sshd.hostKey, 'exec', 'printf', '%s|', 'two words', "it's")).toMatchObject({ status: 0, stdout: "two words|it's|" });
+    expect(cemetery(sshd.hostKey, 'exec', 'sh', '-c', 'exit 7').status).toBe(7);
+  });
+
+  test('a host with another key is refused (255), nothing runs', () => {
+    const other = path.join(dir, 'other');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other], { stdio: 'ignore' });
+    const marker = path.join(sshd.dir, 'ran');
+    const r = cemetery(readFileSync(`${other}.pub`, 'utf8'), 'exec', 'touch', marker);
+    expect(r.status).toBe(255);
+    expect(r.stderr).toContain('Host key verification failed');
+    expect(existsSync(marker)).toBe(false);
+  });
+});
