@@ -29,7 +29,8 @@ write_file /etc/sudoers.d/cemetery-audit 0440 root:root <<<"$sudoers"
 write_file /etc/ssh/sshd_config.d/50-cemetery-audit.conf 0644 root:root <<<'ExposeAuthInfo yes'
 if [ "$WROTE" = 1 ]; then
   sshd -t || fail "sshd refuses its configuration with /etc/ssh/sshd_config.d/50-cemetery-audit.conf"
-  systemctl reload ssh
+  # A running sshd re-reads its files (new sessions get the setting); a socket-activated one reads them per connection.
+  systemctl try-reload-or-restart ssh
 fi
 # The commands' own text, after the line that sets where they keep their state (HOST_PATHS).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
