@@ -3,9 +3,11 @@
  * layout of the uploads, the copies, the step list and each step's command
  * line. infra/provision.ts turns them into resources; the tests read them too.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { appSourcesId, releaseToolSourcesId } from '../scripts/lib/build-inputs.cjs';
 import type { StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER } from './database';
 import { HOST_PATHS } from './host-layout';
@@ -52,16 +54,43 @@ export function hashFiles(files: string[], base?: string): string {
   return hash.digest('hex').slice(0, 12);
 }
 
-/** The release: app/dist and the process file; its id is their content hash. */
-export function releaseId(): string {
-  if (!existsSync(path.join(APP_DIST_DIR, 'server.js'))) {
-    throw new Error('app/dist is missing: run `npm run build` before `pulumi up` (the release ships the bundle)');
+/** Runs a build script; a failure throws with the build's own output, naming the command. */
+function runBuild(script: string, args: string[] = []) {
+  try {
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', script), ...args], { stdio: 'pipe' });
+  } catch (err) {
+    const e = err as { stdout?: Buffer; stderr?: Buffer; message: string };
+    throw new Error(`the build failed (node scripts/${script}${args.length ? ` ${args.join(' ')}` : ''}):\n${`${e.stderr ?? ''}${e.stdout ?? ''}`.trim() || e.message}`);
   }
-  if (!existsSync(path.join(HOST_SCRIPTS_DIR, 'release.cjs'))) {
-    throw new Error('scripts/host/release.cjs is missing: run `npm run build` before `pulumi up` (it bundles the release tool)');
+}
+
+/**
+ * The bundles as the sources say, whatever was built before: each bundle is stamped with the hash of its
+ * sources (scripts/lib/build-inputs.cjs), and one whose stamp differs, or that is missing, is built again
+ * here, so `git pull && pulumi up` (or a preview) never ships a stale build. Returns what it rebuilt.
+ */
+export function ensureBuilt(appDir = APP_DIR): string[] {
+  const rebuilt: string[] = [];
+  const buildIdFile = path.join(appDir, 'dist', 'BUILD_ID');
+  const built = existsSync(path.join(appDir, 'dist', 'server.js')) && existsSync(buildIdFile) ? readFileSync(buildIdFile, 'utf8').trim() : undefined;
+  if (built !== appSourcesId(appDir)) {
+    runBuild('build-app.mjs', appDir === APP_DIR ? [] : [appDir]);
+    rebuilt.push(path.relative(ROOT, path.join(appDir, 'dist')));
   }
+  const tool = path.join(HOST_SCRIPTS_DIR, 'release.cjs');
+  const stamp = existsSync(tool) ? / sources ([0-9a-f]{12})\n/.exec(readFileSync(tool, 'utf8').slice(0, 300))?.[1] : undefined;
+  if (stamp !== releaseToolSourcesId()) {
+    runBuild('build-release-tool.mjs');
+    rebuilt.push('scripts/host/release.cjs');
+  }
+  return rebuilt;
+}
+
+/** The release: app/dist and the process file, built from the sources if need be (ensureBuilt); its id is their content hash. */
+export function releaseId(appDir = APP_DIR): string {
+  ensureBuilt(appDir);
   // RELEASE_ID_PATTERN (host-layout.ts) describes this shape.
-  return `r-${hashFiles([...listFiles(APP_DIST_DIR), PROCESS_FILE], APP_DIR)}`;
+  return `r-${hashFiles([...listFiles(path.join(appDir, 'dist')), path.join(appDir, path.basename(PROCESS_FILE))], appDir)}`;
 }
 
 /** A CopyToRemote: a local file or directory (never with a trailing slash) and its `remotePath`. */

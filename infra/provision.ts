@@ -8,7 +8,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
 import type { StackConfig } from './config';
 import type { Database } from './database';
-import { HOST_LAYOUT, hostSteps, libHash, provisioningLayout, releaseId, stepCommand, stepScriptHash } from './host-steps';
+import { ensureBuilt, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, releaseId, stepCommand, stepScriptHash } from './host-steps';
 
 export type ProvisioningArgs = {
   host: pulumi.Input<string>;
@@ -48,6 +48,9 @@ export class Provisioning extends pulumi.ComponentResource {
     };
 
     try {
+      // The release is built from the sources as they are now (a preview shows the id that will deploy).
+      const rebuilt = ensureBuilt();
+      if (rebuilt.length) pulumi.log.info(`built ${rebuilt.join(' and ')} from the sources: they changed since the last build`, this);
       this.releaseId = releaseId();
     } catch (err) {
       throw new pulumi.RunError((err as Error).message);

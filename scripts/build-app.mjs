@@ -1,32 +1,19 @@
 #!/usr/bin/env node
 // Bundles the backend into app/dist: a self-contained release (server.js,
 // migrate.js, migrations/) that runs on the host with no `npm install`.
+// `node scripts/build-app.mjs [<app dir>]`: the repository's app/ by default.
 import { build } from 'esbuild';
-import { createHash } from 'node:crypto';
-import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { appSourcesId } from './lib/build-inputs.cjs';
 
-const appDir = fileURLToPath(new URL('../app/', import.meta.url));
+const appDir = path.resolve(process.argv[2] ?? fileURLToPath(new URL('../app/', import.meta.url)));
 const dist = path.join(appDir, 'dist');
 
-/** The build id baked into the bundle (/version `build`): a hash of the sources and the lock file it is built from. */
-async function buildId() {
-  const hash = createHash('sha256');
-  for (const dir of ['src', 'migrations']) {
-    const files = (await readdir(path.join(appDir, dir), { recursive: true })).sort();
-    for (const file of files) {
-      const full = path.join(appDir, dir, file);
-      const data = await readFile(full).catch(() => null); // directories
-      if (data) hash.update(`${dir}/${file}\0`).update(data).update('\0');
-    }
-  }
-  hash.update(await readFile(path.join(appDir, '..', 'package-lock.json')));
-  return hash.digest('hex').slice(0, 12);
-}
-
 await rm(dist, { recursive: true, force: true });
-const id = await buildId();
+// The build id baked into the bundle (/version `build`): a hash of the sources and the lock file it is built from.
+const id = appSourcesId(appDir);
 await build({
   entryPoints: { server: path.join(appDir, 'src/main.ts'), migrate: path.join(appDir, 'src/migrate.ts'), admin: path.join(appDir, 'src/admin.ts') },
   outdir: dist,

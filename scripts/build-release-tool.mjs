@@ -4,6 +4,7 @@
 // bytes for the same sources (the release step's trigger hashes them).
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
+import { releaseToolSourcesId } from './lib/build-inputs.cjs';
 
 const out = fileURLToPath(new URL('./host/release.cjs', import.meta.url));
 await build({
@@ -15,6 +16,7 @@ await build({
   format: 'cjs',
   logLevel: 'warning',
   legalComments: 'none',
-  banner: { js: '// cemetery-release, built by `npm run build` from scripts/release-tool (do not edit).' },
+  // The stamp the Pulumi program compares with the sources (infra/host-steps.ts ensureBuilt).
+  banner: { js: `// cemetery-release, built by \`npm run build\` from scripts/release-tool (do not edit). sources ${releaseToolSourcesId()}` },
 });
 console.log('built scripts/host/release.cjs (the release tool)');

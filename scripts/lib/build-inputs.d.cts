@@ -1,0 +1,2 @@
+export declare function appSourcesId(appDir?: string): string;
+export declare function releaseToolSourcesId(): string;
