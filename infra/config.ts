@@ -252,7 +252,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       // target ssh: the host's SSH host key, so the first connection already verifies (target aws generates its own).
       sshHostKey: publicKey('the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
       publicReads: bool.default(d.publicReads),
-      // Requests per minute from one client address; unset: the app's default (README: Abuse limits).
+      // Requests per minute from one client address; unset: the app's default (docs/backend.md: Abuse limits).
       rateLimitPerMinute: intIn(1, 1000000).optional(),
     })
     .strict()
@@ -283,7 +283,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       if (c.target === 'ssh' && !preview && !networkOnly && !c.sshHostKey) {
         at('sshHostKey', 'required for pulumi up on target ssh, so the first connection already verifies the host: pulumi config set sshHostKey "$(ssh-keyscan -t ed25519 <host> | cut -d\' \' -f2-)" (scripts/local-vm.sh host-key for the local VM)');
       }
-      if (c.target === 'aws' && c.sshHostKey) at('sshHostKey', 'target aws generates the host key itself (README: SSH host keys): remove it');
+      if (c.target === 'aws' && c.sshHostKey) at('sshHostKey', 'target aws generates the host key itself (docs/host.md: SSH host keys): remove it');
       if (c.hostedZoneId && !c.domainName) at('hostedZoneId', 'the DNS record is for domainName: set domainName too');
       if (c.hostedZoneId && c.target !== 'aws') at('hostedZoneId', 'target ssh has no Elastic IP to point a record at: create the record yourself');
       if (c.certificateIssuer === 'internal' && !c.domainName) at('certificateIssuer', 'certificates are for domainName: set domainName too, or leave certificateIssuer at acme');
@@ -292,7 +292,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
         at(
           'nodeVersion',
           `no SHA-256 is pinned for node-v${c.nodeVersion}-linux-x64.tar.gz: add its line from https://nodejs.org/dist/v${c.nodeVersion}/SHASUMS256.txt ` +
-            "to infra/nodejs-releases.ts once the file's signature checks out (README: Upgrading Node.js), or set nodeTarballSha256 for a mirror that builds its own",
+            "to infra/nodejs-releases.ts once the file's signature checks out (docs/host.md: Upgrading Node.js), or set nodeTarballSha256 for a mirror that builds its own",
         );
       }
       if (c.nodeDistMirror.startsWith('http:') && !c.nodeDistMirrorLocal) {

@@ -98,7 +98,7 @@ function sharedVpcId(opts?: pulumi.InvokeOptions): pulumi.Output<string> {
 export function theSharedVpc(ids: string[]): string {
   if (ids.length !== 1) {
     throw new pulumi.RunError(
-      `found ${ids.length} VPCs tagged ${SHARED_NETWORK_TAG.key}=${SHARED_NETWORK_TAG.value}, expected one: create the shared staging network once with \`pulumi up -s staging-shared\` (README: Staging stacks)`,
+      `found ${ids.length} VPCs tagged ${SHARED_NETWORK_TAG.key}=${SHARED_NETWORK_TAG.value}, expected one: create the shared staging network once with \`pulumi up -s staging-shared\` (docs/delivery.md: Staging stacks)`,
     );
   }
   return ids[0];

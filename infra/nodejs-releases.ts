@@ -6,7 +6,7 @@
  *
  * To add a version: take its line from https://nodejs.org/dist/v<version>/SHASUMS256.txt
  * once that file's signature checks out against the release team's keys
- * (README: Upgrading Node.js). A mirror that builds its own tarballs gives
+ * (docs/host.md: Upgrading Node.js). A mirror that builds its own tarballs gives
  * its hash per stack instead (nodeTarballSha256).
  */
 export const NODE_TARBALL_SHA256: Readonly<Record<string, string>> = {

@@ -159,7 +159,7 @@ describe('credentials per environment', () => {
 
 describe("prod's runner", () => {
   // The runner inside prod's sshAllowedCidrs serves only up.yml's prod job. GitHub enforces it
-  // (a runner group limited to up.yml on main, README: The prod runner); this catches the
+  // (a runner group limited to up.yml on main, docs/delivery.md: The prod runner); this catches the
   // workflow that would ask for it anyway. A pull request can edit this test too: the runner
   // group's workflow restriction is the control, this is the alarm.
   const GITHUB_HOSTED = /^ubuntu-\d{2}\.\d{2}$/;

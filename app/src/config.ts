@@ -28,7 +28,7 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
 export const DEFAULT_LIMITS = {
   /** Reads need no token (cemetery records are public records). */
   publicReads: true,
-  /** Requests per minute from one client address, counted by each worker (README: Abuse limits). */
+  /** Requests per minute from one client address, counted by each worker (docs/backend.md: Abuse limits). */
   rateLimitPerMinute: 600,
   /** Proxies whose X-Forwarded-For is believed: the host's own Caddy, on loopback. */
   trustProxy: '127.0.0.1,::1',
@@ -69,7 +69,7 @@ const schema = z.object({
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.
   SHUTDOWN_TIMEOUT_MS: integer('SHUTDOWN_TIMEOUT_MS', 100, 600000, 5000),
   PUBLIC_READS: z.enum(['true', 'false'], { error: (issue) => `PUBLIC_READS must be true or false, got "${String(issue.input)}"` }).default('true'),
-  // Abuse limits (README: Abuse limits).
+  // Abuse limits (docs/backend.md: Abuse limits).
   RATE_LIMIT_PER_MINUTE: integer('RATE_LIMIT_PER_MINUTE', 1, 1000000, DEFAULT_LIMITS.rateLimitPerMinute),
   TRUST_PROXY: z.string().min(1).default(DEFAULT_LIMITS.trustProxy),
   STATEMENT_TIMEOUT_MS: integer('STATEMENT_TIMEOUT_MS', 100, 600000, DEFAULT_LIMITS.statementTimeoutMs),

@@ -73,7 +73,7 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
   });
   app.setErrorHandler(errorHandler);
 
-  // Counted per worker (the store is in its memory): see README, Abuse limits. Requests from this
+  // Counted per worker (the store is in its memory): see docs/backend.md, Abuse limits. Requests from this
   // host itself (health checks, the release gate, an operator's curl) are not counted.
   void app.register(rateLimit, {
     max: limits.rateLimitPerMinute,
