@@ -16,7 +16,7 @@ import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
 import { parseJlist } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
-import { Engine, succeeded, type Step, type UpResult } from '../standin/engine';
+import { Engine, succeeded, type OutputLine, type Step, type UpResult } from '../standin/engine';
 import { ROOT } from '../support/db';
 import { runProgram, stackFiles } from '../support/pulumi-mocks';
 import { startNodeMirror } from './node-mirror';
@@ -41,20 +41,30 @@ export type Variant = { mark: string; throwOnBoot?: boolean; migration?: boolean
 export const E2E_MIGRATION = '1900000000000_e2e-marker';
 const MAIN = path.join(ROOT, 'app', 'src', 'main.ts');
 
-/** Builds app/dist from changed sources (then puts the sources back): a release as CI would build it. */
+const MIGRATION = path.join(ROOT, 'app', 'migrations', `${E2E_MIGRATION}.sql`);
+/** The checked-out main.ts while a variant's edit is in place. */
+let checkedOutMain: string | undefined;
+/** Puts the checked-out sources back (the edit of the last buildRelease). */
+function restoreSources() {
+  if (checkedOutMain !== undefined) writeFileSync(MAIN, checkedOutMain);
+  checkedOutMain = undefined;
+  rmSync(MIGRATION, { force: true });
+}
+
+/**
+ * The sources changed as a commit would change them, and built: a release as CI would build it. The edit stays
+ * until the next buildRelease or rebuildCheckedOut, as a checked-out commit stays: the program builds from the
+ * sources it sees (host-steps.ts ensureBuilt), so the ups that follow deploy this release.
+ */
 export function buildRelease(v: Variant): Release {
+  restoreSources();
   const main = readFileSync(MAIN, 'utf8');
-  const migration = path.join(ROOT, 'app', 'migrations', `${E2E_MIGRATION}.sql`);
-  try {
-    let changed = `${main}\n// e2e release ${v.mark}\n`;
-    if (v.throwOnBoot) changed = changed.replace("import pino from 'pino';", "import pino from 'pino';\nthrow new Error('e2e: this release cannot start');");
-    writeFileSync(MAIN, changed);
-    if (v.migration) writeFileSync(migration, "CREATE TABLE e2e_marker (id serial PRIMARY KEY, note text NOT NULL);\nINSERT INTO e2e_marker (note) VALUES ('applied');\n");
-    execFileSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'ignore' });
-  } finally {
-    writeFileSync(MAIN, main);
-    rmSync(migration, { force: true });
-  }
+  let changed = `${main}\n// e2e release ${v.mark}\n`;
+  if (v.throwOnBoot) changed = changed.replace("import pino from 'pino';", "import pino from 'pino';\nthrow new Error('e2e: this release cannot start');");
+  checkedOutMain = main;
+  writeFileSync(MAIN, changed);
+  if (v.migration) writeFileSync(MIGRATION, "CREATE TABLE e2e_marker (id serial PRIMARY KEY, note text NOT NULL);\nINSERT INTO e2e_marker (note) VALUES ('applied');\n");
+  execFileSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'ignore' });
   return { id: releaseId(), build: readFileSync(path.join(APP_DIST_DIR, 'BUILD_ID'), 'utf8').trim() };
 }
 
@@ -66,8 +76,11 @@ export function writeReport(kind: string, report: Record<string, unknown>): stri
   return file;
 }
 
-/** Builds app/dist from the checked-out sources again (after buildRelease). */
-export const rebuildCheckedOut = () => spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
+/** The checked-out sources back, and app/dist built from them again (after buildRelease). */
+export function rebuildCheckedOut() {
+  restoreSources();
+  return spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
+}
 
 export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void }) {
   const { report } = opts;
@@ -139,6 +152,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
 
   const engine = new Engine(opts.log ?? (() => {}));
   report.ups = [];
+  /** Everything the ups showed: what their commands logged as they ran, and each failure's message. */
+  const shown: OutputLine[] = [];
   /** `pulumi up -s local` (with `--replace` of every resource for `replace: 'all'`), as the engine would run it; the result as it comes. */
   async function tryUp(label: string, upOpts: { replace?: 'all' } = {}): Promise<UpResult> {
     const program = await runProgram('local', config);
@@ -149,6 +164,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     }
     const started = Date.now();
     const result = await engine.up(program, { replace: upOpts.replace === 'all' ? remote.map((r) => r.name) : undefined });
+    shown.push(...(result.output ?? []));
+    if (result.failed) shown.push({ resource: result.failed.name, line: result.failed.message, at: Date.now() });
     (report.ups as unknown[]).push({ label, totalSeconds: seconds(started), steps: result.steps.map((s) => ({ ...s, name: short(s.name) })), failed: result.failed?.name });
     (opts.log ?? (() => {}))(`up (${label}): ${ran(result.steps).join(', ') || 'nothing ran'}${result.failed ? `; ${result.failed.name} FAILED` : ''} in ${seconds(started)} s`);
     return result;
@@ -210,6 +227,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     config,
     stackConfig,
     engine,
+    shown,
     vm,
     root,
     asApp,
@@ -253,6 +271,28 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
       closeShared(target);
       await sleep(5000);
       await waitUntil('SSH after the reboot', () => ssh(target, 'true', undefined, { fresh: true }).then(() => true, () => false), { timeoutMs: 300000, intervalMs: 2000 });
+    },
+
+    /**
+     * `npm run cemetery -- <argv>` as an operator runs it against this stack: the program's outputs saved as
+     * `pulumi stack output --json` prints them, the current deploy key as the identity, no agent.
+     */
+    async operator(argv: string[], opts: { input?: string; outputs?: Record<string, unknown> } = {}) {
+      const outputs = opts.outputs ?? (await this.stackOutputs());
+      const file = path.join(state, `outputs-${Date.now()}.json`);
+      writeFileSync(file, JSON.stringify(outputs));
+      const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', target.keyFile, ...argv], {
+        encoding: 'utf8',
+        input: opts.input ?? '',
+        timeout: 300000,
+        env: { ...process.env, SSH_AUTH_SOCK: '' },
+      });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    },
+    /** The stack's outputs, as `pulumi stack output --json` gives them. */
+    async stackOutputs(): Promise<Record<string, unknown>> {
+      const { outputs } = await runProgram('local', config);
+      return Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.value]));
     },
 
     /** What the guest asked the Node.js mirror for. */

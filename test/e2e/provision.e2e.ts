@@ -25,7 +25,9 @@ import { tempDir } from '../support/temp-dir';
 
 jest.setTimeout(60 * 60 * 1000);
 
-const { appUser, appHome } = HOST_LAYOUT;
+const { appUser, appHome, auditLog, maintenanceFlag } = HOST_LAYOUT;
+/** Tokens the scenarios made: no output of an `up` may hold one. */
+const tokensMade: string[] = [];
 const report: Record<string, unknown> = { date: new Date().toISOString() };
 let stack: LocalStack;
 /** Later tests need a provisioned host; without one they stop at once instead of timing out. */
@@ -216,6 +218,7 @@ describe('the front door', () => {
     // Printed once, on stdout: the token never appears in a command line.
     const token = (await root('cemetery-admin token create --name e2e')).trim();
     expect(token).toMatch(/^cmt_[A-Za-z0-9_-]{43}$/);
+    tokensMade.push(token);
     expect((await write('/api/sections', { authorization: `Bearer ${token}` })).status).toBe(201);
     expect(await root('cemetery-admin token list')).toMatch(/\te2e\tcreated \S+\tactive\n/);
     await root('cemetery-admin token revoke --name e2e');
@@ -332,6 +335,12 @@ describe('trust boundaries', () => {
       `ln -sfn /tmp /opt/pm2`,
       `ln -sfn /tmp /usr/local/bin/pm2`,
       `touch /opt/pm2-logrotate-*/pm2-logrotate.tar.gz`,
+      // The maintenance switch and the audit trail are root's: no planted flag takes the site down, no line is forged or read.
+      `touch ${maintenanceFlag}`,
+      `ln -s /etc/shadow ${maintenanceFlag}`,
+      `echo forged >> ${auditLog}`,
+      `cat ${auditLog}`,
+      `touch /usr/local/sbin/cemetery-maintenance /usr/local/sbin/cemetery-audit`,
     ];
     const allowed = await asApp(attempts.map((a) => `(${a}) 2>/dev/null && echo 'ALLOWED: ${a}'`).join('; ') + '; true');
     expect(allowed.trim()).toBe('');
@@ -496,6 +505,23 @@ describe('releases', () => {
     const { value: steps, load, answeredDuring } = await underLoad('v2 deploy', [releases.v1.id, releases.v2.id], () => up('v2 under load'));
     report.deployV2 = { deploySeconds: seconds(started), load };
     expect(ran(steps)).toEqual(['update release-bundle', 'update release-process-file', 'update release']);
+    // The release step's phases, shown as they happened: in order, one line per worker reloaded.
+    const shown = stack.shown.filter((o) => o.resource === 'cemetery-dev-release' && o.at >= started);
+    const phases = [
+      `[release] release ${releases.v2.id} installed in`,
+      `[release] applying the migrations of release ${releases.v2.id}`,
+      `[release] release ${releases.v2.id} started on port`,
+      `[release] release ${releases.v2.id} is ready`,
+      '[release] reloading cemetery-backend, one worker at a time',
+      `[release] release ${releases.v2.id} is live on`,
+    ].map((start) => shown.findIndex((o) => o.line.startsWith(start)));
+    report.deployV2Shown = shown.map((o) => `${((o.at - started) / 1000).toFixed(1)} s: ${o.line}`);
+    expect(phases.every((i) => i >= 0)).toBe(true);
+    expect([...phases].sort((a, b) => a - b)).toEqual(phases);
+    const workersReloaded = shown.slice(phases[4], phases[5]).filter((o) => /^\[release\] worker \d+ reloaded$/.test(o.line));
+    expect(workersReloaded).toHaveLength((await stack.workers()).length);
+    // Streamed, not printed at the end: the gate's line arrived before the reload was over.
+    expect(shown[phases[3]].at).toBeLessThan(shown[phases[5]].at);
     expect(load.failures).toEqual({});
     expect(answeredDuring).toBeGreaterThan(0);
     expect((await root(`readlink ${appHome}/current`)).trim()).toBe(`${appHome}/releases/${releases.v2.id}`);
@@ -517,7 +543,7 @@ describe('releases', () => {
 
   test('a release that throws on boot is refused: the up fails naming it, only v2 answers throughout; the next good release deploys', async () => {
     requireProvisioned();
-    const bad = buildRelease({ mark: 'bad', throwOnBoot: true });
+    const bad = (releases.bad = buildRelease({ mark: 'bad', throwOnBoot: true }));
     const { value: result, load } = await underLoad('a refused release', [releases.v2.id], () => stack.tryUp('a release that throws on boot'));
     report.badRelease = { load, ran: ran(result.steps) };
     expect(result.failed?.name).toBe('cemetery-dev-release');
@@ -579,6 +605,7 @@ describe('releases', () => {
     expect(await stack.live()).toBe(releases.v2.id);
     expect((await root(`readlink ${appHome}/previous`)).trim()).toBe(`${appHome}/releases/${releases.v3.id}`);
     expect(uploads.sort()).toEqual([...kept].sort());
+    expect(stack.shown.some((o) => o.resource === 'cemetery-dev-release' && o.line.startsWith('[release] pruned 1 release(s)'))).toBe(true);
   });
 
   test('deploys, a refused release, a rollback and prunes with the links still planted changed none of root\'s files', async () => {
@@ -636,8 +663,142 @@ describe('releases', () => {
     await expectServing(releases.v2);
   });
 
+  test('npm run cemetery against the VM, through the pinned host key: status, logs, releases, exec, shell, psql, token, maintenance, rollback; another host key is refused', async () => {
+    requireProvisioned();
+    const transcript: string[] = [];
+    const op = async (argv: string[], input?: string) => {
+      const r = await stack.operator(argv, { input });
+      transcript.push(`$ npm run cemetery -- -s local ${argv.join(' ')}  (exit ${r.status})\n${r.stdout}`);
+      return r;
+    };
+    const live = (await stack.live())!;
+    const previous = (await root(`readlink ${appHome}/previous`)).trim().split('/').pop()!;
+
+    const status = await op(['status']);
+    expect(status.status).toBe(0);
+    expect(status.stdout).toContain(`release      ${live} (rollback target ${previous})`);
+    expect(status.stdout).toMatch(new RegExp(`^workers {6}${(await stack.workers()).length} of ${(await stack.workers()).length} online$`, 'm'));
+    expect(status.stdout).toMatch(/^database {5}reachable \(\/readyz 200\)$/m);
+    expect(status.stdout).toMatch(/^certificate {2}expires \d{4}-\d\d-\d\d /m);
+    expect(status.stdout).toMatch(/^maintenance {2}off$/m);
+
+    const logs = await op(['logs', '-n', '5']);
+    expect(logs.status).toBe(0);
+    const logLines = logs.stdout.trim().split('\n');
+    expect(logLines).toHaveLength(5);
+    for (const line of logLines) expect(JSON.parse(line)).toHaveProperty('time');
+
+    const list = await op(['releases']);
+    expect(list.stdout).toMatch(new RegExp(`^\\* ${live} .*\\(live\\)$`, 'm'));
+    expect(list.stdout).toMatch(/ action=deploy outcome=ok /);
+
+    expect(await op(['exec', 'cat', '/etc/hostname'])).toMatchObject({ status: 0, stdout: 'cemetery-vm\n' });
+    expect((await op(['exec', 'sh', '-c', 'exit 4'])).status).toBe(4);
+    expect((await op(['shell'], 'id -un\n')).stdout).toContain(`${stack.target.user}\n`);
+    expect((await op(['psql'], "SELECT 'psql ' || count(*) FROM pgmigrations;\n")).stdout).toMatch(/psql \d+/);
+
+    const made = await op(['token', 'create', '--name', 'operator']);
+    expect(made.stdout.trim()).toMatch(/^cmt_[A-Za-z0-9_-]{43}$/);
+    tokensMade.push(made.stdout.trim());
+    expect((await op(['token', 'list'])).stdout).toMatch(/\toperator\tcreated \S+\tactive\n/);
+    expect((await op(['token', 'revoke', '--name', 'operator'])).status).toBe(0);
+
+    expect((await op(['maintenance', 'on'])).status).toBe(0);
+    expect((await op(['maintenance', 'status'])).status).toBe(3);
+    expect((await stack.web('/api/sections?limit=1')).status).toBe(503);
+    const during = await op(['status']);
+    expect(during.stdout).toMatch(/^maintenance {2}on$/m);
+    expect((await op(['maintenance', 'off'])).status).toBe(0);
+    expect((await stack.web('/api/sections?limit=1')).status).toBe(200);
+
+    const back = await op(['rollback']);
+    expect(back.status).toBe(0);
+    expect(await stack.live()).toBe(previous);
+
+    // Outputs whose pinned key is another host's: refused before anything runs.
+    const impostor = path.join(tempDir('operator'), 'host');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', impostor]);
+    const outputs = await stack.stackOutputs();
+    const refused = await stack.operator(['exec', 'sudo', 'touch', '/root/operator-ran'], { outputs: { ...outputs, sshKnownHosts: `${String(outputs.sshKnownHosts).split(' ')[0]} ${readFileSync(`${impostor}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}` } });
+    expect(refused.status).toBe(255);
+    expect(refused.stderr).toContain('Host key verification failed');
+    expect((await root('ls /root/operator-ran 2>&1 || true')).trim()).toMatch(/No such file/);
+    report.operatorTranscript = transcript;
+    console.log(`operator transcript:\n${transcript.join('\n')}`);
+  });
+
+  test('maintenance on, under load: at once a 503 page with Retry-After to all but the probes, kept through a Caddy reload; off: served again; 503s only while it was on', async () => {
+    requireProvisioned();
+    const live = (await stack.live())!;
+    let onAt = 0;
+    let offAt = 0;
+    const { value: seen, load } = await underLoad('maintenance on and off', [live], async () => {
+      onAt = Date.now();
+      const on = await root('cemetery-maintenance on');
+      const page = await stack.web('/api/sections?limit=1');
+      const probe = await stack.web('/readyz');
+      await root('systemctl reload caddy');
+      const afterReload = await stack.web('/version');
+      // Exit code 3 while on (a script's $? is its own on stdin: rootScript).
+      const status = await stack.rootScript('cemetery-maintenance status; echo "exit $?"');
+      const off = await root('cemetery-maintenance off');
+      offAt = Date.now();
+      const back = await stack.web('/api/sections?limit=1');
+      return { on, page, probe, afterReload, status, off, back };
+    });
+    report.maintenance = { load };
+    expect(seen.on).toMatch(/^maintenance is on/);
+    expect(seen.page.status).toBe(503);
+    expect(seen.page.headers['retry-after']).toBe('120');
+    expect(seen.page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(seen.page.headers['strict-transport-security']).toBe('max-age=31536000');
+    expect(seen.page.body).toContain('<h1>Down for maintenance</h1>');
+    expect(seen.probe.status).toBe(200);
+    expect(seen.afterReload.status).toBe(503);
+    expect(seen.status).toMatch(/^maintenance is on since \S+: the proxy answers 503\nexit 3\n$/);
+    expect(seen.off).toMatch(/^maintenance is off/);
+    expect(seen.back.status).toBe(200);
+    // The load: served before and after; every failure a maintenance page, sent before `off` was done and answered after `on` began.
+    expect(load.ok).toBeGreaterThan(0);
+    expect(load.failed).toBeLessThanOrEqual(load.firstFailures.length);
+    for (const f of load.firstFailures) {
+      expect(f.kind).toMatch(/^status 503: <!doctype html>/);
+      const sent = load.startedAt + f.at * 1000;
+      expect(sent + f.took * 1000).toBeGreaterThanOrEqual(onAt - 200); // at and took are rounded to tenths
+      expect(sent).toBeLessThanOrEqual(offAt + 200);
+    }
+  });
+
+  test('the audit trail: deploys done and refused, the rollback, maintenance and token changes, each with who (SSH user, key, address), when and the outcome; root\'s alone', async () => {
+    requireProvisioned();
+    await root('cemetery-admin token create --name audited >/dev/null');
+    await root('cemetery-admin token revoke --name audited');
+    const entries = (await root('cemetery-audit --show 200'))
+      .trim()
+      .split('\n')
+      .map((line) => Object.fromEntries([...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)].map(([, k, v]) => [k, v.startsWith('"') ? JSON.parse(v) : v])));
+    report.audit = entries.slice(-12);
+    const find = (action: string, outcome: string, detail: RegExp) => entries.find((e) => e.action === action && e.outcome === outcome && detail.test(e.detail));
+    expect(find('deploy', 'ok', new RegExp(`^release ${releases.v2.id} over ${releases.v1.id}$`))).toBeDefined();
+    expect(find('deploy', 'failed', new RegExp(`^release ${releases.bad.id} over ${releases.v2.id}: release ${releases.bad.id} did not become ready`))).toBeDefined();
+    expect(find('rollback', 'ok', new RegExp(`^to ${releases.v3.id} from ${releases.v4.id}$`))).toBeDefined();
+    expect(find('maintenance-on', 'ok', /^$/)).toBeDefined();
+    expect(find('maintenance-off', 'ok', /^$/)).toBeDefined();
+    // The last two: this session's, through sudo, with the key this harness logged in with.
+    const fingerprint = execFileSync('ssh-keygen', ['-lf', stack.target.keyFile]).toString().split(' ')[1];
+    expect(entries.slice(-2)).toEqual([
+      { time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), user: stack.target.user, key: fingerprint, from: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/), action: 'token-create', outcome: 'ok', detail: 'token create --name audited' },
+      { time: expect.any(String), user: stack.target.user, key: fingerprint, from: expect.any(String), action: 'token-revoke', outcome: 'ok', detail: 'token revoke --name audited' },
+    ]);
+    expect((await root(`stat -c '%U:%G %a' ${path.dirname(auditLog)} ${auditLog}`)).trim().split('\n')).toEqual(['root:adm 750', 'root:adm 640']);
+  });
+
   test('the database password is in no command line, journal, PM2 file or log, and in no file but the environment file (root\'s, the app user reads it)', async () => {
     requireProvisioned();
+    // Nor in anything an `up` showed (its commands' output as it ran, its failures), nor any token made here.
+    const shown = stack.shown.map((o) => o.line).join('\n');
+    expect(shown).toContain('[release]');
+    for (const secret of [MOCK_PASSWORD, ...tokensMade]) expect(shown).not.toContain(secret);
     // The password goes to grep on stdin (-f -): a command line holding it would land in sudo's log, the journal.
     const grep = (args: string) => ssh(stack.target, `sudo sh -c 'grep ${args} -f - || true'`, `${MOCK_PASSWORD}\n`);
     const files = (await grep('-rlF --binary-files=text /srv /home /etc /var /tmp /root /run /opt 2>/dev/null')).trim().split('\n').filter(Boolean);

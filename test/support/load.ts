@@ -20,8 +20,10 @@ export type LoadResult = {
   /** What went wrong, by kind: "status 503: <the app's message>", "status 502", "ECONNRESET", "timeout", "release r-x answered": counts. Empty when nothing did. */
   failures: Record<string, number>;
   failed: number;
-  /** The first failures, each with the seconds since the load started and how long the request took: to match with the host's logs. */
+  /** The first 500 failures, each with the seconds since the load started (`startedAt`) and how long the request took: to match with the host's logs, or with a window in which failures were expected. */
   firstFailures: Array<{ at: number; took: number; kind: string }>;
+  /** When the load started (ms since the epoch). */
+  startedAt: number;
   /** Answers by status code. */
   statusCodes: Record<string, number>;
   /** Releases that answered /version, with counts. */
@@ -68,8 +70,8 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
   const base = new URL(baseUrl);
   const tls = base.protocol === 'https:';
   const agent = tls ? new https.Agent({ keepAlive: true, maxSockets: connections, ca, servername: host }) : new http.Agent({ keepAlive: true, maxSockets: connections });
-  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], statusCodes: {}, releases: {}, seconds: 0 };
   const started = Date.now();
+  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], startedAt: started, statusCodes: {}, releases: {}, seconds: 0 };
   let stopped = false;
   let next = 0;
 
@@ -81,7 +83,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
         result.requests++;
         result.failed++;
         bump(result.failures, kind);
-        if (result.firstFailures.length < 10) result.firstFailures.push({ at: tenths(sent - started), took: tenths(Date.now() - sent), kind });
+        if (result.firstFailures.length < 500) result.firstFailures.push({ at: tenths(sent - started), took: tenths(Date.now() - sent), kind });
         resolve();
       };
       const req = (tls ? https : http).request(
