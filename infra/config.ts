@@ -463,11 +463,17 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
 };
 
 /** Each key with its default per environment (`–`: none) and what it takes, in the schema's order: the README's table. */
-export function configReference(): Array<{ key: string; defaults: Record<Environment, string>; about: string }> {
+/**
+ * Every key with its default per environment (as text, '–' for none) and its description; `common`: the typed
+ * default when every environment has the same one (what Pulumi.yaml may declare, scripts/config-docs.ts).
+ */
+export function configReference(): Array<{ key: string; defaults: Record<Environment, string>; about: string; common?: string | number | boolean }> {
   const context: SchemaContext = { stack: 'dev', preview: true, backupRetentionSet: false };
   const byEnv = ENVIRONMENTS.map((env) => [env, { ...defaultsOf(env), environment: env } as Record<string, unknown>] as const);
   return Object.keys(schemaFor('dev', context).shape).map((key) => {
     const defaults = Object.fromEntries(byEnv.map(([env, d]) => [env, d[key] === undefined ? '–' : String(d[key])])) as Record<Environment, string>;
-    return { key: key === 'region' ? 'aws:region' : key, defaults, about: KEY_DOCS[key as keyof typeof KEY_DOCS] };
+    const values = byEnv.map(([, d]) => d[key]);
+    const common = values.every((v) => v !== undefined && v === values[0]) ? (values[0] as string | number | boolean) : undefined;
+    return { key: key === 'region' ? 'aws:region' : key, defaults, about: KEY_DOCS[key as keyof typeof KEY_DOCS], ...(common === undefined ? {} : { common }) };
   });
 }
