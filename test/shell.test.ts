@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './support/db';
 
-const shellFiles = ['scripts/host', 'scripts']
+const shellFiles = ['scripts/host', 'scripts', 'scripts/operator']
   .flatMap((dir) => readdirSync(path.join(ROOT, dir)).filter((f) => f.endsWith('.sh')).map((f) => path.join(dir, f)));
 
 test('there are host scripts to check', () => {
