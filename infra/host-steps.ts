@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { appSourcesId, releaseToolSourcesId } from '../scripts/lib/build-inputs.cjs';
+import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
 import type { StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER } from './database';
 import { HOST_PATHS } from './host-layout';
@@ -77,9 +77,10 @@ export function ensureBuilt(appDir = APP_DIR): string[] {
     runBuild('build-app.mjs', appDir === APP_DIR ? [] : [appDir]);
     rebuilt.push(path.relative(ROOT, path.join(appDir, 'dist')));
   }
+  // The tool names the files it was built from: one of them changed (a new import changes the importing file), or it is missing.
   const tool = path.join(HOST_SCRIPTS_DIR, 'release.cjs');
-  const stamp = existsSync(tool) ? / sources ([0-9a-f]{12})\n/.exec(readFileSync(tool, 'utf8').slice(0, 300))?.[1] : undefined;
-  if (stamp !== releaseToolSourcesId()) {
+  const stamp = existsSync(tool) ? releaseToolStamp(readFileSync(tool, 'utf8').split('\n', 1)[0]) : undefined;
+  if (!stamp || stamp.inputs.some((f) => !existsSync(path.join(ROOT, f))) || stamp.id !== sourcesId(stamp.inputs)) {
     runBuild('build-release-tool.mjs');
     rebuilt.push('scripts/host/release.cjs');
   }

@@ -9,7 +9,7 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ensureBuilt, releaseId } from '../infra/host-steps';
-import { appSourcesId } from '../scripts/lib/build-inputs.cjs';
+import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
 import { ROOT } from './support/db';
 
 let app: string;
@@ -54,4 +54,15 @@ test("a source that does not build fails the program with the build's own messag
   } finally {
     writeFileSync(main(), original);
   }
+});
+
+test('the release tool names the repository files it was built from, and no other: a change elsewhere (a local helper) does not rebuild it, so the release step does not run again for it', () => {
+  const firstLine = readFileSync(path.join(ROOT, 'scripts', 'host', 'release.cjs'), 'utf8').split('\n', 1)[0];
+  const stamp = releaseToolStamp(firstLine)!;
+  expect(stamp.inputs).toEqual(expect.arrayContaining(['scripts/release-tool/cli.ts', 'scripts/release-tool/system-host.ts', 'infra/host-layout.ts', 'scripts/lib/wait.cjs']));
+  expect(stamp.inputs.filter((f) => f.startsWith('scripts/lib/'))).toEqual(['scripts/lib/pm2-list.cjs', 'scripts/lib/ports.cjs', 'scripts/lib/wait.cjs']);
+  expect(stamp.id).toBe(sourcesId(stamp.inputs));
+  // As npm test built it: the program builds nothing.
+  expect(ensureBuilt()).toEqual([]);
+  expect(releaseToolStamp('// something else sources 0123456789ab a.ts')).toBeUndefined();
 });

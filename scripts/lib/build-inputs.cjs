@@ -29,9 +29,19 @@ function appSourcesId(appDir = path.join(ROOT, 'app')) {
   return hashTree(appDir, ['src', 'migrations']).update(fs.readFileSync(path.join(ROOT, 'package-lock.json'))).digest('hex').slice(0, 12);
 }
 
-/** The release tool's (scripts/host/release.cjs): its modules and what they import from the repository. */
-function releaseToolSourcesId() {
-  return hashTree(ROOT, ['scripts/release-tool', 'scripts/lib', 'infra/host-layout.ts', 'app/src/exit-codes.ts', 'scripts/build-release-tool.mjs']).digest('hex').slice(0, 12);
+/** A hash of repository files (paths relative to the repository). */
+function sourcesId(files) {
+  return hashTree(ROOT, files).digest('hex').slice(0, 12);
 }
 
-module.exports = { appSourcesId, releaseToolSourcesId };
+/**
+ * The release tool's first line: `<banner> sources <hash> <file>,<file>...`, the files esbuild read to build it
+ * (scripts/build-release-tool.mjs). Returns its stamp, or undefined.
+ */
+const RELEASE_TOOL_BANNER = '// cemetery-release, built by `npm run build` from scripts/release-tool (do not edit).';
+function releaseToolStamp(firstLine) {
+  const m = / sources ([0-9a-f]{12}) (\S+)$/.exec(firstLine);
+  return firstLine.startsWith(RELEASE_TOOL_BANNER) && m ? { id: m[1], inputs: m[2].split(',') } : undefined;
+}
+
+module.exports = { appSourcesId, sourcesId, releaseToolStamp, RELEASE_TOOL_BANNER };

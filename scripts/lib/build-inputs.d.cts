@@ -1,2 +1,4 @@
 export declare function appSourcesId(appDir?: string): string;
-export declare function releaseToolSourcesId(): string;
+export declare function sourcesId(files: string[]): string;
+export declare const RELEASE_TOOL_BANNER: string;
+export declare function releaseToolStamp(firstLine: string): { id: string; inputs: string[] } | undefined;
