@@ -8,11 +8,12 @@
 import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
 import { DATABASE_NAME } from '../../infra/database';
 import { HOST_PATHS } from '../../infra/host-layout';
+import { shellQuote } from '../../infra/host-steps';
 
 export class UsageError extends Error {}
 
-/** Single-quotes a word for the remote shell (ssh joins its arguments with spaces and the login shell splits them again). */
-export const remoteQuote = (word: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+// Every word quoted for the remote shell: ssh joins its arguments with spaces and the login shell splits them again.
+const remoteQuote = shellQuote;
 
 /** What a verb runs on the host: a command line, or a bash script on stdin (status); `tty` for what is interactive. */
 export type HostCall = { command: string; script?: 'status'; tty?: boolean };
