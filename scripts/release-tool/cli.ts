@@ -89,7 +89,8 @@ export async function main(argv: string[]) {
     case 'deploy': {
       const envText = fs.readFileSync(0, 'utf8');
       if (!/^DATABASE_URL=/m.test(envText)) throw new ReleaseError('the environment on stdin has no DATABASE_URL');
-      await audited(host, 'deploy', `release ${id} over ${host.link('current') ?? 'none'}`, async () => {
+      const live = host.link('current');
+      await audited(host, 'deploy', `release ${id} ${live === id ? '(already live)' : `over ${live ?? 'none'}`}`, async () => {
         host.install(id!, upload!);
         await activate(host, id!, { envText, timeoutSeconds, migrate: true });
       });
