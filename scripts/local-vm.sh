@@ -36,7 +36,7 @@ MEMORY=${VM_MEMORY:-2048}
 DISK_CACHE=${VM_DISK_CACHE:-unsafe}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=4 # bump when the image recipe below changes
+IMAGE_VERSION=3 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -62,16 +62,9 @@ build() {
   local pubkey
   pubkey=$(cat "$KEY.pub")
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
-  # A package cache in the image, as a nearby mirror would be: the lists and the .debs of what the host steps
-  # install with apt_install (downloaded, not installed). The steps still run apt-get update and install every
-  # package; only the downloads are saved. The package names come from the steps themselves.
-  local packages download_packages
-  packages=$(sed -n 's/^apt_install //p' "$(dirname "$0")"/host/*.sh | tr '\n' ' ')
-  download_packages="chroot \"\$1\" apt-get install --download-only -y -qq --no-install-recommends $packages"
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
     --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables \
-    --customize-hook="$download_packages" \
     --customize-hook='echo cemetery-vm > "$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 cemetery-vm\n" > "$1/etc/hosts"' \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --groups sudo admin' \
     --customize-hook='echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/admin" && chmod 0440 "$1/etc/sudoers.d/admin"' \
@@ -82,7 +75,6 @@ build() {
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
     --customize-hook='printf "[Unit]\nDescription=SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service" && chroot "$1" systemctl enable ssh-hostkeys' \
     --customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
-    --skip=cleanup/apt \
     trixie "$work/rootfs.tar" "$MIRROR"
   mkdir "$work/rootfs"
   tar -xpf "$work/rootfs.tar" -C "$work/rootfs" --numeric-owner
