@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './support/db';
+import { parseLogfmt } from './support/logfmt';
 
 const shellFiles = ['scripts/host', 'scripts', 'scripts/operator']
   .flatMap((dir) => readdirSync(path.join(ROOT, dir)).filter((f) => f.endsWith('.sh')).map((f) => path.join(dir, f)));
@@ -130,7 +131,6 @@ asRoot('the operator host commands: cemetery-audit and cemetery-maintenance (ins
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   };
   const lines = () => readFileSync(env.AUDIT_LOG, 'utf8').trim().split('\n');
-  const logfmt = (line: string) => Object.fromEntries([...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)].map(([, k, v]) => [k, v.startsWith('"') ? JSON.parse(v) : v]));
   beforeEach(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-host-commands-'));
     writeFileSync(path.join(dir, 'cemetery-audit'), `#!/bin/bash\nexec bash ${HOST}/cemetery-audit.sh "$@"\n`, { mode: 0o755 });
@@ -148,9 +148,9 @@ asRoot('the operator host commands: cemetery-audit and cemetery-maintenance (ins
     expect(run('cemetery-audit', ['token-create', 'ok', detail], session)).toEqual({ status: 0, stdout: '', stderr: '' });
     expect(run('cemetery-audit', ['deploy', 'failed'])).toMatchObject({ status: 0 });
     const [first, second] = lines();
-    expect(logfmt(first)).toEqual({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), user: 'admin', key: fingerprint, from: '10.0.2.2', action: 'token-create', outcome: 'ok', detail: 'token create --name "x y"\\  second line' });
+    expect(parseLogfmt(first)).toEqual({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), user: 'admin', key: fingerprint, from: '10.0.2.2', action: 'token-create', outcome: 'ok', detail: 'token create --name "x y"\\  second line' });
     // Not through sshd: no key, no address.
-    expect(logfmt(second)).toMatchObject({ user: 'root', key: 'unknown', from: 'local', action: 'deploy', outcome: 'failed', detail: '' });
+    expect(parseLogfmt(second)).toMatchObject({ user: 'root', key: 'unknown', from: 'local', action: 'deploy', outcome: 'failed', detail: '' });
     expect(spawnSync('stat', ['-c', '%U:%G %a', path.dirname(env.AUDIT_LOG), env.AUDIT_LOG], { encoding: 'utf8' }).stdout.trim().split('\n')).toEqual(['root:adm 750', 'root:adm 640']);
     expect(run('cemetery-audit', ['--show', '1']).stdout).toBe(`${second}\n`);
   });
@@ -168,7 +168,7 @@ asRoot('the operator host commands: cemetery-audit and cemetery-maintenance (ins
     expect(run('cemetery-maintenance', ['status'])).toMatchObject({ status: 3, stdout: expect.stringMatching(/^maintenance is on since \S+Z: the proxy answers 503\n$/) });
     expect(run('cemetery-maintenance', ['off'])).toMatchObject({ status: 0, stdout: 'maintenance is off: the proxy serves the app\n' });
     expect(run('cemetery-maintenance', ['off'])).toMatchObject({ status: 0, stdout: 'maintenance is already off\n' });
-    expect(lines().map((l) => [logfmt(l).action, logfmt(l).outcome])).toEqual([['maintenance-on', 'ok'], ['maintenance-off', 'ok']]);
+    expect(lines().map((l) => [parseLogfmt(l).action, parseLogfmt(l).outcome])).toEqual([['maintenance-on', 'ok'], ['maintenance-off', 'ok']]);
     expect(run('cemetery-maintenance', ['onn'])).toMatchObject({ status: 2, stderr: 'usage: cemetery-maintenance on|off|status\n' });
     expect(run('cemetery-maintenance', ['on', 'now']).status).toBe(2);
     expect(run('cemetery-maintenance', ['--help'])).toMatchObject({ status: 0, stdout: 'usage: cemetery-maintenance on|off|status\n' });

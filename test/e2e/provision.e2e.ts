@@ -21,6 +21,7 @@ import { MOCK_PASSWORD } from '../support/pulumi-mocks';
 import { TAMPERED_VERSION } from './node-mirror';
 import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
+import { parseLogfmt } from '../support/logfmt';
 import { tempDir } from '../support/temp-dir';
 
 jest.setTimeout(60 * 60 * 1000);
@@ -777,7 +778,7 @@ describe('releases', () => {
     const entries = (await root('cemetery-audit --show 200'))
       .trim()
       .split('\n')
-      .map((line) => Object.fromEntries([...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)].map(([, k, v]) => [k, v.startsWith('"') ? JSON.parse(v) : v])));
+      .map(parseLogfmt);
     report.audit = entries.slice(-12);
     const find = (action: string, outcome: string, detail: RegExp) => entries.find((e) => e.action === action && e.outcome === outcome && detail.test(e.detail));
     expect(find('deploy', 'ok', new RegExp(`^release ${releases.v2.id} over ${releases.v1.id}$`))).toBeDefined();
