@@ -7,18 +7,17 @@
  */
 import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
 import { DATABASE_NAME } from '../../infra/database';
-import { HOST_PATHS } from '../../infra/host-layout';
+import { HOST_PATHS, RELEASE_ID_PATTERN } from '../../infra/host-layout';
 import { shellQuote } from '../../infra/host-steps';
 
 export class UsageError extends Error {}
 
-// Every word quoted for the remote shell: ssh joins its arguments with spaces and the login shell splits them again.
-const remoteQuote = shellQuote;
+// Every word is quoted (shellQuote) for the remote shell: ssh joins its arguments with spaces and the login shell splits them again.
 
 /** What a verb runs on the host: a command line, or a bash script on stdin (status); `tty` for what is interactive. */
 export type HostCall = { command: string; script?: 'status'; tty?: boolean };
 
-const sudo = (...words: string[]) => ['sudo', ...words].map(remoteQuote).join(' ');
+const sudo = (...words: string[]) => ['sudo', ...words].map(shellQuote).join(' ');
 const logFile = (err: boolean) => `${HOST_PATHS.appHome}/logs/${err ? 'err' : 'out'}.log`;
 
 type Verb = { args: string; about: string; build: (args: string[], outputs: StackOutputs) => HostCall };
@@ -55,7 +54,7 @@ export const VERBS: Record<string, Verb> = {
     args: '[<release id>]',
     about: 'back to the previous release (or the one named), health-gated like a deploy',
     build: (args) => {
-      if (args.length > 1 || (args[0] && !/^r-[0-9a-f]{12}$/.test(args[0]))) throw new UsageError('rollback takes at most a release id (r-<12 hex>: see `releases`)');
+      if (args.length > 1 || (args[0] && !RELEASE_ID_PATTERN.test(args[0]))) throw new UsageError('rollback takes at most a release id (r-<12 hex>: see `releases`)');
       return { command: sudo('cemetery-release', 'rollback', ...args) };
     },
   },
@@ -64,7 +63,7 @@ export const VERBS: Record<string, Verb> = {
     about: 'runs a command on the host as the SSH user',
     build: (args) => {
       if (!args.length) throw new UsageError('exec needs a command');
-      return { command: args.map(remoteQuote).join(' ') };
+      return { command: args.map(shellQuote).join(' ') };
     },
   },
   shell: { args: '', about: 'a login shell on the host', build: (args) => (none(args), { command: '', tty: true }) },
