@@ -462,10 +462,10 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   rateLimitPerMinute: 'requests per minute per client address; unset: the app\'s (see Abuse limits)',
 };
 
-/** Each key with its default per environment (`–`: none) and what it takes, in the schema's order: the README's table. */
 /**
- * Every key with its default per environment (as text, '–' for none) and its description; `common`: the typed
- * default when every environment has the same one (what Pulumi.yaml may declare, scripts/config-docs.ts).
+ * Every key, in the schema's order, with its default per environment (as text, '–' for none) and what it takes:
+ * the README's table. `common`: the typed default when every environment has the same one (what Pulumi.yaml may
+ * declare, scripts/config-docs.ts).
  */
 export function configReference(): Array<{ key: string; defaults: Record<Environment, string>; about: string; common?: string | number | boolean }> {
   const context: SchemaContext = { stack: 'dev', preview: true, backupRetentionSet: false };
