@@ -77,22 +77,24 @@ export function ensureBuilt(appDir = APP_DIR): string[] {
     runBuild('build-app.mjs', appDir === APP_DIR ? [] : [appDir]);
     rebuilt.push(path.relative(ROOT, path.join(appDir, 'dist')));
   }
-  // The tool names the files it was built from: one of them changed (a new import changes the importing file), or it is missing.
+  // The tool names the files it was built from: one of them changed, or is gone (the hash then differs too; a new
+  // import changes the importing file), or the tool is missing.
   const tool = path.join(HOST_SCRIPTS_DIR, 'release.cjs');
   const stamp = existsSync(tool) ? releaseToolStamp(readFileSync(tool, 'utf8').split('\n', 1)[0]) : undefined;
-  if (!stamp || stamp.inputs.some((f) => !existsSync(path.join(ROOT, f))) || stamp.id !== sourcesId(stamp.inputs)) {
+  if (!stamp || stamp.id !== sourcesId(stamp.inputs)) {
     runBuild('build-release-tool.mjs');
     rebuilt.push('scripts/host/release.cjs');
   }
   return rebuilt;
 }
 
-/** The release: app/dist and the process file, built from the sources if need be (ensureBuilt); its id is their content hash. */
-export function releaseId(appDir = APP_DIR): string {
-  ensureBuilt(appDir);
+/** The release, built from the sources if need be (ensureBuilt): its id, the content hash of app/dist and the process file, and what was rebuilt. */
+export function builtRelease(appDir = APP_DIR): { id: string; rebuilt: string[] } {
+  const rebuilt = ensureBuilt(appDir);
   // RELEASE_ID_PATTERN (host-layout.ts) describes this shape.
-  return `r-${hashFiles([...listFiles(path.join(appDir, 'dist')), path.join(appDir, path.basename(PROCESS_FILE))], appDir)}`;
+  return { id: `r-${hashFiles([...listFiles(path.join(appDir, 'dist')), path.join(appDir, path.basename(PROCESS_FILE))], appDir)}`, rebuilt };
 }
+export const releaseId = (appDir = APP_DIR): string => builtRelease(appDir).id;
 
 /** A CopyToRemote: a local file or directory (never with a trailing slash) and its `remotePath`. */
 export type HostCopy = { name: string; source: string; remotePath: string };

@@ -8,7 +8,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
 import type { StackConfig } from './config';
 import type { Database } from './database';
-import { ensureBuilt, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, releaseId, stepCommand, stepScriptHash } from './host-steps';
+import { builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
 
 export type ProvisioningArgs = {
   host: pulumi.Input<string>;
@@ -49,9 +49,9 @@ export class Provisioning extends pulumi.ComponentResource {
 
     try {
       // The release is built from the sources as they are now (a preview shows the id that will deploy).
-      const rebuilt = ensureBuilt();
-      if (rebuilt.length) pulumi.log.info(`built ${rebuilt.join(' and ')} from the sources: they changed since the last build`, this);
-      this.releaseId = releaseId();
+      const release = builtRelease();
+      if (release.rebuilt.length) pulumi.log.info(`built ${release.rebuilt.join(' and ')} from the sources: they changed since the last build`, this);
+      this.releaseId = release.id;
     } catch (err) {
       throw new pulumi.RunError((err as Error).message);
     }
