@@ -171,14 +171,17 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
 
   test('output is logged a line at a time while the command runs, from the streams `logging` names', async () => {
     const dir = remoteDir();
-    const go = path.join(dir, 'go');
-    // The command waits for a file the test writes only once it has seen the first line: it can end only if
-    // that line was logged before the command finished.
-    const create = `echo first; printf 'to stderr\\n' >&2; until [ -e ${go} ]; do sleep 0.1; done; printf 'last, unterminated'`;
+    // After each line the command waits for a file the test writes only once it has seen that line: it can
+    // end only if both were logged while it ran. The wait also fixes the order: stdout and stderr are two SSH
+    // streams, and a line on one may arrive after a later line on the other (CI saw 'to stderr' after 'last').
+    const go = (n: number) => path.join(dir, `go${n}`);
+    const waitFor = (n: number) => `until [ -e ${go(n)} ]; do sleep 0.1; done`;
+    const create = `echo first; ${waitFor(1)}; printf 'to stderr\\n' >&2; ${waitFor(2)}; printf 'last, unterminated'`;
     const seen: string[] = [];
     const engine = new Engine((line) => {
       seen.push(line);
-      if (line === 'a: first') writeFileSync(go, '');
+      if (line === 'a: first') writeFileSync(go(1), '');
+      if (line === 'a: to stderr') writeFileSync(go(2), '');
     });
     const result = await engine.up(program([{ name: 'a', inputs: { create } }]));
     expect(ran(succeeded(result))).toEqual(['create a']);
