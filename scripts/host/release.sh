@@ -26,9 +26,12 @@ validated() { # validated CHECK... < content: the content, if CHECK accepts it a
 }
 sudoers=$(validated visudo -cf <<<'Defaults env_keep += "SSH_USER_AUTH SSH_CONNECTION"')
 write_file /etc/sudoers.d/cemetery-audit 0440 root:root <<<"$sudoers"
-write_file /etc/ssh/sshd_config.d/50-cemetery-audit.conf 0644 root:root <<<'ExposeAuthInfo yes'
+# sshd reads its drop-ins at every start: one it refuses would lock everyone out after the next reboot, so
+# the drop-in is checked alone, then with the whole configuration, and taken out again if that fails.
+sshd_drop_in=/etc/ssh/sshd_config.d/50-cemetery-audit.conf
+write_file "$sshd_drop_in" 0644 root:root <<<"$(validated sshd -t -f <<<'ExposeAuthInfo yes')"
 if [ "$WROTE" = 1 ]; then
-  sshd -t || fail "sshd refuses its configuration with /etc/ssh/sshd_config.d/50-cemetery-audit.conf"
+  sshd -t || { rm -f "$sshd_drop_in"; fail "sshd refuses its configuration with $sshd_drop_in, so it was taken out again"; }
   # A running sshd re-reads its files (new sessions get the setting); a socket-activated one reads them per connection.
   systemctl try-reload-or-restart ssh
 fi

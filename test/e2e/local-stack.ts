@@ -5,7 +5,7 @@
  * resources, and each `up` runs only what changed. Shared by the VM tier
  * (provision.e2e.ts) and npm run bench:deploy.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -281,13 +281,18 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
       const outputs = opts.outputs ?? (await this.stackOutputs());
       const file = path.join(state, `outputs-${Date.now()}.json`);
       writeFileSync(file, JSON.stringify(outputs));
-      const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', target.keyFile, ...argv], {
-        encoding: 'utf8',
-        input: opts.input ?? '',
+      // Not spawnSync: a load generator in this process keeps sending while the command runs.
+      const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', target.keyFile, ...argv], {
         timeout: 300000,
         env: { ...process.env, SSH_AUTH_SOCK: '' },
       });
-      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stdin.on('error', () => {}).end(opts.input ?? ''); // a verb that reads no input may exit first (EPIPE)
+      const status = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+      return { status, stdout, stderr };
     },
     /** The stack's outputs, as `pulumi stack output --json` gives them. */
     async stackOutputs(): Promise<Record<string, unknown>> {
