@@ -20,7 +20,8 @@ const auth = () => ({ authorization: `Bearer ${token}` });
 
 beforeAll(async () => {
   db = await createMigratedDatabase('api');
-  pool = createPool(db.url, 5, pino({ level: 'silent' }));
+  // A request may queue for a connection behind many others (50 at once below): the wait is not what is tested.
+  pool = createPool(db.url, 5, pino({ level: 'silent' }), { connectTimeoutMs: 60000 });
   app = buildServer({ pool, release: { id: 'test-release', build: 'test-build' }, requiredMigrations: shippedMigrations(path.join(ROOT, 'app', 'migrations')), logger: false });
   await app.ready();
   token = (await createToken(pool, 'api-tests')).token;

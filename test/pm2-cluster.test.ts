@@ -59,7 +59,8 @@ test("out.log is JSON lines: each with one timestamp (pino's, ISO 8601, no PM2 p
   const id = res.headers.get('x-request-id')!;
   expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   const file = path.join(cluster.logDir, 'out.log');
-  await waitUntil('the request in out.log', async () => (await readFile(file, 'utf8')).includes(id), { timeoutMs: 10000 });
+  // Both of the request's lines: PM2 writes each to the file when it gets it, "request completed" after the answer left.
+  await waitUntil('the request\'s two lines in out.log', async () => (await readFile(file, 'utf8')).split(id).length - 1 >= 2, { timeoutMs: 10000 });
   const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
   const records = lines.map((line) => {
     expect(line.startsWith('{')).toBe(true);
@@ -127,9 +128,8 @@ test('SIGINT (pm2 stop) shuts workers down gracefully and leaves no database con
 
   expect(cluster.workers().map((p) => p.pm2_env.status)).toEqual(['stopped', 'stopped']);
   await waitUntil('database connections to close', async () => (await connections()) === 0, { timeoutMs: 30000 });
-  // Each worker finished its own shutdown (not killed at kill_timeout).
-  const out = await readFile(path.join(cluster.logDir, 'out.log'), 'utf8');
-  for (const { pid } of workers) {
-    expect(out).toMatch(new RegExp(`"pid":${pid},.*"msg":"shutdown complete"`));
-  }
+  // Each worker finished its own shutdown (not killed at kill_timeout). PM2 may report the exit before it has
+  // written the worker's last line to the file.
+  const completed = (out: string) => workers.every(({ pid }) => new RegExp(`"pid":${pid},.*"msg":"shutdown complete"`).test(out));
+  await waitUntil('each worker\'s "shutdown complete" in out.log', async () => completed(await readFile(path.join(cluster.logDir, 'out.log'), 'utf8')), { timeoutMs: 10000 });
 });

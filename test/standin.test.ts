@@ -258,9 +258,10 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
     const dir = remoteDir();
     const engine = new Engine();
     const p = (aFails: boolean) => program([
-      { name: 'a', inputs: { create: `touch ${dir}/a-started${aFails ? '; echo broken >&2; exit 3' : ''}` } },
-      // Still running when a fails: b starts with a, and ends only after a has failed.
-      { name: 'b', inputs: { create: `for i in $(seq 100); do test -e ${dir}/a-started && break; sleep 0.1; done; sleep 1; touch ${dir}/b` } },
+      { name: 'a', inputs: { create: `echo $$ > ${dir}/a-pid; touch ${dir}/a-started${aFails ? '; echo broken >&2; exit 3' : ''}` } },
+      // Still running when a fails: b starts with a, and ends only after a's shell has exited (and 2 s for its
+      // channel to close), so the engine has seen the failure before b is done.
+      { name: 'b', inputs: { create: `for i in $(seq 100); do test -e ${dir}/a-started && break; sleep 0.1; done; while kill -0 "$(cat ${dir}/a-pid)" 2>/dev/null; do sleep 0.1; done; sleep 2; touch ${dir}/b` } },
       { name: 'c', inputs: { create: `touch ${dir}/c` }, dependsOn: ['b'] },
     ]);
     const result = await engine.up(p(true));

@@ -27,6 +27,10 @@ export async function startCluster(databaseUrl: string, instances = 2) {
     LOG_DIR: path.join(home, 'logs'),
     LOG_LEVEL: 'info',
     RELEASE_ID: 'pm2-test',
+    // As provisioning sets them, sized for a busy machine: a worker's boot and a new pool's first connections
+    // may take seconds; a reload must wait for the new worker, not time out and retire the old one anyway.
+    PM2_LISTEN_TIMEOUT_MS: '60000',
+    DB_CONNECT_TIMEOUT_MS: '30000',
   };
   delete env.NODE_ENV; // jest sets NODE_ENV=test; the ecosystem file decides on its own
   const url = `http://127.0.0.1:${port}`;
@@ -54,6 +58,10 @@ export async function startCluster(databaseUrl: string, instances = 2) {
       await rm(home, { recursive: true, force: true });
     },
   };
-  await cluster.ready();
+  // A cluster that never became ready is stopped here: the caller has no handle to stop it with.
+  await cluster.ready().catch(async (err) => {
+    await cluster.stop();
+    throw err;
+  });
   return cluster;
 }

@@ -66,7 +66,12 @@ export async function startSshd(): Promise<LoopbackSshd> {
         socket.on('error', () => resolve(false));
       }),
     { timeoutMs: 30000, intervalMs: 100 },
-  );
+  ).catch((err) => {
+    // An sshd that never answered is stopped here: the caller has no handle to stop it with.
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
   const scratch = path.join(dir, 'scratch');
   mkdirSync(scratch);
   return {
