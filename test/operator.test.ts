@@ -9,7 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { knownHostsLine, sshCommandWords } from '../infra/ssh-access';
+import { METRICS } from '../app/src/metrics';
 import { formatStatus, sshWords, VERBS, type StackOutputs } from '../scripts/operator/commands';
+import type { Pm2Process } from '../scripts/lib/pm2-list.cjs';
 import { ROOT } from './support/db';
 import { SSHD, startSshd, type LoopbackSshd } from './support/sshd';
 import { tempDir } from './support/temp-dir';
@@ -83,6 +85,14 @@ describe('status as an operator reads it', () => {
     const { text, healthy } = formatStatus(lines(), new Date('2026-11-29T12:00:00Z'));
     expect(healthy).toBe(true);
     expect(text).toMatch(/^release {6}r-0123456789ab \(rollback target r-ba9876543210\)\nworkers {6}2 of 2 online\n {2}worker \d+ {3}pid \d+ {2}online {2}\d+ MB {2}\d+ restarts up \S+\n {2}worker \d+ {3}pid \d+ {2}online {2}\d+ MB {2}\d+ restarts up \S+\ndatabase {5}reachable \(\/readyz 200\)\ncertificate {2}expires 2027-02-27 \(in 89 days; Caddy renews it\)\ndisk {9}\/ 23% used, 4\.1 GB free\nmaintenance {2}off\n$/);
+  });
+
+  test("each worker's traffic, from the metrics it reports to PM2: rate, p95 latency, 5xx answers, the database pool", () => {
+    const monitor = { [METRICS.requests]: { value: 1200 }, [METRICS.rate]: { value: '12.5' }, [METRICS.latency]: { value: 34.32, unit: 'ms' }, [METRICS.serverErrors]: { value: 2 }, [METRICS.dbBusy]: { value: 1 }, [METRICS.dbWaiting]: { value: 0 } };
+    const reporting = JSON.stringify(JSON.parse(jlist).map((p: Pm2Process) => (p.name === 'cemetery-backend' ? { ...p, pm2_env: { ...p.pm2_env, axm_monitor: monitor } } : p)));
+    const workerLines = formatStatus(lines({ jlist: reporting })).text.split('\n').filter((l) => l.startsWith('  worker '));
+    expect(workerLines).toHaveLength(2);
+    for (const line of workerLines) expect(line).toMatch(/ restarts up \S+ {2}12\.5 req\/s {2}p95 34\.32 ms {2}2 5xx {2}db 1 busy 0 waiting$/);
   });
 
   test('not healthy: the database not ready, or PM2 down; no certificate served', () => {

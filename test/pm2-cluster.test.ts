@@ -12,6 +12,7 @@ import { adminQuery, createMigratedDatabase, DIST } from './support/db';
 import { getFresh } from './support/http';
 import { startLoad } from './support/load';
 import { APP_NAME, startCluster } from './support/pm2-cluster';
+import { METRICS } from '../app/src/metrics';
 
 jest.setTimeout(120000);
 
@@ -78,6 +79,37 @@ test('both workers serve requests', async () => {
   expect(online).toHaveLength(2);
   expect(online.every((p) => p.pm2_env.exec_mode === 'cluster_mode')).toBe(true);
   expect([...(await distinctServingPids(20))].sort()).toEqual(pidsOf(online));
+});
+
+test("each worker's own metrics reach PM2 (requests, their rate and p95 latency, 5xx answers, the database pool), as pm2 show and pm2 monit read them, and move under load", async () => {
+  type Monitor = Record<string, { value: unknown; unit?: string }>;
+  const monitors = () => cluster.online().map((p) => ({ id: p.pm_id, monitor: (p.pm2_env.axm_monitor ?? {}) as Monitor }));
+  const served = () => monitors().reduce((sum, w) => sum + Number(w.monitor[METRICS.requests]?.value ?? 0), 0);
+  // tx2 sends every 990 ms: wait for every metric of both workers.
+  await waitUntil('both workers to report every metric', () => {
+    const all = monitors();
+    return all.length === 2 && all.every((w) => Object.values(METRICS).every((name) => name in w.monitor));
+  });
+  const before = served();
+
+  const load = startLoad(cluster.url, [listPath], { connections: 4 });
+  await waitUntil('a rate above 0 from both workers under load', () => monitors().every((w) => Number(w.monitor[METRICS.rate].value) > 0), { timeoutMs: 30000 });
+  const result = await load.stop();
+  expect(result.failures).toEqual({});
+  // Each answer is counted by the worker that gave it (more may come: the readiness checks of this file).
+  await waitUntil(`the request counters to grow by the load's ${result.requests} requests`, () => served() - before >= result.requests, { timeoutMs: 10000 });
+  for (const { monitor } of monitors()) {
+    expect(monitor[METRICS.latency]).toMatchObject({ value: expect.any(Number), unit: 'ms' });
+    expect(monitor[METRICS.latency].value as number).toBeGreaterThan(0);
+    expect(monitor[METRICS.serverErrors].value).toBe(0);
+    expect(monitor[METRICS.dbBusy].value).toEqual(expect.any(Number));
+    expect(monitor[METRICS.dbWaiting].value).toEqual(expect.any(Number));
+  }
+
+  // pm2 show lists them under "Code metrics value", each with its value.
+  const shown = pm2(['show', String(monitors()[0].id)], { env: cluster.env });
+  expect(shown).toContain('Code metrics value');
+  for (const name of Object.values(METRICS)) expect(shown).toMatch(new RegExp(`│ ${name.replace(/[/]/g, '\\$&')}\\s+│ \\S`));
 });
 
 test('pm2 reload under load: no failed or non-2xx request, every worker replaced', async () => {

@@ -3,6 +3,7 @@ import { CONFIG_ERROR_EXIT_CODE, ConfigError, loadConfig } from './config';
 import path from 'node:path';
 import { createPool, warmPool, watchUntilReachable } from './db';
 import { withEnvFile } from './env-file';
+import { reportToPm2 } from './metrics';
 import { releaseOf, shippedMigrations } from './release';
 import { buildServer, type Lifecycle } from './server';
 import { installGracefulShutdown } from './shutdown';
@@ -28,6 +29,7 @@ async function main() {
   const watcher = watchUntilReachable(pool, logger);
   app.addHook('onClose', async () => watcher.stop());
   installGracefulShutdown({ app, pool, lifecycle, timeoutMs: config.shutdownTimeoutMs });
+  reportToPm2(app, pool);
 
   // In cluster mode a worker gets connections as soon as it listens (ready only tells PM2 when to retire the old one): warm first.
   await warmPool(pool, Math.min(config.dbPoolMax, 4), Math.max(5000, config.dbConnectTimeoutMs));

@@ -5,6 +5,7 @@
  * they fit (`app logs -f`, `rollback`, `app exec`); every host command here is
  * one the release step installed, run through sudo.
  */
+import { METRICS } from '../../app/src/metrics';
 import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
 import { DATABASE_NAME } from '../../infra/database';
 import { HOST_PATHS, RELEASE_ID_PATTERN } from '../../infra/host-layout';
@@ -142,7 +143,7 @@ export function formatStatus(text: string, now = new Date()): { text: string; he
       const env = w.pm2_env as Pm2Process['pm2_env'] & { pm_uptime?: number };
       const memory = (w as unknown as { monit?: { memory?: number } }).monit?.memory ?? 0;
       const up = env.status === 'online' && env.pm_uptime ? ` up ${duration(now.getTime() - env.pm_uptime)}` : '';
-      return `  worker ${w.pm_id}   pid ${w.pid}  ${env.status}  ${Math.round(memory / 1048576)} MB  ${env.restart_time} restarts${up}`;
+      return `  worker ${w.pm_id}   pid ${w.pid}  ${env.status}  ${Math.round(memory / 1048576)} MB  ${env.restart_time} restarts${up}${traffic(env.axm_monitor)}`;
     }),
     `database     ${readyCode === '200' ? 'reachable' : 'NOT READY'} (/readyz ${readyCode}${readyCode === '200' ? '' : ` ${readyBody.trim()}`})`,
     ...(text.includes('\ncertificate=') || text.startsWith('certificate=') ? [`certificate  ${certificate(get('certificate'), now)}`] : []),
@@ -151,6 +152,14 @@ export function formatStatus(text: string, now = new Date()): { text: string; he
   ];
   const healthy = readyCode === '200' && workers.length > 0 && workers.every((w) => w.pm2_env.status === 'online');
   return { text: `${lines.join('\n')}\n`, healthy };
+}
+
+/** A worker's own metrics (app/src/metrics.ts), as the last report to PM2 gave them; none from a worker that sent none yet. */
+function traffic(monitor: unknown) {
+  const m = (monitor ?? {}) as Record<string, { value?: unknown } | undefined>;
+  const value = (name: string) => m[name]?.value;
+  if (value(METRICS.requests) === undefined) return '';
+  return `  ${value(METRICS.rate)} req/s  p95 ${value(METRICS.latency)} ms  ${value(METRICS.serverErrors)} 5xx  db ${value(METRICS.dbBusy)} busy ${value(METRICS.dbWaiting)} waiting`;
 }
 
 function certificate(notAfter: string, now: Date) {

@@ -682,6 +682,8 @@ describe('releases', () => {
     expect(status.status).toBe(0);
     expect(status.stdout).toContain(`release      ${live} (rollback target ${previous})`);
     expect(status.stdout).toMatch(new RegExp(`^workers {6}${(await stack.workers()).length} of ${(await stack.workers()).length} online$`, 'm'));
+    // Each worker's traffic, from the metrics it reports to PM2 (app/src/metrics.ts).
+    expect(status.stdout).toMatch(/^ {2}worker \d+ .* restarts up \S+ {2}[\d.]+ req\/s {2}p95 [\d.]+ ms {2}\d+ 5xx {2}db \d+ busy \d+ waiting$/m);
     expect(status.stdout).toMatch(/^database {5}reachable \(\/readyz 200\)$/m);
     expect(status.stdout).toMatch(/^certificate {2}expires \d{4}-\d\d-\d\d /m);
     expect(status.stdout).toMatch(/^maintenance {2}off$/m);
