@@ -297,19 +297,21 @@ describeWithSshd('the engine rules, with real commands over SSH', () => {
     expect(readFileSync(path.join(dir, path.basename(src), 'x'), 'utf8')).toBe('2');
   });
 
-  test('destroy runs every delete, dependents first', async () => {
+  test('destroy runs every delete, dependents first, their output logged like any step\'s', async () => {
     const dir = remoteDir();
     const engine = new Engine();
     succeeded(
       await engine.up(
         program([
-          { name: 'a', inputs: { create: 'true', delete: `echo a >> ${dir}/log` } },
-          { name: 'b', inputs: { create: 'true', delete: `echo b >> ${dir}/log` }, dependsOn: ['a'] },
+          { name: 'a', inputs: { create: 'true', delete: `echo a >> ${dir}/log; echo deleted a` } },
+          { name: 'b', inputs: { create: 'true', delete: `echo b >> ${dir}/log; echo deleted b` }, dependsOn: ['a'] },
           { name: 'c', inputs: { create: 'true' }, dependsOn: ['b'] },
         ]),
       ),
     );
-    expect(ran(succeeded(await engine.destroy()))).toEqual(['delete c', 'delete b', 'delete a']);
+    const destroyed = await engine.destroy();
+    expect(ran(succeeded(destroyed))).toEqual(['delete c', 'delete b', 'delete a']);
+    expect(destroyed.output!.map((o) => [o.resource, o.line])).toEqual([['b', 'deleted b'], ['a', 'deleted a']]);
     expect(readFileSync(path.join(dir, 'log'), 'utf8')).toBe('b\na\n');
     expect(engine.state.size).toBe(0);
   });

@@ -93,6 +93,14 @@ export class Engine {
   private pendingDeletes: Saved[] = [];
   constructor(private readonly log: Log = () => {}) {}
 
+  /** What the provider logs for a resource: kept in `output` with its time, and passed on naming the resource. */
+  private logFor(output: OutputLine[], resource: string): Log {
+    return (line) => {
+      output.push({ resource, line, at: Date.now() });
+      this.log(`${resource}: ${line}`);
+    };
+  }
+
   /** The program's command resources, in registration order where dependencies allow (as the engine starts them). */
   static async plan(program: Program) {
     const own = program.resources.filter((r) => r.type in providers);
@@ -113,11 +121,7 @@ export class Engine {
   async up(program: Program, opts: { replace?: string[] } = {}): Promise<UpResult> {
     const steps: Step[] = [];
     const output: OutputLine[] = [];
-    /** What the provider logs for a resource: kept with its time, and passed on naming the resource. */
-    const logFor = (resource: string) => (line: string) => {
-      output.push({ resource, line, at: Date.now() });
-      this.log(`${resource}: ${line}`);
-    };
+    const logFor = (resource: string) => this.logFor(output, resource);
     const plan = await Engine.plan(program);
     let failed: UpResult['failed'];
     /** Per resource: settles when its step is done; false if it failed or never started. */
@@ -149,7 +153,7 @@ export class Engine {
     // Resources no longer in the program, then the replaced originals: deleted last.
     const gone = [...this.state].filter(([name]) => !plan.some((r) => r.name === name));
     for (const [name, saved] of gone.reverse()) {
-      const failed = await this.remove(name, saved, steps);
+      const failed = await this.remove(name, saved, steps, logFor(name));
       if (failed) return { steps, failed, output };
     }
     while (this.pendingDeletes.length) {
@@ -169,18 +173,19 @@ export class Engine {
   /** `pulumi destroy`: every saved resource's delete, dependents first. */
   async destroy(): Promise<UpResult> {
     const steps: Step[] = [];
+    const output: OutputLine[] = [];
     const order = [...this.state.keys()];
     for (const name of order.reverse()) {
-      const failed = await this.remove(name, this.state.get(name)!, steps);
-      if (failed) return { steps, failed };
+      const failed = await this.remove(name, this.state.get(name)!, steps, this.logFor(output, name));
+      if (failed) return { steps, failed, output };
     }
-    return { steps };
+    return { steps, output };
   }
 
-  private async remove(name: string, saved: Saved, steps: Step[]) {
+  private async remove(name: string, saved: Saved, steps: Step[], log: Log) {
     const started = Date.now();
     try {
-      await providers[saved.type].delete(saved.inputs, saved.outputs, this.log);
+      await providers[saved.type].delete(saved.inputs, saved.outputs, log);
     } catch (err) {
       return { name, op: 'delete' as const, message: (err as Error).message };
     }
