@@ -248,6 +248,8 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       domainName: str('a DNS name').regex(DNS_NAME, 'expected a DNS name such as cemetery.example.org (no scheme, no port)').optional(),
       hostedZoneId: str('a Route 53 hosted zone id').regex(/^Z[A-Z0-9]{4,31}$/, 'expected a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ').optional(),
       acmeEmail: z.email({ error: 'expected an email address (Let\'s Encrypt writes to it about expiring certificates)' }).optional(),
+      // target aws: the alarms' topic mails it (infra/alarms.ts).
+      alertEmail: z.email({ error: 'expected an email address (the alarms write to it)' }).optional(),
       certificateIssuer: z.enum(['acme', 'internal'], { error: "expected acme (Let's Encrypt) or internal (Caddy's own CA, for a host with no public name)" }).default(d.certificateIssuer),
       // target ssh: the host's SSH host key, so the first connection already verifies (target aws generates its own).
       sshHostKey: publicKey('the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
@@ -288,6 +290,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       if (c.hostedZoneId && c.target !== 'aws') at('hostedZoneId', 'target ssh has no Elastic IP to point a record at: create the record yourself');
       if (c.certificateIssuer === 'internal' && !c.domainName) at('certificateIssuer', 'certificates are for domainName: set domainName too, or leave certificateIssuer at acme');
       if (c.acmeEmail && !c.domainName) at('acmeEmail', 'certificates are for domainName: set domainName too');
+      if (c.alertEmail && (c.target !== 'aws' || networkOnly)) at('alertEmail', 'the alarms watch the EC2 host and RDS of target aws: remove it');
       if (!nodeTarballSha256(c)) {
         at(
           'nodeVersion',
@@ -311,6 +314,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
         if (!c.deletionProtection) at('deletionProtection', 'prod keeps deletion protection on');
         if (!networkOnly && !c.domainName) at('domainName', 'prod serves HTTPS: expected its DNS name, pulumi config set domainName cemetery.example.org');
         if (c.certificateIssuer !== 'acme') at('certificateIssuer', "prod's certificate comes from Let's Encrypt: expected acme");
+        if (!networkOnly && c.target === 'aws' && !c.alertEmail) at('alertEmail', "prod's alarms must reach someone: expected the on-call address, pulumi config set alertEmail oncall@example.org");
         if (c.databaseMode === 'rds' && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
         // The register is what cannot be lost: only RDS backs it up today (automated backups, point-in-time restore).
         if (!networkOnly && c.target !== 'aws') at('target', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected aws`);
@@ -456,6 +460,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   domainName: 'a DNS name: HTTPS on 443 for it; without one, HTTP on 80; required in prod',
   hostedZoneId: 'a Route 53 zone id (`Z…`): Pulumi keeps the A record; needs `domainName`, `target: aws`',
   acmeEmail: 'an email address Let\'s Encrypt writes to about expiring certificates',
+  alertEmail: '`target: aws`: the address the alarms mail (host down or unresponsive, CPU, RDS storage, CPU, connections; confirm AWS\'s first mail); required in prod',
   certificateIssuer: '`acme` (Let\'s Encrypt) or `internal` (Caddy\'s CA; not prod)',
   sshHostKey: '`target: ssh`, required for `up`: the host\'s public key (`ssh-ed25519 AAAA…`); `aws` generates its own',
   publicReads: '`false`: reads need a token too',

@@ -16,6 +16,8 @@ export const databaseIdentifier = stack.databaseIdentifier;
 /** Secret: `pulumi stack output databaseUrl --show-secrets`. */
 export const databaseUrl = stack.databaseUrl;
 export const releaseId = stack.releaseId;
+/** target aws: the topic the alarms send to (alertEmail subscribes to it). */
+export const alertTopicArn = stack.alertTopicArn;
 /** staging-shared only: the network every staging stack finds by its tag. */
 export const vpcId = stack.vpcId;
 export const publicSubnetId = stack.publicSubnetId;

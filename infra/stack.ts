@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { parseProjectConfig, StackConfigError, type StackConfig } from './config';
+import { Alarms } from './alarms';
+import { parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
 import { Database } from './database';
 import { Host } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
@@ -79,6 +80,22 @@ function createAppStack(cfg: StackConfig) {
     keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
   );
 
+  const alarms =
+    cfg.target === 'aws'
+      ? new Alarms(name, {
+          stack: pulumi.getStack(),
+          region: cfg.region!,
+          instanceId: machine.id,
+          database: database.identifier && {
+            identifier: database.identifier,
+            allocatedStorageGiB: cfg.allocatedStorageGiB,
+            workers: cfg.pm2Instances === 'max' ? vcpusOfInstanceType(cfg.instanceType) : cfg.pm2Instances,
+          },
+          alertEmail: cfg.alertEmail,
+          tags,
+        })
+      : undefined;
+
   return {
     environment: cfg.environment,
     publicIp: machine.address,
@@ -92,6 +109,8 @@ function createAppStack(cfg: StackConfig) {
     databaseIdentifier: database.identifier,
     databaseUrl: database.url,
     releaseId: provisioning.releaseId,
+    /** target aws: the alarms' SNS topic (subscribe more than alertEmail to it). */
+    alertTopicArn: alarms?.topicArn,
   };
 }
 

@@ -177,6 +177,10 @@ describe('what each role can do', () => {
     [{ what: 'launch a host tagged prod', action: 'ec2:RunInstances', resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/*`, context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
     [{ what: "delete prod's database", action: 'rds:DeleteDBInstance', resource: `arn:aws:rds:${REGION}:${ACCOUNT}:db:cemetery-prod-pg`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
     [{ what: "reset prod's database password", action: 'rds:ModifyDBInstance', resource: `arn:aws:rds:${REGION}:${ACCOUNT}:db:cemetery-prod-pg`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "delete prod's host alarm", action: 'cloudwatch:DeleteAlarms', resource: `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:cemetery-prod-host-hardware`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: 'create an alarm tagged prod', action: 'cloudwatch:PutMetricAlarm', resource: `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:cemetery-prod-db-cpu`, context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
+    [{ what: "subscribe to prod's alert topic", action: 'sns:Subscribe', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:cemetery-prod-alerts`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "delete staging's alert topic", action: 'sns:DeleteTopic', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:cemetery-staging-alerts`, context: { 'aws:ResourceTag/Environment': 'staging' } }, ['staging']],
     [{ what: "read prod's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/prod.json') }, ['production']],
     [{ what: "read prod-eu's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/prod-eu.json') }, ['production']],
     [{ what: "write prod's state", action: 's3:PutObject', ...state('stacks/cemetery-backend/prod.json') }, ['production']],
@@ -224,7 +228,7 @@ describe('what each role can do', () => {
   });
 
   test('the preview role writes nothing at all (a preview takes no lock)', () => {
-    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|Encrypt|GenerateDataKey/.test(a));
+    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|^cloudwatch:(Put|Delete|Tag|Untag)|^sns:(Create|Delete|Set|Subscribe|Unsubscribe|Tag|Untag)|Encrypt|GenerateDataKey/.test(a));
     expect(writes).toEqual([]);
   });
 

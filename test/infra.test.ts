@@ -80,7 +80,7 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
     const components =
       network === 'provideShared'
         ? ['cemetery:infra:Network']
-        : ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Host'] : []), ...(aws && network === 'own' ? ['cemetery:infra:Network'] : [])];
+        : ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Host', 'cemetery:infra:Alarms'] : []), ...(aws && network === 'own' ? ['cemetery:infra:Network'] : [])];
     expect(types.filter((t) => t.startsWith('cemetery:')).sort()).toEqual(components.sort());
     for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
       expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });

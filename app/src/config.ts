@@ -4,6 +4,8 @@ export { CONFIG_ERROR_EXIT_CODE } from './exit-codes';
 
 /** How long a request waits for a new database connection unless DB_CONNECT_TIMEOUT_MS says otherwise. */
 export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
+/** Database connections one worker may hold unless DB_POOL_MAX says otherwise (provisioning sets none). */
+export const DEFAULT_DB_POOL_MAX = 10;
 
 export const DATABASE_CAS = ['url', 'aws-rds'] as const;
 export type DatabaseCa = (typeof DATABASE_CAS)[number];
@@ -63,7 +65,7 @@ const schema = z.object({
   // Loopback unless the environment opens it: a proxy (Caddy on a host) is the way in.
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: (issue) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${String(issue.input)}"` }).default('info'),
-  DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, 10),
+  DB_POOL_MAX: integer('DB_POOL_MAX', 1, 100, DEFAULT_DB_POOL_MAX),
   // How long a request waits for a new database connection before it is answered 503.
   DB_CONNECT_TIMEOUT_MS: integer('DB_CONNECT_TIMEOUT_MS', 100, 60000, DEFAULT_DB_CONNECT_TIMEOUT_MS),
   // Must end before PM2's kill_timeout so the process exits on its own, not by SIGKILL.

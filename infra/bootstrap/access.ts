@@ -101,8 +101,14 @@ export const stateObjects = ({ arn, project }: StateBucket, stacks: string) => [
 /** Locks: .pulumi/locks/organization/<project>/<stack>/<uuid>.json (diy lock.go, backend.go FullyQualifiedName). */
 export const lockObjects = ({ arn, project }: StateBucket, stacks: string) => `${arn}/.pulumi/locks/organization/${project}/${stacks}/*`;
 
-/** What a deploy changes: everything the app's program creates (infra/). */
-const DEPLOY_ACTIONS = ['ec2:*', 'rds:*'];
+/**
+ * What a deploy changes: everything the app's program creates (infra/), the alarms and their topic
+ * (infra/alarms.ts) included. Alarms and topics carry the Environment tag like the rest, so the
+ * tag rules below keep each role to its own.
+ */
+const ALARM_ACTIONS = ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:TagResource', 'cloudwatch:UntagResource'];
+const TOPIC_ACTIONS = ['sns:CreateTopic', 'sns:DeleteTopic', 'sns:SetTopicAttributes', 'sns:Subscribe', 'sns:Unsubscribe', 'sns:TagResource', 'sns:UntagResource'];
+const DEPLOY_ACTIONS = ['ec2:*', 'rds:*', ...ALARM_ACTIONS, ...TOPIC_ACTIONS];
 /** What reads another environment's secrets from a host without touching it. */
 const HOST_DATA_READS = ['ec2:DescribeInstanceAttribute', 'ec2:GetConsoleOutput', 'ec2:GetConsoleScreenshot', 'ec2:GetLaunchTemplateData'];
 
@@ -128,7 +134,24 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
       Action: access.writes ? ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'] : ['kms:Decrypt', 'kms:DescribeKey'],
       Resource: keyArn,
     },
-    { Sid: 'ReadResources', Effect: 'Allow', Action: ['ec2:Describe*', 'rds:Describe*', 'rds:ListTagsForResource', 'route53:GetHostedZone', 'route53:ListResourceRecordSets', 'route53:GetChange'], Resource: '*' },
+    {
+      Sid: 'ReadResources',
+      Effect: 'Allow',
+      Action: [
+        'ec2:Describe*',
+        'rds:Describe*',
+        'rds:ListTagsForResource',
+        'route53:GetHostedZone',
+        'route53:ListResourceRecordSets',
+        'route53:GetChange',
+        'cloudwatch:DescribeAlarms',
+        'cloudwatch:ListTagsForResource',
+        'sns:GetTopicAttributes',
+        'sns:GetSubscriptionAttributes',
+        'sns:ListTagsForResource',
+      ],
+      Resource: '*',
+    },
     // Another environment's resources, by their Environment tag: never touched, never read for host data.
     {
       Sid: 'DenyOtherEnvironments',

@@ -80,6 +80,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, keyName: inputs.keyName ?? `${name}-key` };
     case 'tls:index/privateKey:PrivateKey':
       return { ...inputs, privateKeyOpenssh: MOCK_HOST_KEY.private, publicKeyOpenssh: `${MOCK_HOST_KEY.public}\n` };
+    case 'aws:sns/topic:Topic':
+      return { ...inputs, arn: `arn:aws:sns:eu-central-1:${MOCK_ACCOUNT_ID}:${name}` };
     case 'aws:rds/subnetGroup:SubnetGroup':
       return { ...inputs, name: inputs.name ?? name };
     // The bootstrap program (infra/bootstrap): ARNs as AWS forms them.

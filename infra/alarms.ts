@@ -1,0 +1,125 @@
+/**
+ * What wakes the on-call person (target aws): CloudWatch alarms on the host
+ * and, with RDS, the database, all sending to one SNS topic that alertEmail
+ * subscribes to. Each alarm's name says what is wrong and its description what
+ * to do first; each also says when it clears (okActions).
+ */
+import * as aws from '@pulumi/aws';
+import * as pulumi from '@pulumi/pulumi';
+import { DEFAULT_DB_POOL_MAX } from '../app/src/config';
+
+export type AlarmsArgs = {
+  /** The stack, for the commands the descriptions give. */
+  stack: string;
+  region: string;
+  instanceId: pulumi.Input<string>;
+  /** RDS only (on-host PostgreSQL reports no CloudWatch metrics): its identifier, storage and the app's workers. */
+  database?: { identifier: pulumi.Input<string>; allocatedStorageGiB: number; workers: number };
+  /** Subscribed to the topic (AWS mails a confirmation link first); none: the topic has no subscriber yet. */
+  alertEmail?: string;
+  tags: Record<string, string>;
+};
+
+/** CPU use, in percent, that is too high when it lasts 15 minutes. */
+export const CPU_ALARM_PERCENT = 90;
+/** Share of the RDS storage left that is too little (storage autoscaling grows it up to maxAllocatedStorageGiB first). */
+export const FREE_STORAGE_ALARM_SHARE = 0.1;
+/** Share of the connections the app's workers may open (workers × DB_POOL_MAX) that means requests queue for one. */
+export const CONNECTIONS_ALARM_SHARE = 0.9;
+
+export class Alarms extends pulumi.ComponentResource {
+  readonly topicArn: pulumi.Output<string>;
+
+  constructor(name: string, args: AlarmsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super('cemetery:infra:Alarms', name, {}, opts);
+    const parent = { parent: this };
+    const topic = new aws.sns.Topic(`${name}-alerts`, { tags: args.tags }, parent);
+    if (args.alertEmail) new aws.sns.TopicSubscription(`${name}-alerts-email`, { topic: topic.arn, protocol: 'email', endpoint: args.alertEmail }, parent);
+    const status = `npm run cemetery -- -s ${args.stack} status`;
+    const alarm = (id: string, a: Omit<aws.cloudwatch.MetricAlarmArgs, 'alarmActions' | 'okActions' | 'tags'> & { alsoDo?: string }) => {
+      const { alsoDo, ...rest } = a;
+      return new aws.cloudwatch.MetricAlarm(
+        `${name}-${id}`,
+        { ...rest, name: `${name}-${id}`, alarmActions: [...(alsoDo ? [alsoDo] : []), topic.arn], okActions: [topic.arn], tags: args.tags },
+        parent,
+      );
+    };
+    const automate = (action: 'recover' | 'reboot') => `arn:aws:automate:${args.region}:ec2:${action}`;
+    const host = { namespace: 'AWS/EC2', dimensions: { InstanceId: args.instanceId } };
+    /** Host and database alike: CPU too high for 15 minutes. */
+    const busyCpu = { metricName: 'CPUUtilization', statistic: 'Average', period: 300, evaluationPeriods: 3, threshold: CPU_ALARM_PERCENT, comparisonOperator: 'GreaterThanOrEqualToThreshold' };
+
+    alarm('host-hardware', {
+      ...host,
+      metricName: 'StatusCheckFailed_System',
+      statistic: 'Maximum',
+      period: 60,
+      evaluationPeriods: 2,
+      threshold: 1,
+      comparisonOperator: 'GreaterThanOrEqualToThreshold',
+      alsoDo: automate('recover'),
+      alarmDescription:
+        `The AWS hardware or network under the host failed its check for 2 minutes. EC2 recovers the instance onto other hardware (same instance, address and volumes); ` +
+        `its workers come back with PM2 at boot. Then: ${status}. If it fires again, stop and start the instance (new hardware) or replace it with pulumi up --replace.`,
+    });
+    alarm('host-unresponsive', {
+      ...host,
+      metricName: 'StatusCheckFailed_Instance',
+      statistic: 'Maximum',
+      period: 60,
+      evaluationPeriods: 3,
+      threshold: 1,
+      comparisonOperator: 'GreaterThanOrEqualToThreshold',
+      alsoDo: automate('reboot'),
+      alarmDescription:
+        `The host's own system stopped answering EC2's check for 3 minutes (kernel, memory, disk full, network config). EC2 reboots it. ` +
+        `Then: ${status}; the EC2 console's system log shows why. If it fires again: npm run cemetery -- -s ${args.stack} logs --err, and free disk or memory.`,
+    });
+    alarm('host-cpu', {
+      ...host,
+      ...busyCpu,
+      alarmDescription:
+        `The host's CPU averaged ${CPU_ALARM_PERCENT}% or more for 15 minutes: requests slow down and the rate limit may not be enough. ` +
+        `Check: ${status} (each worker's requests/s and p95). Then a bigger instanceType, or find the client (the logs name each request's address).`,
+    });
+
+    if (args.database) {
+      const db = { namespace: 'AWS/RDS', dimensions: { DBInstanceIdentifier: args.database.identifier } };
+      const ceiling = args.database.workers * DEFAULT_DB_POOL_MAX;
+      alarm('db-storage', {
+        ...db,
+        metricName: 'FreeStorageSpace',
+        statistic: 'Minimum',
+        period: 300,
+        evaluationPeriods: 1,
+        threshold: Math.round(args.database.allocatedStorageGiB * FREE_STORAGE_ALARM_SHARE * 1024 ** 3),
+        comparisonOperator: 'LessThanThreshold',
+        alarmDescription:
+          `The database has less than ${FREE_STORAGE_ALARM_SHARE * 100}% of its first ${args.database.allocatedStorageGiB} GiB free. Storage autoscaling grows it up to maxAllocatedStorageGiB; ` +
+          'if this stays, it is at that ceiling: raise maxAllocatedStorageGiB and pulumi up before writes fail.',
+      });
+      alarm('db-cpu', {
+        ...db,
+        ...busyCpu,
+        alarmDescription:
+          `The database's CPU averaged ${CPU_ALARM_PERCENT}% or more for 15 minutes: queries slow down and may hit the statement timeout (503s). ` +
+          `Check: ${status} (p95 and DB requests waiting per worker); look for the slow queries (Performance Insights, or pg_stat_statements), then a bigger rdsInstanceClass and pulumi up.`,
+      });
+      alarm('db-connections', {
+        ...db,
+        metricName: 'DatabaseConnections',
+        statistic: 'Maximum',
+        period: 60,
+        evaluationPeriods: 5,
+        threshold: Math.ceil(ceiling * CONNECTIONS_ALARM_SHARE),
+        comparisonOperator: 'GreaterThanOrEqualToThreshold',
+        alarmDescription:
+          `The database held ${Math.ceil(ceiling * CONNECTIONS_ALARM_SHARE)} connections or more for 5 minutes, near all the app may open (${args.database.workers} workers × ${DEFAULT_DB_POOL_MAX}): ` +
+          `requests queue for a connection and answer 503 after databaseConnectTimeoutSeconds. Check: ${status} (DB requests waiting per worker); ` +
+          'then slow queries, or a client other than the app.',
+      });
+    }
+    this.topicArn = topic.arn;
+    this.registerOutputs({ topicArn: this.topicArn });
+  }
+}
