@@ -196,6 +196,8 @@ describe('what each role can do', () => {
     [{ what: 'assume another role', action: 'sts:AssumeRole', resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-production` }, []],
     [{ what: 'pass a role to a host', action: 'iam:PassRole', resource: `arn:aws:iam::${ACCOUNT}:role/admin` }, []],
     [{ what: 'create a role', action: 'iam:CreateRole', resource: `arn:aws:iam::${ACCOUNT}:role/backdoor` }, []],
+    [{ what: "create CloudWatch's service-linked role (alarms that recover or reboot a host)", action: 'iam:CreateServiceLinkedRole', resource: `arn:aws:iam::${ACCOUNT}:role/aws-service-role/events.amazonaws.com/AWSServiceRoleForCloudWatchEvents`, context: { 'iam:AWSServiceName': 'events.amazonaws.com' } }, ['dev', 'staging', 'production']],
+    [{ what: "create another service's linked role", action: 'iam:CreateServiceLinkedRole', resource: `arn:aws:iam::${ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS`, context: { 'iam:AWSServiceName': 'ecs.amazonaws.com' } }, []],
     [{ what: 'widen its own policy', action: 'iam:PutRolePolicy', resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-staging` }, []],
   ];
 

@@ -175,7 +175,15 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
       { Sid: 'LockState', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: lockObjects(state, access.stacks) },
       { Sid: 'Deploy', Effect: 'Allow', Action: DEPLOY_ACTIONS, Resource: '*' },
       // The first RDS instance of an account creates RDS's service-linked role; nothing else in IAM.
-      { Sid: 'RdsServiceLinkedRole', Effect: 'Allow', Action: 'iam:CreateServiceLinkedRole', Resource: '*', Condition: { StringEquals: { 'iam:AWSServiceName': 'rds.amazonaws.com' } } },
+      // The first database needs RDS's; the first alarm with an EC2 action (recover, reboot) CloudWatch's,
+      // AWSServiceRoleForCloudWatchEvents (PutMetricAlarm: "iam:CreateServiceLinkedRole for all alarms with EC2 actions").
+      {
+        Sid: 'ServiceLinkedRoles',
+        Effect: 'Allow',
+        Action: 'iam:CreateServiceLinkedRole',
+        Resource: '*',
+        Condition: { StringEquals: { 'iam:AWSServiceName': ['rds.amazonaws.com', 'events.amazonaws.com'] } },
+      },
     );
     if (dnsNames.length) {
       statements.push({
