@@ -28,8 +28,10 @@ sudoers=$(validated visudo -cf <<<'Defaults env_keep += "SSH_USER_AUTH SSH_CONNE
 write_file /etc/sudoers.d/cemetery-audit 0440 root:root <<<"$sudoers"
 # sshd reads its drop-ins at every start: one it refuses would lock everyone out after the next reboot, so
 # the drop-in is checked alone, then with the whole configuration, and taken out again if that fails.
+# (Assigned first, like sudoers: a refusal inside a here-string's substitution would not stop the script.)
 sshd_drop_in=/etc/ssh/sshd_config.d/50-cemetery-audit.conf
-write_file "$sshd_drop_in" 0644 root:root <<<"$(validated sshd -t -f <<<'ExposeAuthInfo yes')"
+sshd_setting=$(validated sshd -t -f <<<'ExposeAuthInfo yes')
+write_file "$sshd_drop_in" 0644 root:root <<<"$sshd_setting"
 if [ "$WROTE" = 1 ]; then
   sshd -t || { rm -f "$sshd_drop_in"; fail "sshd refuses its configuration with $sshd_drop_in, so it was taken out again"; }
   # A running sshd re-reads its files (new sessions get the setting); a socket-activated one reads them per connection.
