@@ -32,8 +32,8 @@ export const METRICS = {
  * lib/internal/cluster/child.js, the 'disconnect' handler), so tx2 never sends
  * on a closed channel (which would throw in the worker).
  */
-export function reportToPm2(app: FastifyInstance, pool: Pool, env: NodeJS.ProcessEnv = process.env): void {
-  if (env.pm_id === undefined || !process.send) return;
+export function reportToPm2(app: FastifyInstance, pool: Pool): void {
+  if (process.env.pm_id === undefined || !process.send) return;
   // Loaded here, not at the top: outside PM2 its timer never starts.
   const tx2: Tx2 = require('tx2');
   const requests = tx2.counter({ name: METRICS.requests });

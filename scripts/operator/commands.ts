@@ -13,11 +13,10 @@ import { shellQuote } from '../../infra/host-steps';
 
 export class UsageError extends Error {}
 
-// Every word is quoted (shellQuote) for the remote shell: ssh joins its arguments with spaces and the login shell splits them again.
-
 /** What a verb runs on the host: a command line, or a bash script on stdin (status); `tty` for what is interactive. */
 export type HostCall = { command: string; script?: 'status'; tty?: boolean };
 
+// Every word is quoted (shellQuote) for the remote shell: ssh joins its arguments with spaces and the login shell splits them again.
 const sudo = (...words: string[]) => ['sudo', ...words].map(shellQuote).join(' ');
 const logFile = (err: boolean) => `${HOST_PATHS.appHome}/logs/${err ? 'err' : 'out'}.log`;
 
