@@ -487,7 +487,7 @@ async function underLoad<T>(label: string, allowed: string[], during: () => Prom
   const value = await during();
   const answeredDuring = load.requests - sentBefore;
   const result = await load.stop();
-  console.log(`${label} under load: ${result.requests} requests (${answeredDuring} during), releases ${JSON.stringify(result.releases)}, failures ${JSON.stringify(result.failures)}`);
+  console.log(`${label} under load: ${result.requests} requests (${answeredDuring} during), releases ${JSON.stringify(result.releases)}, failures ${JSON.stringify(result.failures)}, resent on a closed kept-alive connection ${JSON.stringify(result.resent)}`);
   if (result.failed) {
     const caddy = await root(`journalctl -u caddy --since @${since} --no-pager -o short-iso-precise | grep -v '"level":"info"' | tail -n 20 || true`);
     const pm2 = await root(`tail -n 30 ${appHome}/.pm2/pm2.log || true`);

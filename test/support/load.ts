@@ -9,6 +9,17 @@
  * A few keep-alive connections, each sending one request after the other,
  * round-robin over the paths; /version answers are checked against the
  * releases allowed to answer. HTTPS certificates are verified with `ca`.
+ *
+ * One retry, as browsers and curl make it: a GET sent on a kept-alive
+ * connection that the server closed before any answer (ECONNRESET, EPIPE) is
+ * sent again once, and counted in `resent`. A server closes idle connections
+ * whenever it likes, and a request can cross that close on the wire (RFC 9112
+ * §9.3.1; RFC 9110 §9.2.2 lets clients resend idempotent requests then). Caddy
+ * does it on every config reload: its App.Stop calls Go's
+ * http.Server.Shutdown, which closes idle connections first
+ * (modules/caddyhttp/app.go). Node's own docs give this retry
+ * (`request.reusedSocket`). A reset on a new connection, or once an answer
+ * has begun, is a failure.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -24,6 +35,8 @@ export type LoadResult = {
   firstFailures: Array<{ at: number; took: number; kind: string }>;
   /** When the load started (ms since the epoch). */
   startedAt: number;
+  /** Requests sent again because a kept-alive connection closed under them before any answer, by error code (see above). */
+  resent: Record<string, number>;
   /** Answers by status code. */
   statusCodes: Record<string, number>;
   /** Releases that answered /version, with counts. */
@@ -63,6 +76,9 @@ const messageOf = (body: string) => {
 /** Milliseconds as seconds, to a tenth. */
 const tenths = (ms: number) => Math.round(ms / 100) / 10;
 
+/** How a kept-alive connection's close shows to a request sent on it ("socket hang up" is ECONNRESET too). */
+const CLOSED_UNDER_REQUEST = new Set(['ECONNRESET', 'EPIPE']);
+
 const bump = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
 
 export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = {}) {
@@ -71,7 +87,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
   const tls = base.protocol === 'https:';
   const agent = tls ? new https.Agent({ keepAlive: true, maxSockets: connections, ca, servername: host }) : new http.Agent({ keepAlive: true, maxSockets: connections });
   const started = Date.now();
-  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], startedAt: started, statusCodes: {}, releases: {}, seconds: 0 };
+  const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], resent: {}, startedAt: started, statusCodes: {}, releases: {}, seconds: 0 };
   let stopped = false;
   let next = 0;
 
@@ -86,32 +102,44 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
         if (result.firstFailures.length < 500) result.firstFailures.push({ at: tenths(sent - started), took: tenths(Date.now() - sent), kind });
         resolve();
       };
-      const req = (tls ? https : http).request(
-        { host: base.hostname, port: base.port, path: urlPath, agent, headers: host ? { host } : {}, timeout: timeoutSeconds * 1000, ...(tls && host ? { servername: host } : {}) },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk) => (body += chunk));
-          res.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            bump(result.statusCodes, String(status));
-            // The app's own refusals say why ({message}); a proxy's 502 has no body.
-            if (status < 200 || status >= 300) return fail(`status ${status}${messageOf(body)}`);
-            if (urlPath === '/version') {
-              const release = (JSON.parse(body) as { release: string }).release;
-              bump(result.releases, release);
-              if (opts.releases && !opts.releases().includes(release)) return fail(`release ${release} answered`);
-            }
-            result.requests++;
-            result.ok++;
-            resolve();
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
-      req.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message));
-      req.end();
+      const send = (mayResend: boolean) => {
+        let answered = false;
+        const req = (tls ? https : http).request(
+          { host: base.hostname, port: base.port, path: urlPath, agent, headers: host ? { host } : {}, timeout: timeoutSeconds * 1000, ...(tls && host ? { servername: host } : {}) },
+          (res) => {
+            answered = true;
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk) => (body += chunk));
+            res.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message));
+            res.on('end', () => {
+              const status = res.statusCode ?? 0;
+              bump(result.statusCodes, String(status));
+              // The app's own refusals say why ({message}); a proxy's 502 has no body.
+              if (status < 200 || status >= 300) return fail(`status ${status}${messageOf(body)}`);
+              if (urlPath === '/version') {
+                const release = (JSON.parse(body) as { release: string }).release;
+                bump(result.releases, release);
+                if (opts.releases && !opts.releases().includes(release)) return fail(`release ${release} answered`);
+              }
+              result.requests++;
+              result.ok++;
+              resolve();
+            });
+          },
+        );
+        req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
+        req.on('error', (err) => {
+          const code = (err as NodeJS.ErrnoException).code ?? err.message;
+          if (mayResend && req.reusedSocket && !answered && CLOSED_UNDER_REQUEST.has(code)) {
+            bump(result.resent, code);
+            return send(false);
+          }
+          fail(code);
+        });
+        req.end();
+      };
+      send(true);
     });
 
   const clients = Array.from({ length: connections }, async () => {
