@@ -16,6 +16,9 @@ import { METRICS } from '../app/src/metrics';
 
 jest.setTimeout(120000);
 
+/** Low enough to reach quickly; the other tests' requests come from loopback, which is not counted. */
+const RATE_LIMIT = 30;
+
 let db: Awaited<ReturnType<typeof createMigratedDatabase>>;
 let cluster: Awaited<ReturnType<typeof startCluster>>;
 let listPath: string;
@@ -35,7 +38,7 @@ async function distinctServingPids(requests: number): Promise<Set<number>> {
 
 beforeAll(async () => {
   db = await createMigratedDatabase('pm2');
-  cluster = await startCluster(db.url, 2);
+  cluster = await startCluster(db.url, 2, { RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT) });
   // A write token, made the way an operator makes one (the release's admin command).
   token = execFileSync(process.execPath, [path.join(DIST, 'admin.js'), 'token', 'create', '--name', 'pm2-test'], { env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'ignore'] })
     .toString()
@@ -72,6 +75,38 @@ test("out.log is JSON lines: each with one timestamp (pino's, ISO 8601, no PM2 p
   }
   expect(records.filter((r) => r.reqId === id).map((r) => r.msg)).toEqual(['incoming request', 'request completed']);
   expect(lines.join('\n')).not.toContain(token);
+});
+
+test('one client address gets RATE_LIMIT_PER_MINUTE requests across both workers, and across a second host on the same database: the count is shared, not one per worker', async () => {
+  // As Caddy sends them: from loopback, the client's address last in X-Forwarded-For; each on a new connection,
+  // which PM2 hands to the next worker. With counts in each worker's memory this client got twice the limit.
+  const asClient = { 'x-forwarded-for': '203.0.113.77' };
+  const counted = `${cluster.url}/api/sections?limit=1`;
+  const answers = [];
+  for (let i = 0; i < RATE_LIMIT * 2 + 4; i++) answers.push(await getFresh(counted, asClient));
+  expect(answers.map((a) => a.status)).toEqual([...Array(RATE_LIMIT).fill(200), ...Array(RATE_LIMIT + 4).fill(429)]);
+  expect(answers[RATE_LIMIT].headers['retry-after']).toMatch(/^\d+$/);
+  // Both workers answered within the count: the workers that logged the served requests' ids.
+  const ids = answers.slice(0, RATE_LIMIT).map((a) => String(a.headers['x-request-id']));
+  const file = path.join(cluster.logDir, 'out.log');
+  const servedBy = await waitUntil('the served requests in out.log', async () => {
+    const records = (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((line) => JSON.parse(line) as { reqId?: string; pid: number });
+    const pids = new Map(records.filter((r) => r.reqId && ids.includes(r.reqId)).map((r) => [r.reqId, r.pid]));
+    return pids.size === ids.length ? new Set(pids.values()) : undefined;
+  }, { timeoutMs: 10000 });
+  expect(servedBy.size).toBe(2);
+  // Another address is not affected.
+  expect((await getFresh(counted, { 'x-forwarded-for': '203.0.113.78' })).status).toBe(200);
+
+  // A second host: its own PM2 and workers, the same database.
+  const second = await startCluster(db.url, 1, { RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT) });
+  try {
+    await second.ready(1);
+    expect((await getFresh(`${second.url}/api/sections?limit=1`, asClient)).status).toBe(429);
+    expect((await getFresh(`${second.url}/api/sections?limit=1`, { 'x-forwarded-for': '203.0.113.79' })).status).toBe(200);
+  } finally {
+    await second.stop();
+  }
 });
 
 test('both workers serve requests', async () => {

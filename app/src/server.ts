@@ -6,6 +6,7 @@ import { DEFAULT_LIMITS, type Limits } from './config';
 import { pendingMigrations, pingDatabase, type Pool } from './db';
 import type { ReleaseInfo } from './release';
 import { errorHandler, schemaErrorFormatter } from './errors';
+import { postgresRateLimitStore } from './rate-limit-store';
 import { burialRoutes } from './routes/burials';
 import { plotRoutes } from './routes/plots';
 import { sectionRoutes } from './routes/sections';
@@ -73,11 +74,15 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
   });
   app.setErrorHandler(errorHandler);
 
-  // Counted per worker (the store is in its memory): see docs/backend.md, Abuse limits. Requests from this
-  // host itself (health checks, the release gate, an operator's curl) are not counted.
+  // Counted in the database, across workers and hosts (rate-limit-store.ts; docs/backend.md, Abuse limits).
+  // When the counts cannot be reached the request goes on uncounted: it needs the database anyway, and the
+  // probes must not fail with it. Requests from this host itself (health checks, the release gate, an
+  // operator's curl) are not counted.
   void app.register(rateLimit, {
     max: limits.rateLimitPerMinute,
     timeWindow: 60000,
+    store: postgresRateLimitStore(pool, app.log),
+    skipOnError: true,
     allowList: (req) => LOOPBACK.has(req.ip),
     errorResponseBuilder: (_req, context) => ({
       statusCode: 429,

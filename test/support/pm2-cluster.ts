@@ -14,7 +14,7 @@ export const ECOSYSTEM = path.join(ROOT, 'app', 'ecosystem.config.js');
  * A real PM2 daemon of its own (PM2_HOME in a temp dir) running the real
  * ecosystem file, on a free port: tests never touch a developer's PM2.
  */
-export async function startCluster(databaseUrl: string, instances = 2) {
+export async function startCluster(databaseUrl: string, instances = 2, extraEnv: NodeJS.ProcessEnv = {}) {
   const home = await mkdtemp(path.join(tmpdir(), 'cemetery-pm2-'));
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
@@ -31,6 +31,7 @@ export async function startCluster(databaseUrl: string, instances = 2) {
     // may take seconds; a reload must wait for the new worker, not time out and retire the old one anyway.
     PM2_LISTEN_TIMEOUT_MS: '60000',
     DB_CONNECT_TIMEOUT_MS: '30000',
+    ...extraEnv,
   };
   delete env.NODE_ENV; // jest sets NODE_ENV=test; the ecosystem file decides on its own
   const url = `http://127.0.0.1:${port}`;
