@@ -48,6 +48,8 @@ type Defaults = {
   allocatedStorageGiB: number;
   maxAllocatedStorageGiB: number;
   backupRetentionDays: number;
+  /** RDS: a snapshot before a release's new migrations (Database.snapshotBefore). */
+  snapshotBeforeMigrations: boolean;
   multiAz: boolean;
   deletionProtection: boolean;
 };
@@ -61,6 +63,7 @@ const DEV_DEFAULTS: Defaults = {
   allocatedStorageGiB: 20,
   maxAllocatedStorageGiB: 50,
   backupRetentionDays: 1,
+  snapshotBeforeMigrations: false,
   multiAz: false,
   deletionProtection: false,
 };
@@ -80,6 +83,7 @@ const DEFAULTS: Record<Environment, Defaults> = {
     allocatedStorageGiB: 100,
     maxAllocatedStorageGiB: 500,
     backupRetentionDays: 14,
+    snapshotBeforeMigrations: true,
     multiAz: true,
     deletionProtection: true,
   },
@@ -155,6 +159,8 @@ export type SchemaContext = {
   preview: boolean;
   /** The stack sets backupRetentionDays itself (not the environment's default). */
   backupRetentionSet: boolean;
+  /** The stack sets snapshotBeforeMigrations itself. */
+  snapshotsSet?: boolean;
 };
 
 /** Why on-host PostgreSQL is not where a register that must survive belongs (yet). */
@@ -163,7 +169,7 @@ const ON_HOST_UNSAFE = "on-host PostgreSQL has no backups, and its data dies wit
 /** An environment's default for every key that has one. */
 const defaultsOf = (env: Environment) => ({ ...DEFAULTS[env], ...COMMON_DEFAULTS });
 
-function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: SchemaContext) {
+function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snapshotsSet = false }: SchemaContext) {
   const d = defaultsOf(env);
   return z
     .object({
@@ -218,6 +224,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
         .refine((v) => v === 'latest' || (RFC3339_UTC.test(v) && !Number.isNaN(Date.parse(v))), 'expected latest, or a UTC time such as 2026-11-29T03:00:00Z')
         .optional(),
       restoreSourceDatabase: str('an RDS instance identifier').regex(RDS_IDENTIFIER, 'expected an RDS instance identifier such as cemetery-prod-pg-1a2b3c4').optional(),
+      snapshotBeforeMigrations: bool.default(d.snapshotBeforeMigrations),
       multiAz: bool.default(d.multiAz),
       deletionProtection: bool.default(d.deletionProtection),
       appPort: intIn(1024, 65535).default(d.appPort),
@@ -329,6 +336,9 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet }: Sch
       if (c.databaseMode === 'onHost' && backupRetentionSet) {
         at('backupRetentionDays', `${ON_HOST_UNSAFE}, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds`);
       }
+      if (c.databaseMode === 'onHost' && c.snapshotBeforeMigrations && snapshotsSet) {
+        at('snapshotBeforeMigrations', 'RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds');
+      }
     });
 }
 
@@ -380,7 +390,7 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     }
   }
   const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
-  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined };
+  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined, snapshotsSet: raw.snapshotBeforeMigrations !== undefined };
   const parsed = schemaFor(env, context).safeParse(input);
   if (parsed.success) return parsed.data;
 
@@ -440,6 +450,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   backupRetentionDays: '0–35 days of RDS automated backups; prod ≥ 7; refused with `onHost`, where it would keep nothing',
   restoreFrom: 'RDS only: create the database from `restoreSourceDatabase`\'s backups, `latest` or a UTC time (`2026-11-29T03:00:00Z`) (see Restoring the database)',
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
+  snapshotBeforeMigrations: 'RDS only: a manual snapshot before a release with a new migration, named after it and kept in AWS when the next one comes (see Restoring the database)',
   multiAz: '`true`: RDS keeps a standby in another availability zone',
   deletionProtection: '`true` or `false`; prod keeps it on',
   appPort: '1024–65535: the port the app listens on, behind the proxy, on the host\'s loopback',

@@ -81,10 +81,15 @@ export class Database extends pulumi.ComponentResource {
   readonly identifier: pulumi.Output<string> | undefined;
   /** The app's DATABASE_TLS_CA: which CAs authenticate this database (app/src/config.ts). */
   readonly ca: 'url' | 'aws-rds';
+  private readonly instance: aws.rds.Instance | undefined;
+  private readonly tags: Record<string, string>;
+  private readonly resourceName: string;
 
   constructor(name: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super('cemetery:infra:Database', name, {}, opts);
     const parent = { parent: this };
+    this.tags = args.tags;
+    this.resourceName = name;
 
     // URL-safe characters only: the password goes into DATABASE_URL unescaped.
     const password = new random.RandomPassword(`${name}-password`, { length: 32, special: false }, parent);
@@ -94,6 +99,7 @@ export class Database extends pulumi.ComponentResource {
       this.host = pulumi.output('127.0.0.1');
       this.port = pulumi.output(POSTGRES_PORT);
       this.identifier = undefined;
+      this.instance = undefined;
     } else {
       const subnets = new aws.rds.SubnetGroup(`${name}-subnets`, { subnetIds: args.privateSubnetIds, tags: args.tags }, parent);
       const securityGroup = new aws.ec2.SecurityGroup(
@@ -144,6 +150,7 @@ export class Database extends pulumi.ComponentResource {
       this.host = instance.address;
       this.port = instance.port;
       this.identifier = instance.identifier;
+      this.instance = instance;
     }
 
     // RDS enforces TLS (rds.force_ssl). verify-full: the server's certificate must chain to the RDS CA bundle
@@ -155,6 +162,35 @@ export class Database extends pulumi.ComponentResource {
     );
     this.registerOutputs({ host: this.host, port: this.port, url: this.url });
   }
+
+  /**
+   * RDS: a manual snapshot named after the newest migration a release ships, for the release step to wait
+   * for, so the data as it was before that migration can be restored (README: Restoring the database). The
+   * name is the resource's: a release with a newer migration registers a new one, which Pulumi creates,
+   * and the one before is left in AWS (retainOnDelete), not deleted. The same newest migration registers
+   * nothing new. Undefined on the host, and for a release without migrations.
+   */
+  snapshotBefore(newestMigration: string | undefined): aws.rds.Snapshot | undefined {
+    if (!this.instance || !newestMigration) return undefined;
+    const slug = snapshotSlug(newestMigration);
+    return new aws.rds.Snapshot(
+      `${this.resourceName}-before-${slug}`,
+      // Identifiers are unique per account and region: the instance's own (Pulumi-suffixed) name keeps a
+      // recreated stack's snapshot from colliding with one an earlier stack left behind.
+      { dbInstanceIdentifier: this.instance.identifier, dbSnapshotIdentifier: pulumi.interpolate`${this.instance.identifier}-before-${slug}`, tags: this.tags },
+      { parent: this, retainOnDelete: true },
+    );
+  }
+}
+
+/** A migration's name as an RDS snapshot identifier allows: lower-case letters, digits, single hyphens. */
+export function snapshotSlug(migration: string): string {
+  return migration
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 120)
+    .replace(/-+$/, '');
 }
 
 /**

@@ -6,9 +6,11 @@
 import { remote, types } from '@pulumi/command';
 import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
+import path from 'node:path';
+import { shippedMigrations } from '../app/src/release';
 import type { StackConfig } from './config';
 import type { Database } from './database';
-import { builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
+import { APP_DIST_DIR, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
 
 export type ProvisioningArgs = {
   host: pulumi.Input<string>;
@@ -25,6 +27,8 @@ export type ProvisioningArgs = {
   databaseUrl: pulumi.Input<string>;
   /** Which CAs authenticate the database server (the app's DATABASE_TLS_CA). */
   databaseCa: Database['ca'];
+  /** What the release step (it applies the migrations) waits for, given the release's newest migration: a snapshot, or nothing. */
+  beforeMigrations?: (newestMigration: string | undefined) => pulumi.Resource | undefined;
 };
 
 export class Provisioning extends pulumi.ComponentResource {
@@ -56,6 +60,7 @@ export class Provisioning extends pulumi.ComponentResource {
       throw new pulumi.RunError((err as Error).message);
     }
     const layout = provisioningLayout(args.user, this.releaseId);
+    const beforeMigrations = args.beforeMigrations?.(shippedMigrations(path.join(APP_DIST_DIR, 'migrations')).at(-1));
 
     // Each copy after the one before: the scripts first, the process file last.
     const copies: Record<string, remote.CopyToRemote> = {};
@@ -107,8 +112,9 @@ ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateL
           // The provider streams shown output line by line; the engine masks only config secrets in it.
           logging: step.stdin && !step.printsNoSecret ? 'none' : 'stdoutAndStderr',
         },
-        // A step that reads the release upload also waits for its copies.
-        { ...parent, dependsOn: step.reads ? [...after, ...Object.values(copies)] : after },
+        // A step that reads the release upload (the release, which applies its migrations) also waits for its copies,
+        // and for what comes before migrations.
+        { ...parent, dependsOn: step.reads ? [...after, ...Object.values(copies), ...(beforeMigrations ? [beforeMigrations] : [])] : after },
       );
     }
     this.registerOutputs({ releaseId: this.releaseId });

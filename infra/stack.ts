@@ -75,6 +75,7 @@ function createAppStack(cfg: StackConfig) {
       databasePassword: database.password,
       databaseUrl: database.url,
       databaseCa: database.ca,
+      beforeMigrations: cfg.snapshotBeforeMigrations ? (newest) => database.snapshotBefore(newest) : undefined,
     },
     // `transformations` run in the SDK (mocks included); they reach the component's children.
     keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},

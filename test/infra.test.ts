@@ -1,4 +1,6 @@
 /** The Pulumi program under mocks, for every stack file in the repository. */
+import { shippedMigrations } from '../app/src/release';
+import { snapshotSlug } from '../infra/database';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -55,12 +57,14 @@ function graph(resources: RecordedResource[]) {
 [/"ed25519_private": "-----BEGIN OPENSSH PRIVATE KEY-----[^"]*-----END OPENSSH PRIVATE KEY-----\\n"/g, '"ed25519_private": "[generated ssh host private key]"'],
     [/-----BEGIN OPENSSH PRIVATE KEY-----[^]*?-----END OPENSSH PRIVATE KEY-----\n?/g, '[user ssh private key]'],
     [/\br-[0-9a-f]{12}\b/g, '[release id]'],
+    // The snapshot before migrations is named after the newest one.
+    [/-before-\d{13}-[a-z0-9-]+/g, '-before-[newest migration]'],
     [/^[0-9a-f]{12}$/, '[content hash]'],
   ];
   const redact = (value: unknown): unknown =>
     JSON.parse(JSON.stringify(value), (_k, v) => (typeof v === 'string' ? replacements.reduce((acc, [re, by]) => acc.replace(re, by), v) : v));
   return resources
-    .map((r) => ({ resource: `${r.type} ${r.name}`, ...(redact(r.inputs) as object) }))
+    .map((r) => ({ resource: redact(`${r.type} ${r.name}`) as string, ...(redact(r.inputs) as object) }))
     .sort((a, b) => a.resource.localeCompare(b.resource));
 }
 
@@ -258,6 +262,30 @@ describe('environment differences', () => {
     expect(rds('prod').finalSnapshotIdentifier).toBe('cemetery-prod-final-prod');
   });
 
+  test('prod snapshots RDS before a release with a new migration: named after the newest migration, the release step waits for it, and a later one leaves it in AWS; dev does not unless asked', async () => {
+    const newest = shippedMigrations(path.join(APP_DIST_DIR, 'migrations')).at(-1)!;
+    const name = `cemetery-prod-before-${snapshotSlug(newest)}`;
+    const snapshots = ofType(runs.prod.resources, 'aws:rds/snapshot:Snapshot');
+    expect(snapshots.map((r) => r.name)).toEqual([name]);
+    expect(snapshots[0].inputs).toMatchObject({ dbInstanceIdentifier: rds('prod').identifier ?? expect.anything(), tags: { Environment: 'prod' } });
+    expect(runs.prod.retainedOnDelete).toContain(name);
+    expect(runs.prod.dependencies['cemetery-prod-release']).toContain(name);
+    // Only the release step, which applies the migrations, waits for it.
+    const waiting = Object.entries(runs.prod.dependencies).filter(([, deps]) => deps.includes(name)).map(([n]) => n);
+    expect(waiting).toEqual(['cemetery-prod-release']);
+    expect(ofType(runs.dev.resources, 'aws:rds/snapshot:Snapshot')).toEqual([]);
+    const asked = await runProgram('dev', { ...withUserSecrets(STACKS.dev), 'cemetery-backend:snapshotBeforeMigrations': 'true' });
+    expect(ofType(asked.resources, 'aws:rds/snapshot:Snapshot').map((r) => r.name)).toEqual([`cemetery-dev-before-${snapshotSlug(newest)}`]);
+    expect(asked.dependencies['cemetery-dev-release']).toContain(`cemetery-dev-before-${snapshotSlug(newest)}`);
+  });
+
+  test('a migration name as a snapshot identifier: lower-case letters, digits, single hyphens, none at the end', () => {
+    expect(snapshotSlug('1765000000000_rate-limit-hits')).toBe('1765000000000-rate-limit-hits');
+    expect(snapshotSlug('1765000000000__Add  Plots_')).toBe('1765000000000-add-plots');
+    expect(snapshotSlug(`1765000000000_${'x'.repeat(200)}`)).toHaveLength(120);
+    expect(snapshotSlug(`1765000000000_${'a-'.repeat(100)}`)).not.toMatch(/-$|--/);
+  });
+
   test('the host: Debian 13 AMI, IMDSv2, encrypted gp3; dev 2 vCPU, prod 4', () => {
     for (const stack of ['dev', 'prod']) {
       expect(vm(stack)).toMatchObject({
@@ -408,6 +436,13 @@ describe('bad configuration fails the program with a message naming the key', ()
       /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL has no backups,[^\n]*, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds/,
     );
     await expect(runProgram('staging', staging())).resolves.toBeDefined();
+  });
+
+  test('snapshotBeforeMigrations on a stack whose PostgreSQL is on the host is refused; staging\'s default is not', async () => {
+    const staging = () => withUserSecrets(STACKS.staging);
+    await expect(runProgram('staging', { ...staging(), 'cemetery-backend:snapshotBeforeMigrations': 'true' })).rejects.toThrow(
+      /cemetery-backend:snapshotBeforeMigrations = "true": RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds/,
+    );
   });
 
   test('a secret is never echoed', async () => {

@@ -122,11 +122,14 @@ export async function runProgram(
   dependencies: Record<string, string[]>;
   /** Each resource's ignoreChanges option (the mocks API does not pass options either). */
   ignoreChanges: Record<string, string[]>;
+  /** The resources registered with retainOnDelete (Pulumi forgets them without deleting them). */
+  retainedOnDelete: string[];
   outputs: Record<string, { value: unknown; secret: boolean }>;
 }> {
   const resources: RecordedResource[] = [];
   const dependencies: Record<string, string[]> = {};
   const ignoreChanges: Record<string, string[]> = {};
+  const retainedOnDelete: string[] = [];
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -161,6 +164,7 @@ export async function runProgram(
   monitor.registerResource = (req, cb) => {
     dependencies[req.getName()] = (req.getDependenciesList() as string[]).map((urn) => urn.split('::').pop()!);
     ignoreChanges[req.getName()] = req.getIgnorechangesList() as string[];
+    if (req.getRetainondelete()) retainedOnDelete.push(req.getName());
     return register(req, cb);
   };
 
@@ -178,5 +182,5 @@ export async function runProgram(
   }
   // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
   await pulumi.runtime.disconnect();
-  return { resources, dependencies, ignoreChanges, outputs: resolved };
+  return { resources, dependencies, ignoreChanges, retainedOnDelete, outputs: resolved };
 }
