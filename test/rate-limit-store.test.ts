@@ -45,6 +45,16 @@ test('a client over its limit is refused from memory until its window ends: a fl
   await app.close();
 });
 
+test('the probes and /version are never counted, from any address: a balancer\'s health checks come from its own addresses', async () => {
+  const app = buildServer({ pool, release: { id: 'x', build: 'x' }, logger: false, limits: { rateLimitPerMinute: 1 } });
+  for (const probe of ['/healthz', '/readyz', '/version']) {
+    for (let i = 0; i < 3; i++) expect((await app.inject({ method: 'GET', url: probe, remoteAddress: '198.51.100.50' })).statusCode).toBe(200);
+  }
+  expect((await app.inject({ method: 'GET', url: '/api/sections?limit=1', remoteAddress: '198.51.100.50' })).statusCode).toBe(200);
+  expect((await app.inject({ method: 'GET', url: '/api/sections?limit=1', remoteAddress: '198.51.100.50' })).statusCode).toBe(429);
+  await app.close();
+});
+
 test("a client's window starts at its first request and starts again once it has passed", async () => {
   const Store = postgresRateLimitStore(pool, pino({ level: 'silent' }));
   const store = new Store();

@@ -94,11 +94,13 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     if (lifecycle.draining) reply.header('connection', 'close');
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // The probes and /version are never rate-limited, from any address: a balancer's health checks come from its own.
+  const uncounted = { config: { rateLimit: false as const } };
+  app.get('/healthz', uncounted, async () => ({ status: 'ok' }));
 
   // Migrations are applied before a release switches and never un-applied while it serves: check until they are there once.
   let migrationsApplied = requiredMigrations.length === 0;
-  app.get('/readyz', async (req, reply) => {
+  app.get('/readyz', uncounted, async (req, reply) => {
     if (lifecycle.draining) return reply.status(503).send({ status: 'draining' });
     try {
       await pingDatabase(pool);
@@ -114,7 +116,7 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
     return { status: 'ready' };
   });
 
-  app.get('/version', async () => ({
+  app.get('/version', uncounted, async () => ({
     release: release.id,
     build: release.build,
     pid: process.pid,
