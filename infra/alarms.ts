@@ -86,6 +86,7 @@ export class Alarms extends pulumi.ComponentResource {
     if (args.database) {
       const db = { namespace: 'AWS/RDS', dimensions: { DBInstanceIdentifier: args.database.identifier } };
       const ceiling = args.database.workers * DEFAULT_DB_POOL_MAX;
+      const nearCeiling = Math.ceil(ceiling * CONNECTIONS_ALARM_SHARE);
       alarm('db-storage', {
         ...db,
         metricName: 'FreeStorageSpace',
@@ -111,10 +112,10 @@ export class Alarms extends pulumi.ComponentResource {
         statistic: 'Maximum',
         period: 60,
         evaluationPeriods: 5,
-        threshold: Math.ceil(ceiling * CONNECTIONS_ALARM_SHARE),
+        threshold: nearCeiling,
         comparisonOperator: 'GreaterThanOrEqualToThreshold',
         alarmDescription:
-          `The database held ${Math.ceil(ceiling * CONNECTIONS_ALARM_SHARE)} connections or more for 5 minutes, near all the app may open (${args.database.workers} workers × ${DEFAULT_DB_POOL_MAX}): ` +
+          `The database held ${nearCeiling} connections or more for 5 minutes, near all the app may open (${args.database.workers} workers × ${DEFAULT_DB_POOL_MAX}): ` +
           `requests queue for a connection and answer 503 after databaseConnectTimeoutSeconds. Check: ${status} (DB requests waiting per worker); ` +
           'then slow queries, or a client other than the app.',
       });

@@ -174,8 +174,7 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
       // up, refresh and destroy lock their stack; a preview takes no lock (diy backend.go Preview), so it writes nothing.
       { Sid: 'LockState', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: lockObjects(state, access.stacks) },
       { Sid: 'Deploy', Effect: 'Allow', Action: DEPLOY_ACTIONS, Resource: '*' },
-      // The first RDS instance of an account creates RDS's service-linked role; nothing else in IAM.
-      // The first database needs RDS's; the first alarm with an EC2 action (recover, reboot) CloudWatch's,
+      // Service-linked roles, and nothing else in IAM: the first database needs RDS's; the first alarm with an EC2 action (recover, reboot) CloudWatch's,
       // AWSServiceRoleForCloudWatchEvents (PutMetricAlarm: "iam:CreateServiceLinkedRole for all alarms with EC2 actions").
       {
         Sid: 'ServiceLinkedRoles',
