@@ -21,6 +21,9 @@ export type Environment = (typeof ENVIRONMENTS)[number];
  */
 export const isProdStack = (stack: string) => stack.startsWith('prod');
 
+/** The most hosts one stack runs (one Elastic IP each: AWS's default quota is 5 per region). */
+export const MAX_HOSTS = 4;
+
 /** Days of automated backups prod keeps at least (the policy pack checks the same on the database). */
 export const PROD_MIN_BACKUP_DAYS = 7;
 
@@ -52,6 +55,8 @@ type Defaults = {
   snapshotBeforeMigrations: boolean;
   multiAz: boolean;
   deletionProtection: boolean;
+  /** Identical hosts; more than one stand behind an Application Load Balancer (infra/balancer.ts). */
+  hosts: number;
 };
 
 const DEV_DEFAULTS: Defaults = {
@@ -66,6 +71,7 @@ const DEV_DEFAULTS: Defaults = {
   snapshotBeforeMigrations: false,
   multiAz: false,
   deletionProtection: false,
+  hosts: 1,
 };
 
 const DEFAULTS: Record<Environment, Defaults> = {
@@ -86,6 +92,8 @@ const DEFAULTS: Record<Environment, Defaults> = {
     snapshotBeforeMigrations: true,
     multiAz: true,
     deletionProtection: true,
+    // One host's outage or replacement is not an outage of the register.
+    hosts: 2,
   },
 };
 
@@ -227,6 +235,9 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       snapshotBeforeMigrations: bool.default(d.snapshotBeforeMigrations),
       multiAz: bool.default(d.multiAz),
       deletionProtection: bool.default(d.deletionProtection),
+      hosts: intIn(1, MAX_HOSTS).default(d.hosts),
+      // Unset: the balancer stands in front when there is more than one host.
+      loadBalancer: bool.optional(),
       appPort: intIn(1024, 65535).default(d.appPort),
       pm2Instances: z
         .union([z.literal('max'), intIn(1, 999)], { error: 'expected "max" or a whole number from 1 to 999' })
@@ -327,6 +338,16 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if (!networkOnly && c.target !== 'aws') at('target', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected aws`);
         else if (!networkOnly && c.databaseMode !== 'rds') at('databaseMode', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected rds`);
       }
+      if (c.hosts > 1 && c.loadBalancer === false) at('loadBalancer', `${c.hosts} hosts are reached through the load balancer: remove loadBalancer, or set hosts 1`);
+      if (balanced(c)) {
+        if (c.target !== 'aws') at(c.hosts > 1 ? 'hosts' : 'loadBalancer', 'target ssh provisions one existing host behind its own proxy: expected hosts 1 and no loadBalancer');
+        else if (c.network !== 'own') at(c.hosts > 1 ? 'hosts' : 'loadBalancer', 'the load balancer needs public subnets in two zones of a network of its own, and staging stacks share one: expected hosts 1 and no loadBalancer');
+        if (c.domainName && !c.hostedZoneId) at('hostedZoneId', `the load balancer's certificate (ACM) is validated by a DNS record Pulumi writes in the zone of ${c.domainName}: expected that Route 53 zone's id`);
+        if (c.acmeEmail) at('acmeEmail', "the load balancer's certificate comes from ACM, not Let's Encrypt: remove it");
+        if (c.certificateIssuer !== 'acme') at('certificateIssuer', "the load balancer's certificate comes from ACM: remove certificateIssuer");
+      }
+      // Each host's own PostgreSQL would be a register of its own.
+      if (c.hosts > 1 && c.databaseMode !== 'rds') at('hosts', `${c.hosts} hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1`);
       if (c.restoreFrom !== undefined && c.databaseMode !== 'rds') at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (restoreFrom works with databaseMode rds)`);
       else if (c.restoreFrom !== undefined && c.restoreSourceDatabase === undefined) {
         at('restoreSourceDatabase', 'required with restoreFrom: the RDS instance whose backups to restore (its stack\'s databaseIdentifier output)');
@@ -343,6 +364,9 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
 }
 
 export type StackConfig = z.output<ReturnType<typeof schemaFor>>;
+
+/** Whether the hosts stand behind an Application Load Balancer: asked for, or more than one host. */
+export const balanced = (c: { hosts: number; loadBalancer?: boolean }) => c.loadBalancer ?? c.hosts > 1;
 
 /**
  * The key `pulumi up` connects with must be one the ssh-authorized-keys step
@@ -452,7 +476,9 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
   snapshotBeforeMigrations: 'RDS only: a manual snapshot before a release with a new migration, named after it and kept in AWS when the next one comes (see Restoring the database)',
   multiAz: '`true`: RDS keeps a standby in another availability zone',
-  deletionProtection: '`true` or `false`; prod keeps it on',
+  deletionProtection: '`true` or `false`; prod keeps it on (the database, and the load balancer)',
+  hosts: '1–4 identical hosts in different availability zones; more than one: behind a load balancer, released one after another, with `databaseMode: rds` and `target: aws` (see Several hosts)',
+  loadBalancer: 'unset: a load balancer when `hosts` > 1; `true`: one host behind it too; needs `hostedZoneId` with `domainName` (its certificate is ACM\'s)',
   appPort: '1024–65535: the port the app listens on, behind the proxy, on the host\'s loopback',
   pm2Instances: '`max` (one worker per vCPU) or 1–999',
   maxMemoryRestart: 'PM2 sizes: `512M`, `1G`',

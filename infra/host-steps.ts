@@ -7,12 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
-import type { StackConfig } from './config';
+import { balanced, type StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER } from './database';
 import { HOST_PATHS } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
+import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 
 const ROOT = path.resolve(__dirname, '..');
 export const HOST_SCRIPTS_DIR = path.join(ROOT, 'scripts', 'host');
@@ -192,7 +194,10 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       ...(cfg.domainName ? { DOMAIN: cfg.domainName } : {}),
       ...(cfg.acmeEmail ? { ACME_EMAIL: cfg.acmeEmail } : {}),
       MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
+      // Behind the load balancer: plain HTTP from its nodes, whose X-Forwarded-For is believed.
+      ...(balanced(cfg) ? { BALANCER_RANGES: PUBLIC_SUBNET_CIDRS.join(' ') } : {}),
     },
+    uses: ['caddyfile.sh'],
   });
   const { uploadDir } = layout;
   // The release tool saves PM2's process list after every switch: no separate `pm2 save` step.
@@ -220,6 +225,12 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
   });
   return steps;
 }
+
+/**
+ * Whom the app believes about a client's address (its TRUST_PROXY): the host's Caddy on loopback, and
+ * behind a load balancer its nodes' ranges, since Caddy passes on what they append to X-Forwarded-For.
+ */
+export const appTrustProxy = (balancerRanges: readonly string[]) => [DEFAULT_LIMITS.trustProxy, ...balancerRanges].join(',');
 
 /** The command line of a step: `sudo bash <scriptsDir>/<script> KEY=VALUE ...`; never a secret. */
 export const stepCommand = (layout: ProvisioningLayout, step: HostStep) =>

@@ -9,7 +9,9 @@ export const DEBIAN_AMI_NAME = 'debian-13-amd64-*';
 
 export type HostArgs = {
   vpcId: pulumi.Input<string>;
-  subnetId: pulumi.Input<string>;
+  /** How many identical instances; the i-th goes to subnetIds[i mod length] (different zones for a fleet). */
+  count: number;
+  subnetIds: pulumi.Input<string>[];
   instanceType: string;
   rootVolumeSizeGiB: number;
   sshAllowedCidrs: string[];
@@ -22,6 +24,8 @@ export type HostArgs = {
   publicAddress: 'elastic' | 'launch';
   /** With a domain the proxy serves HTTPS on 443 (and redirects 80 to it); without, plain HTTP on 80. */
   https: boolean;
+  /** Behind a load balancer: the web port (80) admits its security group alone, and 443 stays closed (the balancer holds the certificate). */
+  balancerSecurityGroupId?: pulumi.Input<string>;
   tags: Record<string, string>;
 };
 
@@ -38,19 +42,30 @@ export function cloudConfig(hostKey: { privateKeyOpenssh: string; publicKeyOpens
   return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
 }
 
+/** One instance of the fleet: what provisioning connects to. */
+export type Machine = {
+  instanceId: pulumi.Output<string>;
+  publicIp: pulumi.Output<string>;
+  /** The host's SSH public key (`ssh-ed25519 AAAA...`): every connection's hostKey. */
+  sshHostKey: pulumi.Output<string>;
+};
+
 /**
- * The application host: Debian 13 on EC2 with an Elastic IP (or, for staging,
- * its launch address). SSH only from the allowed ranges, the web ports (the
+ * Resource names of the i-th host (from 0): the first keeps the names a
+ * single-host stack always had, so adding hosts replaces nothing.
+ */
+export const machineName = (name: string, i: number) => (i === 0 ? name : `${name}-${i + 1}`);
+
+/**
+ * The application hosts: Debian 13 on EC2, each with an Elastic IP (or, for
+ * staging, its launch address). SSH only from the allowed ranges, the web ports (the
  * proxy's) open, the app port never; IMDSv2 only, encrypted gp3 root; an SSH
  * host key made here and installed at first boot, so every connection,
  * the first included, verifies the host.
  */
 export class Host extends pulumi.ComponentResource {
   readonly securityGroupId: pulumi.Output<string>;
-  readonly instanceId: pulumi.Output<string>;
-  readonly publicIp: pulumi.Output<string>;
-  /** The host's SSH public key (`ssh-ed25519 AAAA...`): every connection's hostKey. */
-  readonly sshHostKey: pulumi.Output<string>;
+  readonly machines: Machine[];
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super('cemetery:infra:Host', name, {}, opts);
@@ -77,8 +92,12 @@ export class Host extends pulumi.ComponentResource {
         // The app listens on loopback behind the proxy: its port is never opened.
         ingress: [
           { description: 'SSH', protocol: 'tcp', fromPort: 22, toPort: 22, cidrBlocks: args.sshAllowedCidrs },
-          { description: args.https ? 'HTTP (redirects to HTTPS; ACME challenges)' : 'HTTP (the proxy)', protocol: 'tcp', fromPort: 80, toPort: 80, cidrBlocks: ['0.0.0.0/0'] },
-          ...(args.https ? [{ description: 'HTTPS (the proxy)', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }] : []),
+          ...(args.balancerSecurityGroupId
+            ? [{ description: 'HTTP from the load balancer alone (the proxy)', protocol: 'tcp', fromPort: 80, toPort: 80, securityGroups: [args.balancerSecurityGroupId] }]
+            : [
+                { description: args.https ? 'HTTP (redirects to HTTPS; ACME challenges)' : 'HTTP (the proxy)', protocol: 'tcp', fromPort: 80, toPort: 80, cidrBlocks: ['0.0.0.0/0'] },
+                ...(args.https ? [{ description: 'HTTPS (the proxy)', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }] : []),
+              ]),
         ],
         // apt, the Node.js dist mirror and the npm registry.
         egress: [{ description: 'all outbound', protocol: '-1', fromPort: 0, toPort: 0, cidrBlocks: ['0.0.0.0/0'] }],
@@ -94,43 +113,44 @@ export class Host extends pulumi.ComponentResource {
     // `pulumi up --replace <key pair urn> --replace <instance urn>`.
     const keyPair = new aws.ec2.KeyPair(`${name}-key`, { publicKey: args.sshPublicKey, tags: args.tags }, { ...parent, ignoreChanges: ['publicKey'] });
 
-    // Kept in the state as a secret; replaced only with the instance (a new key needs a new first boot).
-    const hostKey = new tls.PrivateKey(`${name}-ssh-host-key`, { algorithm: 'ED25519' }, parent);
+    this.machines = Array.from({ length: args.count }, (_, i) => {
+      const host = machineName(name, i);
+      // Kept in the state as a secret; replaced only with the instance (a new key needs a new first boot).
+      const hostKey = new tls.PrivateKey(`${host}-ssh-host-key`, { algorithm: 'ED25519' }, parent);
 
-    const instance = new aws.ec2.Instance(
-      `${name}-vm`,
-      {
-        ami: ami.id,
-        instanceType: args.instanceType,
-        subnetId: args.subnetId,
-        vpcSecurityGroupIds: [securityGroup.id],
-        keyName: keyPair.keyName,
-        associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
-        rootBlockDevice: { volumeType: 'gp3', volumeSize: args.rootVolumeSizeGiB, encrypted: true, deleteOnTermination: true },
-        metadataOptions: { httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1 },
-        userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => cloudConfig({ privateKeyOpenssh, publicKeyOpenssh }))),
-        // cloud-init reads user data at the first boot only: a host key the host never installed would lock every up out.
-        userDataReplaceOnChange: true,
-        tags: { ...args.tags, Name: `${name}-vm` },
-        // The root volume holds the host key and (onHost) the database: tagged, so another
-        // environment's role is refused it (infra/bootstrap: the Environment tag rule).
-        volumeTags: { ...args.tags, Name: `${name}-root` },
-      },
-      // A newer Debian AMI must not replace a running host on the next `up`;
-      // move to it deliberately with `pulumi up --replace <instance urn>`. Nor
-      // may a new launch key (see the key pair above).
-      { ...parent, ignoreChanges: ['ami', 'keyName'] },
-    );
+      const instance = new aws.ec2.Instance(
+        `${host}-vm`,
+        {
+          ami: ami.id,
+          instanceType: args.instanceType,
+          subnetId: args.subnetIds[i % args.subnetIds.length],
+          vpcSecurityGroupIds: [securityGroup.id],
+          keyName: keyPair.keyName,
+          associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
+          rootBlockDevice: { volumeType: 'gp3', volumeSize: args.rootVolumeSizeGiB, encrypted: true, deleteOnTermination: true },
+          metadataOptions: { httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1 },
+          userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => cloudConfig({ privateKeyOpenssh, publicKeyOpenssh }))),
+          // cloud-init reads user data at the first boot only: a host key the host never installed would lock every up out.
+          userDataReplaceOnChange: true,
+          tags: { ...args.tags, Name: `${host}-vm` },
+          // The root volume holds the host key and (onHost) the database: tagged, so another
+          // environment's role is refused it (infra/bootstrap: the Environment tag rule).
+          volumeTags: { ...args.tags, Name: `${host}-root` },
+        },
+        // A newer Debian AMI must not replace a running host on the next `up`;
+        // move to it deliberately with `pulumi up --replace <instance urn>`. Nor
+        // may a new launch key (see the key pair above).
+        { ...parent, ignoreChanges: ['ami', 'keyName'] },
+      );
 
-    const publicIp =
-      args.publicAddress === 'elastic'
-        ? new aws.ec2.Eip(`${name}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${name}-ip` } }, parent).publicIp
-        : instance.publicIp;
+      const publicIp =
+        args.publicAddress === 'elastic'
+          ? new aws.ec2.Eip(`${host}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${host}-ip` } }, parent).publicIp
+          : instance.publicIp;
+      return { instanceId: instance.id, publicIp, sshHostKey: hostKey.publicKeyOpenssh.apply((key) => key.trim()) };
+    });
 
     this.securityGroupId = securityGroup.id;
-    this.instanceId = instance.id;
-    this.publicIp = publicIp;
-    this.sshHostKey = hostKey.publicKeyOpenssh.apply((key) => key.trim());
-    this.registerOutputs({ securityGroupId: this.securityGroupId, instanceId: this.instanceId, publicIp: this.publicIp, sshHostKey: this.sshHostKey });
+    this.registerOutputs({ securityGroupId: this.securityGroupId, machines: this.machines });
   }
 }

@@ -1,9 +1,13 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { PUBLIC_SUBNET_CIDRS, VPC_CIDR } from './vpc-ranges';
 
-export type NetworkArgs = { tags: Record<string, string> };
+export type NetworkArgs = {
+  tags: Record<string, string>;
+  /** 2: a second public subnet, in another zone, for a load balancer (AWS requires two) and the hosts behind it. */
+  publicZones?: 1 | 2;
+};
 
-const VPC_CIDR = '10.40.0.0/16';
 
 /**
  * The tag that marks the long-lived shared staging network (stack
@@ -14,18 +18,23 @@ export const SHARED_NETWORK_TAG = { key: 'SharedNetwork', value: 'cemetery-backe
 /** What a host and a database need of a network. */
 export type NetworkRefs = {
   vpcId: pulumi.Output<string>;
+  /** The first public subnet: a single host's. */
   publicSubnetId: pulumi.Output<string>;
+  /** Every public subnet, one per zone, the first first. */
+  publicSubnetIds: pulumi.Output<string>[];
   privateSubnetIds: pulumi.Output<string>[];
 };
 
 /**
- * A VPC with a public subnet for the host and private subnets in two
- * availability zones for the database (RDS needs two). No NAT gateway: the
- * database needs no way out, and the host has a public address.
+ * A VPC with a public subnet for the host (two, in two availability zones,
+ * for a load balancer and its hosts) and private subnets in two zones for the
+ * database (RDS needs two). No NAT gateway: the database needs no way out, and
+ * the hosts have public addresses.
  */
 export class Network extends pulumi.ComponentResource implements NetworkRefs {
   readonly vpcId: pulumi.Output<string>;
   readonly publicSubnetId: pulumi.Output<string>;
+  readonly publicSubnetIds: pulumi.Output<string>[];
   readonly privateSubnetIds: pulumi.Output<string>[];
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -42,17 +51,21 @@ export class Network extends pulumi.ComponentResource implements NetworkRefs {
     const vpc = new aws.ec2.Vpc(`${name}-vpc`, { cidrBlock: VPC_CIDR, enableDnsHostnames: true, enableDnsSupport: true, tags: tag('vpc') }, parent);
     const gateway = new aws.ec2.InternetGateway(`${name}-igw`, { vpcId: vpc.id, tags: tag('igw') }, parent);
 
-    const publicSubnet = new aws.ec2.Subnet(
-      `${name}-public-a`,
-      { vpcId: vpc.id, cidrBlock: '10.40.0.0/24', availabilityZone: zone(0), mapPublicIpOnLaunch: false, tags: { ...tag('public-a'), Tier: 'public' } },
-      parent,
-    );
     const publicRoutes = new aws.ec2.RouteTable(
       `${name}-public`,
       { vpcId: vpc.id, routes: [{ cidrBlock: '0.0.0.0/0', gatewayId: gateway.id }], tags: tag('public') },
       parent,
     );
-    new aws.ec2.RouteTableAssociation(`${name}-public-a`, { subnetId: publicSubnet.id, routeTableId: publicRoutes.id }, parent);
+    const publicSubnets = PUBLIC_SUBNET_CIDRS.slice(0, args.publicZones ?? 1).map((cidrBlock, i) => {
+      const suffix = `public-${'ab'[i]}`;
+      const subnet = new aws.ec2.Subnet(
+        `${name}-${suffix}`,
+        { vpcId: vpc.id, cidrBlock, availabilityZone: zone(i), mapPublicIpOnLaunch: false, tags: { ...tag(suffix), Tier: 'public' } },
+        parent,
+      );
+      new aws.ec2.RouteTableAssociation(`${name}-${suffix}`, { subnetId: subnet.id, routeTableId: publicRoutes.id }, parent);
+      return subnet;
+    });
 
     const privateSubnets = [0, 1].map(
       (i) =>
@@ -64,9 +77,10 @@ export class Network extends pulumi.ComponentResource implements NetworkRefs {
     );
 
     this.vpcId = vpc.id;
-    this.publicSubnetId = publicSubnet.id;
+    this.publicSubnetIds = publicSubnets.map((s) => s.id);
+    this.publicSubnetId = this.publicSubnetIds[0];
     this.privateSubnetIds = privateSubnets.map((s) => s.id);
-    this.registerOutputs({ vpcId: this.vpcId, publicSubnetId: this.publicSubnetId, privateSubnetIds: this.privateSubnetIds });
+    this.registerOutputs({ vpcId: this.vpcId, publicSubnetId: this.publicSubnetId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds });
   }
 }
 
@@ -86,7 +100,8 @@ export function sharedNetwork(opts?: pulumi.InvokeOptions): NetworkRefs {
       });
   const publicIds = subnets('public', 1);
   const privateIds = subnets('private', 2);
-  return { vpcId, publicSubnetId: publicIds.apply((ids) => ids[0]), privateSubnetIds: [0, 1].map((i) => privateIds.apply((ids) => ids[i])) };
+  const publicSubnetId = publicIds.apply((ids) => ids[0]);
+  return { vpcId, publicSubnetId, publicSubnetIds: [publicSubnetId], privateSubnetIds: [0, 1].map((i) => privateIds.apply((ids) => ids[i])) };
 }
 
 /** The one VPC tagged as the shared staging network. */

@@ -8,9 +8,10 @@ import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { shippedMigrations } from '../app/src/release';
-import type { StackConfig } from './config';
+import { balanced, type StackConfig } from './config';
 import type { Database } from './database';
-import { APP_DIST_DIR, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
+import { APP_DIST_DIR, appTrustProxy, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
+import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 
 export type ProvisioningArgs = {
   host: pulumi.Input<string>;
@@ -29,10 +30,17 @@ export type ProvisioningArgs = {
   databaseCa: Database['ca'];
   /** What the release step (it applies the migrations) waits for, given the release's newest migration: a snapshot, or nothing. */
   beforeMigrations?: (newestMigration: string | undefined) => pulumi.Resource | undefined;
+  /**
+   * A fleet's previous host's release step: every copy and step here waits for it, so one host
+   * changes at a time, and a release that fails on a host stops the rollout there.
+   */
+  after?: pulumi.Resource;
 };
 
 export class Provisioning extends pulumi.ComponentResource {
   readonly releaseId: string;
+  /** The step that switches the host to the release: done, the host serves it. */
+  readonly release: remote.Command;
 
   constructor(name: string, args: ProvisioningArgs, opts?: pulumi.ComponentResourceOptions) {
     super('cemetery:infra:Provisioning', name, {}, opts);
@@ -61,6 +69,7 @@ export class Provisioning extends pulumi.ComponentResource {
     }
     const layout = provisioningLayout(args.user, this.releaseId);
     const beforeMigrations = args.beforeMigrations?.(shippedMigrations(path.join(APP_DIST_DIR, 'migrations')).at(-1));
+    const previousHost = args.after ? [args.after] : [];
 
     // Each copy after the one before: the scripts first, the process file last.
     const copies: Record<string, remote.CopyToRemote> = {};
@@ -70,7 +79,7 @@ export class Provisioning extends pulumi.ComponentResource {
       previous = copies[copy.name] = new remote.CopyToRemote(
         `${name}-${copy.name}`,
         { connection, source, remotePath: copy.remotePath, triggers: [args.machineId] },
-        { ...parent, dependsOn: previous ? [previous] : [] },
+        { ...parent, dependsOn: [...(previous ? [previous] : []), ...previousHost] },
       );
     }
 
@@ -87,7 +96,7 @@ PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}
 PM2_LISTEN_TIMEOUT_MS=${cfg.releaseHealthTimeoutSeconds * 1000}
 DB_CONNECT_TIMEOUT_MS=${cfg.databaseConnectTimeoutSeconds * 1000}
 PUBLIC_READS=${cfg.publicReads}
-${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
+${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );
     const stdinFor = { databasePassword: pulumi.interpolate`${args.databasePassword}\n`, appEnvironment };
     const lib = libHash();
@@ -114,9 +123,11 @@ ${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateL
         },
         // A step that reads the release upload (the release, which applies its migrations) also waits for its copies,
         // and for what comes before migrations.
-        { ...parent, dependsOn: step.reads ? [...after, ...Object.values(copies), ...(beforeMigrations ? [beforeMigrations] : [])] : after },
+        { ...parent, dependsOn: [...(step.reads ? [...after, ...Object.values(copies), ...(beforeMigrations ? [beforeMigrations] : [])] : after), ...previousHost] },
       );
     }
+    if (!commands.release) throw new Error('the host steps have no release step');
+    this.release = commands.release;
     this.registerOutputs({ releaseId: this.releaseId });
   }
 }

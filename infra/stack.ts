@@ -1,9 +1,10 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { Alarms } from './alarms';
-import { parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
+import { Balancer } from './balancer';
+import { balanced, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
 import { Database } from './database';
-import { Host } from './host';
+import { Host, machineName } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
 import { Provisioning } from './provision';
 import { knownHostsFile, knownHostsLine, sshCommandWords } from './ssh-access';
@@ -37,13 +38,14 @@ function createSharedNetwork(cfg: StackConfig) {
 function createAppStack(cfg: StackConfig) {
   const tags = baseTags(cfg.environment);
   const name = `cemetery-${cfg.environment}`;
-  const machine = cfg.target === 'aws' ? awsMachine(name, cfg, tags) : existingMachine(cfg);
+  const fleet = cfg.target === 'aws' ? awsFleet(name, cfg, tags) : existingHost(cfg);
+  const first = fleet.machines[0];
 
   const database = new Database(name, {
     mode: cfg.databaseMode,
-    vpcId: machine.vpcId,
-    privateSubnetIds: machine.privateSubnetIds,
-    hostSecurityGroupId: machine.securityGroupId,
+    vpcId: fleet.vpcId,
+    privateSubnetIds: fleet.privateSubnetIds,
+    hostSecurityGroupId: fleet.securityGroupId,
     instanceClass: cfg.rdsInstanceClass,
     engineVersion: cfg.postgresVersion,
     allocatedStorageGiB: cfg.allocatedStorageGiB,
@@ -60,102 +62,132 @@ function createAppStack(cfg: StackConfig) {
   // requests and read-only roles never hold it). Its steps then ignore the
   // unknown connection instead of showing every step as changed.
   const keyless = cfg.sshPrivateKey === undefined;
-  const provisioning = new Provisioning(
-    name,
-    {
-      host: machine.address,
-      port: cfg.sshPort,
-      user: cfg.sshUser,
-      privateKey: keyless ? pulumi.output<string>(pulumi.unknown as unknown as string) : cfg.sshPrivateKey!,
-      machineId: machine.id,
-      hostKey: machine.sshHostKey,
-      // A new EC2 host takes minutes to boot and start sshd; an existing one is up (and a wrong host key then fails in seconds).
-      dialErrorLimit: cfg.target === 'aws' ? 60 : 10,
-      cfg,
-      databasePassword: database.password,
-      databaseUrl: database.url,
-      databaseCa: database.ca,
-      beforeMigrations: cfg.snapshotBeforeMigrations ? (newest) => database.snapshotBefore(newest) : undefined,
-    },
-    // `transformations` run in the SDK (mocks included); they reach the component's children.
-    keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
-  );
+  // Canary first: the first host releases (and applies the migrations) before any other; each next host
+  // changes only once the one before serves the release, so a release refused on a host stops the rollout there.
+  let previousRelease: pulumi.Resource | undefined;
+  const provisionings = fleet.machines.map((machine, i) => {
+    const provisioning = new Provisioning(
+      machineName(name, i),
+      {
+        host: machine.address,
+        port: cfg.sshPort,
+        user: cfg.sshUser,
+        privateKey: keyless ? pulumi.output<string>(pulumi.unknown as unknown as string) : cfg.sshPrivateKey!,
+        machineId: machine.id,
+        hostKey: machine.sshHostKey,
+        // A new EC2 host takes minutes to boot and start sshd; an existing one is up (and a wrong host key then fails in seconds).
+        dialErrorLimit: cfg.target === 'aws' ? 60 : 10,
+        cfg,
+        databasePassword: database.password,
+        databaseUrl: database.url,
+        databaseCa: database.ca,
+        beforeMigrations: i === 0 && cfg.snapshotBeforeMigrations ? (newest) => database.snapshotBefore(newest) : undefined,
+        after: previousRelease,
+      },
+      // `transformations` run in the SDK (mocks included); they reach the component's children.
+      keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
+    );
+    fleet.balancer?.attach(i, machine.id, provisioning.release);
+    previousRelease = provisioning.release;
+    return provisioning;
+  });
 
   const alarms =
     cfg.target === 'aws'
       ? new Alarms(name, {
           stack: pulumi.getStack(),
           region: cfg.region!,
-          instanceId: machine.id,
+          instanceIds: fleet.machines.map((m) => m.id),
+          balancer: fleet.balancer,
           database: database.identifier && {
             identifier: database.identifier,
             allocatedStorageGiB: cfg.allocatedStorageGiB,
-            workers: cfg.pm2Instances === 'max' ? vcpusOfInstanceType(cfg.instanceType) : cfg.pm2Instances,
+            workers: cfg.hosts * (cfg.pm2Instances === 'max' ? vcpusOfInstanceType(cfg.instanceType) : cfg.pm2Instances),
           },
           alertEmail: cfg.alertEmail,
           tags,
         })
       : undefined;
 
+  const addresses = pulumi.all(fleet.machines.map((m) => m.address));
   return {
     environment: cfg.environment,
-    publicIp: machine.address,
-    appUrl: cfg.domainName ? pulumi.output(`https://${cfg.domainName}`) : pulumi.interpolate`http://${machine.address}`,
+    /** The first host's address (each host's: hostAddresses). */
+    publicIp: first.address,
+    hostAddresses: addresses,
+    appUrl: cfg.domainName ? pulumi.output(`https://${cfg.domainName}`) : fleet.balancer ? pulumi.interpolate`http://${fleet.balancer.dnsName}` : pulumi.interpolate`http://${first.address}`,
+    /** target aws with a load balancer: its own name (the domain's alias points at it). */
+    loadBalancerDnsName: fleet.balancer?.dnsName,
     // Verifies the host from the first connection: `pulumi stack output sshKnownHosts > ~/.ssh/cemetery-<stack>.known_hosts` once.
-    sshCommand: machine.address.apply((host) => sshCommandWords({ user: cfg.sshUser, host, port: cfg.sshPort, knownHosts: knownHostsFile(pulumi.getStack()) }).join(' ')),
-    sshKnownHosts: pulumi.all([machine.address, machine.sshHostKey]).apply(([host, key]) => knownHostsLine(host, cfg.sshPort, key)),
-    instanceId: machine.id,
+    sshCommand: first.address.apply((host) => sshCommandWords({ user: cfg.sshUser, host, port: cfg.sshPort, knownHosts: knownHostsFile(pulumi.getStack()) }).join(' ')),
+    /** Every host's pinned key, a known_hosts line each. */
+    sshKnownHosts: pulumi
+      .all(fleet.machines.map((m) => pulumi.all([m.address, m.sshHostKey]).apply(([host, key]) => knownHostsLine(host, cfg.sshPort, key))))
+      .apply((lines) => lines.join('\n')),
+    instanceId: first.id,
+    instanceIds: pulumi.all(fleet.machines.map((m) => m.id)),
     databaseEndpoint: pulumi.interpolate`${database.host}:${database.port}`,
     /** RDS: the instance's identifier, what another stack's restoreSourceDatabase names. */
     databaseIdentifier: database.identifier,
     databaseUrl: database.url,
-    releaseId: provisioning.releaseId,
+    releaseId: provisionings[0].releaseId,
     /** target aws: the alarms' SNS topic (subscribe more than alertEmail to it). */
     alertTopicArn: alarms?.topicArn,
   };
 }
 
-type Machine = {
-  id: pulumi.Output<string>;
-  address: pulumi.Output<string>;
+/** One host as provisioning reaches it. */
+type Reachable = { id: pulumi.Output<string>; address: pulumi.Output<string>; sshHostKey: pulumi.Input<string> };
+
+type Fleet = {
+  machines: Reachable[];
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
+  /** The hosts' security group (the database admits it alone). */
   securityGroupId: pulumi.Input<string>;
-  sshHostKey: pulumi.Input<string>;
+  balancer?: Balancer;
 };
 
-/** target aws: a new EC2 host, in the stack's own network or the shared staging one. */
-function awsMachine(name: string, cfg: StackConfig, tags: Record<string, string>): Machine {
-  const network: NetworkRefs = cfg.network === 'shared' ? sharedNetwork() : new Network(name, { tags });
-  const host = new Host(name, {
+/** target aws: `hosts` new EC2 hosts, in the stack's own network or the shared staging one; more than one (or loadBalancer) behind an ALB. */
+function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>): Fleet {
+  const withBalancer = balanced(cfg);
+  const network: NetworkRefs = cfg.network === 'shared' ? sharedNetwork() : new Network(name, { tags, publicZones: withBalancer ? 2 : 1 });
+  const balancer = withBalancer
+    ? new Balancer(name, { vpcId: network.vpcId, subnetIds: network.publicSubnetIds, domainName: cfg.domainName, hostedZoneId: cfg.hostedZoneId, deletionProtection: cfg.deletionProtection, tags })
+    : undefined;
+  const hosts = new Host(name, {
     vpcId: network.vpcId,
-    subnetId: network.publicSubnetId,
+    count: cfg.hosts,
+    subnetIds: network.publicSubnetIds,
     instanceType: cfg.instanceType,
     rootVolumeSizeGiB: cfg.rootVolumeSizeGiB,
     sshAllowedCidrs: cfg.sshAllowedCidrs!,
     sshPublicKey: cfg.sshPublicKey!,
     publicAddress: cfg.network === 'shared' ? 'launch' : 'elastic',
     https: cfg.domainName !== undefined,
+    balancerSecurityGroupId: balancer?.securityGroupId,
     tags,
   });
   if (cfg.hostedZoneId) {
-    // The name follows the host's address; a user without a Route 53 zone points the name at publicIp by hand.
-    new aws.route53.Record(`${name}-dns`, { zoneId: cfg.hostedZoneId, name: cfg.domainName!, type: 'A', ttl: 300, records: [host.publicIp] });
+    // The name follows the host's address, or the balancer's; a user without a Route 53 zone points the name at publicIp by hand.
+    const target = balancer
+      ? { aliases: [{ name: balancer.dnsName, zoneId: balancer.zoneId, evaluateTargetHealth: true }] }
+      : { ttl: 300, records: [hosts.machines[0].publicIp] };
+    new aws.route53.Record(`${name}-dns`, { zoneId: cfg.hostedZoneId, name: cfg.domainName!, type: 'A', ...target });
   }
   return {
-    id: host.instanceId,
-    address: host.publicIp,
+    machines: hosts.machines.map((m) => ({ id: m.instanceId, address: m.publicIp, sshHostKey: m.sshHostKey })),
     vpcId: network.vpcId,
     privateSubnetIds: network.privateSubnetIds,
-    securityGroupId: host.securityGroupId,
-    sshHostKey: host.sshHostKey,
+    securityGroupId: hosts.securityGroupId,
+    balancer,
   };
 }
 
 /** target ssh: an existing Debian host; nothing is created in a cloud. */
-function existingMachine(cfg: StackConfig): Machine {
+function existingHost(cfg: StackConfig): Fleet {
   const address = pulumi.output(cfg.sshHost!);
   // Required for `up` (config.ts); a preview connects to nothing and may run without it.
   const sshHostKey = cfg.sshHostKey ?? pulumi.output<string>(pulumi.unknown as unknown as string);
-  return { id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, vpcId: '', privateSubnetIds: [], securityGroupId: '', sshHostKey };
+  return { machines: [{ id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, sshHostKey }], vpcId: '', privateSubnetIds: [], securityGroupId: '' };
 }

@@ -165,6 +165,18 @@ export const securityRules: SecurityRule[] = [
             ...(db.skipFinalSnapshot === true ? [] : ['a non-prod database must skip its final snapshot (teardown would leave one behind)']),
           ],
   },
+  {
+    name: 'prod-balancer-serves-https',
+    description: "In prod, the load balancer's port 80 only redirects to HTTPS: no request is answered in plain text.",
+    resourceType: 'aws:lb/listener:Listener',
+    check: (listener, context) => {
+      if (!isProd(listener, context) || listener.protocol !== 'HTTP') return [];
+      const actions: Array<{ type?: string; redirect?: { protocol?: string } }> = listener.defaultActions ?? [];
+      return actions.every((a) => a.type === 'redirect' && a.redirect?.protocol === 'HTTPS')
+        ? []
+        : [`the HTTP listener on port ${listener.port} must redirect to HTTPS, got ${actions.map((a) => a.type).join(', ') || 'no action'} (cemetery-backend:domainName, hostedZoneId)`];
+    },
+  },
 ];
 
 /** A check over every resource of the stack at once. */
@@ -189,6 +201,15 @@ export const stackRules: StackRule[] = [
       return databases
         .filter((db) => !((db.props.backupRetentionPeriod ?? 0) >= PROD_MIN_BACKUP_DAYS))
         .map((db) => `${db.name}: keeps ${db.props.backupRetentionPeriod ?? 0} days of automated backups; prod keeps at least ${PROD_MIN_BACKUP_DAYS} (cemetery-backend:backupRetentionDays)`);
+    },
+  },
+  {
+    name: 'fleet-shares-one-database',
+    description: 'A stack of more than one host keeps its register in one RDS database: PostgreSQL on each host would be a register of its own.',
+    check: (resources) => {
+      const hosts = resources.filter((r) => r.type === 'aws:ec2/instance:Instance');
+      if (hosts.length < 2 || resources.some((r) => r.type === 'aws:rds/instance:Instance')) return [];
+      return [`${hosts.length} hosts (${hosts.map((h) => h.name).join(', ')}) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)`];
     },
   },
   {

@@ -126,6 +126,7 @@ describe('the config rule for SSH', () => {
       {
         sshAllowedCidrs: JSON.stringify(cidrs),
         domainName: 'cemetery.example.org',
+        hostedZoneId: 'Z0123456789ABCDEFGHIJ',
         alertEmail: 'oncall@example.org',
         instanceType: 'c7i.xlarge',
         sshPublicKey: TEST_SSH_PUBLIC_KEY,

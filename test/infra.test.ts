@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
 import { APP_DIST_DIR, HOST_LAYOUT, hostSteps, listFiles, provisioningLayout, releaseId } from '../infra/host-steps';
+import { DEREGISTRATION_DELAY_SECONDS, HEALTH_CHECK, TLS_POLICY } from '../infra/balancer';
 import { metadataGuardCommand } from '../infra/metadata-guard';
 import { appliesTo, securityRules, stackRules } from '../policy/rules';
 import { missingUploads } from './standin/uploads';
@@ -28,6 +29,10 @@ import { ed25519KeyPair } from './support/ssh-keypair';
 
 const STACKS = stackFiles();
 const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
+/** How many hosts a stack file's stack runs (staging-shared: none). */
+const hostsOf = (stack: string) => (stack === 'staging-shared' ? 0 : parseProjectConfig(withUserSecrets(STACKS[stack]), stack).hosts);
+/** Prod as one host in front of itself (hosts 1): Caddy holds the certificate, from Let's Encrypt. */
+const PROD_ONE_HOST = { 'cemetery-backend:hosts': '1', 'cemetery-backend:acmeEmail': 'ops@example.org' };
 
 beforeAll(async () => {
   for (const [stack, config] of Object.entries(STACKS)) {
@@ -84,7 +89,14 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
     const components =
       network === 'provideShared'
         ? ['cemetery:infra:Network']
-        : ['cemetery:infra:Database', 'cemetery:infra:Provisioning', ...(aws ? ['cemetery:infra:Host', 'cemetery:infra:Alarms'] : []), ...(aws && network === 'own' ? ['cemetery:infra:Network'] : [])];
+        : [
+            'cemetery:infra:Database',
+            // One per host; more than one host stand behind a balancer.
+            ...Array<string>(hostsOf(stack)).fill('cemetery:infra:Provisioning'),
+            ...(hostsOf(stack) > 1 ? ['cemetery:infra:Balancer'] : []),
+            ...(aws ? ['cemetery:infra:Host', 'cemetery:infra:Alarms'] : []),
+            ...(aws && network === 'own' ? ['cemetery:infra:Network'] : []),
+          ];
     expect(types.filter((t) => t.startsWith('cemetery:')).sort()).toEqual(components.sort());
     for (const r of runs[stack].resources.filter((r) => r.type.startsWith('aws:') && 'tags' in r.inputs)) {
       expect(r.inputs.tags).toMatchObject({ Project: 'cemetery-backend', Stack: stack });
@@ -121,10 +133,12 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
         ? ['127.0.0.1', `${checked} -p 2222 admin@127.0.0.1`, `[127.0.0.1]:2222 ${pinned(STACKS.local['cemetery-backend:sshHostKey'] ?? TEST_SSH_HOST_KEY)}`]
         : [MOCK_PUBLIC_IP, `${checked} admin@${MOCK_PUBLIC_IP}`, `${MOCK_PUBLIC_IP} ${pinned(MOCK_HOST_KEY.public)}`];
     expect(outputs.publicIp).toEqual({ value: ip, secret: false });
+    expect(outputs.hostAddresses.value).toEqual(Array(hostsOf(stack)).fill(ip));
     const domain = STACKS[stack]['cemetery-backend:domainName'];
     expect(outputs.appUrl.value).toBe(domain ? `https://${domain}` : `http://${ip}`);
     expect(outputs.sshCommand.value).toBe(ssh);
-    expect(outputs.sshKnownHosts.value).toBe(knownHosts);
+    // Every host's key, a line each (the mocks give every host the same address and key).
+    expect(outputs.sshKnownHosts.value).toBe(Array(hostsOf(stack)).fill(knownHosts).join('\n'));
     expect(outputs.releaseId.value).toMatch(/^r-[0-9a-f]{12}$/);
     expect(outputs.databaseUrl.secret).toBe(true);
     expect(outputs.databaseUrl.value).toContain(MOCK_PASSWORD);
@@ -307,28 +321,37 @@ describe('environment differences', () => {
 describe('the front door: the proxy, the host key, the web ports', () => {
   const hostSg = (resources: RecordedResource[]) => ofType(resources, 'aws:ec2/securityGroup:SecurityGroup').find((s) => s.name.endsWith('-host-sg'))!;
   const ingress = (resources: RecordedResource[]) =>
-    (hostSg(resources).inputs.ingress as Array<{ fromPort: number; toPort: number; cidrBlocks: string[] }>).map((r) => `${r.fromPort}-${r.toPort} from ${r.cidrBlocks.join(',')}`);
+    (hostSg(resources).inputs.ingress as Array<{ fromPort: number; toPort: number; cidrBlocks?: string[]; securityGroups?: string[] }>).map(
+      (r) => `${r.fromPort}-${r.toPort} from ${[...(r.cidrBlocks ?? []), ...(r.securityGroups ?? [])].join(',')}`,
+    );
   const step = (stack: string, name: string) => ofType(runs[stack].resources, 'command:remote:Command').find((c) => c.name === `cemetery-${stack === 'local' ? 'dev' : stack}-${name}`)!;
 
-  test('the host opens SSH to its ranges and the proxy to the world, never the app port', () => {
-    expect(ingress(runs.prod.resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from 0.0.0.0/0', '443-443 from 0.0.0.0/0']);
+  test('the host opens SSH to its ranges and the proxy to the world (behind a balancer: to the balancer alone), never the app port', async () => {
+    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST });
+    expect(ingress(resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from 0.0.0.0/0', '443-443 from 0.0.0.0/0']);
+    expect(ingress(runs.prod.resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from cemetery-prod-alb-sg-id']);
     // No domain: plain HTTP on 80 only.
     expect(ingress(runs.dev.resources)).toEqual(['22-22 from 0.0.0.0/0', '80-80 from 0.0.0.0/0']);
     expect(ingress(runs.staging.resources)).toEqual(['22-22 from 0.0.0.0/0', '80-80 from 0.0.0.0/0']);
   });
 
-  test('the app listens on loopback; the proxy step gets the domain and issuer', () => {
+  test('the app listens on loopback; the proxy step gets the domain and issuer', async () => {
     expect(step('prod', 'release').inputs.stdin.value).toMatch(/^HOST=127\.0\.0\.1$/m);
     expect(step('prod', 'release').inputs.stdin.value).toMatch(/^PUBLIC_READS=true$/m);
     const flag = `MAINTENANCE_FLAG=${HOST_LAYOUT.maintenanceFlag}`;
-    expect(step('prod', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ACME_EMAIL=ops@example\\.org ${flag}$`));
+    expect(step('prod', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ${flag} 'BALANCER_RANGES=10\\.40\\.0\\.0/24 10\\.40\\.1\\.0/24'$`));
+    const oneHost = (await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST })).resources.find((r) => r.name === 'cemetery-prod-proxy')!;
+    expect(oneHost.inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ACME_EMAIL=ops@example\\.org ${flag}$`));
     expect(step('dev', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme ${flag}$`));
     expect(step('local', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\\.test ${flag}$`));
   });
 
   test('target aws: the host key is generated, installed by cloud-init at first boot behind the metadata guard, and a new one replaces the instance', () => {
     const keys = ofType(runs.prod.resources, 'tls:index/privateKey:PrivateKey');
-    expect(keys.map((k) => [k.name, k.inputs.algorithm])).toEqual([['cemetery-prod-ssh-host-key', 'ED25519']]);
+    expect(keys.map((k) => [k.name, k.inputs.algorithm])).toEqual([
+      ['cemetery-prod-ssh-host-key', 'ED25519'],
+      ['cemetery-prod-2-ssh-host-key', 'ED25519'],
+    ]);
     const vm = ofType(runs.prod.resources, 'aws:ec2/instance:Instance')[0].inputs;
     expect(vm.userDataReplaceOnChange).toBe(true);
     // User data holds the private host key: Pulumi keeps it secret.
@@ -355,12 +378,13 @@ describe('the front door: the proxy, the host key, the web ports', () => {
     expect(wait('local')).toEqual({ name: 'wait-for-host', script: 'wait-for-host.sh', args: {} });
   });
 
-  test('a Route 53 zone gets an A record for the domain at the host address', async () => {
-    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), 'cemetery-backend:hostedZoneId': 'Z0123456789ABCDEFGHIJ' });
+  test('a Route 53 zone gets an A record for the domain at the host address (one host); none without a zone', async () => {
+    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST });
     expect(ofType(resources, 'aws:route53/record:Record').map((r) => r.inputs)).toEqual([
       { zoneId: 'Z0123456789ABCDEFGHIJ', name: 'cemetery.example.org', type: 'A', ttl: 300, records: [MOCK_PUBLIC_IP] },
     ]);
-    expect(ofType(runs.prod.resources, 'aws:route53/record:Record')).toEqual([]);
+    const zoneless = Object.fromEntries(Object.entries({ ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST }).filter(([k]) => k !== 'cemetery-backend:hostedZoneId'));
+    expect(ofType((await runProgram('prod', zoneless)).resources, 'aws:route53/record:Record')).toEqual([]);
   });
 
   test.each([
@@ -475,6 +499,7 @@ describe('CrossGuard rules (policy/)', () => {
       violations((await runProgram(stack, withUserSecrets(STACKS[stack]), () => createStack({ ...parseProjectConfig(withUserSecrets(STACKS[stack]), stack), ...bad }))).resources, stack);
     expect(await run('prod', { databaseMode: 'onHost' })).toEqual([
       'prod-register-in-backed-up-database: prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)',
+      'fleet-shares-one-database: 2 hosts (cemetery-prod-vm, cemetery-prod-2-vm) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)',
     ]);
     expect(await run('prod', { backupRetentionDays: 3 })).toEqual([
       'prod-register-in-backed-up-database: cemetery-prod-pg: keeps 3 days of automated backups; prod keeps at least 7 (cemetery-backend:backupRetentionDays)',
@@ -586,7 +611,9 @@ describe('rotating the deploy key', () => {
 
   test.each(['dev', 'prod', 'staging'])('%s: the incoming key (first up) changes only the authorized_keys step', async (stack) => {
     const { changed, ignored } = await changes(stack, { 'cemetery-backend:sshNextPublicKey': NEXT.public });
-    expect(changed).toEqual({ [`cemetery-${stack}-ssh-authorized-keys`]: ['create'] });
+    // Every host's (prod has two).
+    const hosts = stack === 'prod' ? [`cemetery-${stack}`, `cemetery-${stack}-2`] : [`cemetery-${stack}`];
+    expect(changed).toEqual(Object.fromEntries(hosts.map((h) => [`${h}-ssh-authorized-keys`, ['create']])));
     expect(ignored).toEqual({});
   });
 
@@ -694,6 +721,148 @@ describe('staging stacks share one network', () => {
     const total = (type: string, defaultVpc: number) => defaultVpc + count('dev', type) + count('prod', type) + count('staging-shared', type) + 10 * count('staging', type);
     expect(total('aws:ec2/vpc:Vpc', 1)).toBe(4);
     expect(total('aws:ec2/internetGateway:InternetGateway', 1)).toBe(4);
-    expect(total('aws:ec2/eip:Eip', 0)).toBe(2);
+    // dev's host and prod's two.
+    expect(total('aws:ec2/eip:Eip', 0)).toBe(3);
+  });
+});
+
+describe('several hosts behind a load balancer (hosts)', () => {
+  const fleet = (stack: 'dev' | 'prod', hosts: number, extra: Record<string, string> = {}) =>
+    runProgram(stack, { ...withUserSecrets(STACKS[stack]), 'cemetery-backend:hosts': String(hosts), ...(stack === 'prod' && hosts === 1 ? PROD_ONE_HOST : {}), ...extra });
+  const names = (resources: RecordedResource[], type: string) => ofType(resources, type).map((r) => r.name);
+
+  test.each([
+    ['dev', 1],
+    ['dev', 2],
+    ['dev', 3],
+    ['prod', 1],
+    ['prod', 2],
+    ['prod', 3],
+  ] as const)('%s with %i host(s): the instances across two zones, the balancer in front of more than one, the hosts reachable on the web port from it alone', async (stack, hosts) => {
+    const { resources } = await fleet(stack, hosts);
+    expect(violations(resources, stack)).toEqual([]);
+    const vms = ofType(resources, 'aws:ec2/instance:Instance');
+    // The first keeps a single host's names: adding hosts replaces nothing.
+    expect(vms.map((v) => v.name).sort()).toEqual([`cemetery-${stack}-vm`, `cemetery-${stack}-2-vm`, `cemetery-${stack}-3-vm`].slice(0, hosts).sort());
+    expect(names(resources, 'aws:ec2/eip:Eip')).toHaveLength(hosts);
+    if (hosts === 1) {
+      expect(names(resources, 'aws:lb/loadBalancer:LoadBalancer')).toEqual([]);
+      expect(names(resources, 'aws:ec2/subnet:Subnet').sort()).toEqual([`cemetery-${stack}-private-a`, `cemetery-${stack}-private-b`, `cemetery-${stack}-public-a`]);
+      return;
+    }
+    // Host i in public subnet i mod 2: two zones.
+    const zoneOf = Object.fromEntries(vms.map((v) => [v.name, v.inputs.subnetId]));
+    expect([`cemetery-${stack}-vm`, `cemetery-${stack}-2-vm`, `cemetery-${stack}-3-vm`].slice(0, hosts).map((n) => zoneOf[n])).toEqual(
+      ['a', 'b', 'a'].slice(0, hosts).map((z) => `cemetery-${stack}-public-${z}-id`),
+    );
+    const [alb] = ofType(resources, 'aws:lb/loadBalancer:LoadBalancer');
+    expect(alb.inputs).toMatchObject({
+      loadBalancerType: 'application',
+      internal: false,
+      subnets: [`cemetery-${stack}-public-a-id`, `cemetery-${stack}-public-b-id`],
+      securityGroups: [`cemetery-${stack}-alb-sg-id`],
+      dropInvalidHeaderFields: true,
+      enableDeletionProtection: stack === 'prod',
+    });
+    const albSg = ofType(resources, 'aws:ec2/securityGroup:SecurityGroup').find((g) => g.name === `cemetery-${stack}-alb-sg`)!;
+    const https = stack === 'prod';
+    expect(albSg.inputs.ingress.map((r: { fromPort: number; cidrBlocks: string[] }) => `${r.fromPort} from ${r.cidrBlocks}`)).toEqual(https ? ['80 from 0.0.0.0/0', '443 from 0.0.0.0/0'] : ['80 from 0.0.0.0/0']);
+    expect(albSg.inputs.egress).toEqual([expect.objectContaining({ protocol: 'tcp', fromPort: 80, toPort: 80, cidrBlocks: ['10.40.0.0/16'] })]);
+    const hostSg = ofType(resources, 'aws:ec2/securityGroup:SecurityGroup').find((g) => g.name === `cemetery-${stack}-host-sg`)!;
+    const web = hostSg.inputs.ingress.filter((r: { fromPort: number }) => r.fromPort !== 22);
+    expect(web).toEqual([expect.objectContaining({ protocol: 'tcp', fromPort: 80, toPort: 80, securityGroups: [`cemetery-${stack}-alb-sg-id`] })]);
+    expect(web[0].cidrBlocks).toBeUndefined();
+
+    const [group] = ofType(resources, 'aws:lb/targetGroup:TargetGroup');
+    expect(group.inputs).toMatchObject({ protocol: 'HTTP', port: 80, targetType: 'instance', deregistrationDelay: DEREGISTRATION_DELAY_SECONDS, healthCheck: { ...HEALTH_CHECK, port: 'traffic-port' } });
+    expect(ofType(resources, 'aws:lb/targetGroupAttachment:TargetGroupAttachment').map((a) => [a.name, a.inputs.targetId, a.inputs.port]).sort()).toEqual(
+      [`cemetery-${stack}-vm`, `cemetery-${stack}-2-vm`, `cemetery-${stack}-3-vm`].slice(0, hosts).map((v, i) => [`cemetery-${stack}-target-${i + 1}`, `${v}-id`, 80]).sort(),
+    );
+    const listeners = Object.fromEntries(ofType(resources, 'aws:lb/listener:Listener').map((l) => [l.name.replace(`cemetery-${stack}-`, ''), l.inputs]));
+    const forward = [{ type: 'forward', targetGroupArn: expect.stringContaining(`targetgroup/cemetery-${stack}-web/`) }];
+    if (!https) {
+      expect(listeners).toEqual({ http: expect.objectContaining({ protocol: 'HTTP', port: 80, defaultActions: forward }) });
+      return;
+    }
+    expect(listeners.https).toMatchObject({ protocol: 'HTTPS', port: 443, sslPolicy: TLS_POLICY, certificateArn: expect.stringContaining('certificate/cemetery-prod-cert'), defaultActions: forward });
+    expect(listeners.http).toMatchObject({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'redirect', redirect: { protocol: 'HTTPS', port: '443', statusCode: 'HTTP_301' } }] });
+    // ACM's certificate for the domain, validated by the CNAME Pulumi writes in the zone; the name is an alias of the balancer.
+    expect(ofType(resources, 'aws:acm/certificate:Certificate').map((c) => c.inputs)).toEqual([expect.objectContaining({ domainName: 'cemetery.example.org', validationMethod: 'DNS' })]);
+    const records = Object.fromEntries(ofType(resources, 'aws:route53/record:Record').map((r) => [r.name, r.inputs]));
+    expect(records['cemetery-prod-cert-validation']).toMatchObject({ zoneId: 'Z0123456789ABCDEFGHIJ', type: 'CNAME', records: ['_424c7224e9b0146f9a8808af955727d0.acm-validations.aws.'] });
+    expect(records['cemetery-prod-dns']).toEqual({
+      zoneId: 'Z0123456789ABCDEFGHIJ',
+      name: 'cemetery.example.org',
+      type: 'A',
+      aliases: [{ name: 'cemetery-prod-alb-1234567890.eu-central-1.elb.amazonaws.com', zoneId: 'Z215JYRZR1TBD5', evaluateTargetHealth: true }],
+    });
+    expect(ofType(resources, 'aws:acm/certificateValidation:CertificateValidation').map((v) => v.inputs.validationRecordFqdns)).toEqual([[records['cemetery-prod-cert-validation'].name]]);
+  });
+
+  test('canary first: every copy and step of host i+1 waits for host i\'s release; a host joins the balancer once its own release serves; the snapshot before migrations is host 1\'s alone', async () => {
+    const { resources, dependencies } = await fleet('prod', 3);
+    const host = ['cemetery-prod', 'cemetery-prod-2', 'cemetery-prod-3'];
+    const byHost = host.map((h) => resources.filter((r) => r.type.startsWith('command:remote:') && (h === 'cemetery-prod' ? !/^cemetery-prod-\d-/.test(r.name) : r.name.startsWith(`${h}-`))));
+    expect(byHost.map((rs) => rs.length)).toEqual([12, 12, 12]);
+    for (const r of byHost[0]) expect(dependencies[r.name].filter((d) => /-\d-release$/.test(d))).toEqual([]);
+    for (const [i, rs] of byHost.slice(1).entries()) {
+      for (const r of rs) expect(dependencies[r.name]).toContain(`${host[i]}-release`);
+    }
+    for (const i of [0, 1, 2]) expect(dependencies[`cemetery-prod-target-${i + 1}`]).toContain(`${host[i]}-release`);
+    const snapshot = (name: string) => dependencies[name].filter((d) => d.startsWith('cemetery-prod-before-'));
+    expect(snapshot('cemetery-prod-release')).toHaveLength(1);
+    expect(snapshot('cemetery-prod-2-release')).toEqual([]);
+    // Every host runs the same release, and the proxy behind the balancer believes its nodes' X-Forwarded-For; so does the app.
+    const command = (name: string) => resources.find((r) => r.name === name)!.inputs;
+    const releaseId = (name: string) => /RELEASE_ID=(r-[0-9a-f]{12})/.exec(command(name).create)![1];
+    expect(new Set(host.map((h) => releaseId(`${h}-release`))).size).toBe(1);
+    for (const h of host) {
+      expect(command(`${h}-proxy`).create).toContain("'BALANCER_RANGES=10.40.0.0/24 10.40.1.0/24'");
+      expect(command(`${h}-release`).stdin.value).toMatch(/^TRUST_PROXY=127\.0\.0\.1,::1,10\.40\.0\.0\/24,10\.40\.1\.0\/24$/m);
+    }
+    expect(ofType(runs.dev.resources, 'command:remote:Command').find((r) => r.name === 'cemetery-dev-release')!.inputs.stdin.value).not.toMatch(/TRUST_PROXY/);
+  });
+
+  test('one host behind the balancer when asked (loadBalancer true)', async () => {
+    const { resources } = await fleet('dev', 1, { 'cemetery-backend:loadBalancer': 'true' });
+    expect(names(resources, 'aws:lb/loadBalancer:LoadBalancer')).toEqual(['cemetery-dev-alb']);
+    expect(names(resources, 'aws:lb/targetGroupAttachment:TargetGroupAttachment')).toEqual(['cemetery-dev-target-1']);
+    expect(names(resources, 'aws:ec2/subnet:Subnet')).toContain('cemetery-dev-public-b');
+  });
+
+  test.each([
+    ['dev', 'two hosts on on-host PostgreSQL', { 'cemetery-backend:hosts': '2', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:hosts = "2": 2 hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1/],
+    ['staging', 'a staging stack of two hosts (shared network, on-host PostgreSQL)', { 'cemetery-backend:hosts': '2' }, /cemetery-backend:hosts = "2": the load balancer needs public subnets in two zones of a network of its own, and staging stacks share one: expected hosts 1 and no loadBalancer/],
+    ['local', 'an existing host over SSH as a fleet', { 'cemetery-backend:hosts': '2' }, /cemetery-backend:hosts = "2": target ssh provisions one existing host behind its own proxy: expected hosts 1 and no loadBalancer/],
+    ['local', 'an existing host behind a balancer', { 'cemetery-backend:loadBalancer': 'true' }, /cemetery-backend:loadBalancer = "true": target ssh provisions one existing host behind its own proxy/],
+    ['dev', 'two hosts without the balancer', { 'cemetery-backend:hosts': '2', 'cemetery-backend:loadBalancer': 'false' }, /cemetery-backend:loadBalancer = "false": 2 hosts are reached through the load balancer: remove loadBalancer, or set hosts 1/],
+    ['dev', 'five hosts', { 'cemetery-backend:hosts': '5' }, /cemetery-backend:hosts = "5": expected a whole number from 1 to 4/],
+    ['prod', "a domain without its zone (ACM's validation record)", { 'cemetery-backend:hostedZoneId': '' }, /cemetery-backend:hostedZoneId = "": expected a Route 53 hosted zone id/],
+    ['prod', 'acmeEmail behind the balancer', { 'cemetery-backend:acmeEmail': 'ops@example.org' }, /cemetery-backend:acmeEmail = "ops@example.org": the load balancer's certificate comes from ACM, not Let's Encrypt: remove it/],
+  ])('%s: %s is refused, naming the key', async (stack, _what, override, message) => {
+    await expect(runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override })).rejects.toThrow(message);
+  });
+
+  test('prod without a hosted zone: says the certificate needs it', () => {
+    const config = Object.fromEntries(Object.entries(withUserSecrets(STACKS.prod)).filter(([k]) => k !== 'cemetery-backend:hostedZoneId'));
+    expect(() => parseProjectConfig(config, 'prod')).toThrow(
+      "cemetery-backend:hostedZoneId = undefined: the load balancer's certificate (ACM) is validated by a DNS record Pulumi writes in the zone of cemetery.example.org: expected that Route 53 zone's id",
+    );
+  });
+
+  test('the policy pack refuses a fleet without RDS, and a prod balancer that answers plain HTTP', async () => {
+    const { createStack } = await import('../infra/stack');
+    const cfg = { ...parseProjectConfig(withUserSecrets(STACKS.dev), 'dev'), hosts: 2, databaseMode: 'onHost' as const };
+    const { resources } = await runProgram('dev', withUserSecrets(STACKS.dev), () => createStack(cfg));
+    expect(violations(resources, 'dev')).toEqual([
+      'fleet-shares-one-database: 2 hosts (cemetery-dev-vm, cemetery-dev-2-vm) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)',
+    ]);
+    const [rule] = securityRules.filter((r) => r.name === 'prod-balancer-serves-https');
+    const type = 'aws:lb/listener:Listener';
+    expect(rule.check({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'forward' }] }, { stack: 'prod', type })).toEqual([
+      'the HTTP listener on port 80 must redirect to HTTPS, got forward (cemetery-backend:domainName, hostedZoneId)',
+    ]);
+    expect(rule.check({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'forward' }] }, { stack: 'dev', type })).toEqual([]);
+    expect(rule.check({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'redirect', redirect: { protocol: 'HTTPS' } }] }, { stack: 'prod', type })).toEqual([]);
   });
 });

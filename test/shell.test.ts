@@ -26,9 +26,18 @@ if (!haveShellcheck) console.warn('shellcheck is not installed: skipping the she
   expect(result.status).toBe(0);
 });
 
-test.each(shellFiles.filter((f) => !f.endsWith('lib.sh')))('%s runs with strict mode', (file) => {
+// Libraries the steps source: they run in their sourcer's strict mode.
+const LIBRARIES: Record<string, string> = { 'lib.sh': 'every step', 'caddyfile.sh': 'proxy.sh' };
+test.each(shellFiles.filter((f) => !(path.basename(f) in LIBRARIES)))('%s runs with strict mode', (file) => {
   const source = readFileSync(path.join(ROOT, file), 'utf8');
   expect(/set -euo pipefail|source "\$\(dirname "\$0"\)\/lib\.sh"/.test(source)).toBe(true);
+});
+
+test('caddyfile.sh is sourced by proxy.sh, after lib.sh (strict mode)', () => {
+  const proxy = readFileSync(path.join(ROOT, 'scripts/host/proxy.sh'), 'utf8');
+  const lib = proxy.indexOf('source "$(dirname "$0")/lib.sh"');
+  expect(lib).toBeGreaterThanOrEqual(0);
+  expect(proxy.indexOf('source "$(dirname "$0")/caddyfile.sh"')).toBeGreaterThan(lib);
 });
 
 describe('a failing host step names itself', () => {
@@ -63,14 +72,15 @@ describe('a failing host step names itself', () => {
 
 describe('host steps never assign to their arguments (lib.sh makes each KEY=VALUE read-only)', () => {
   const { hostSteps, provisioningLayout, HOST_SCRIPTS_DIR } = require('../infra/host-steps') as typeof import('../infra/host-steps');
-  const { parseProjectConfig } = require('../infra/config') as typeof import('../infra/config');
+  const { balanced, parseProjectConfig } = require('../infra/config') as typeof import('../infra/config');
   const { stackFiles, withUserSecrets } = require('./support/pulumi-mocks') as typeof import('./support/pulumi-mocks');
   // Every argument any stack file passes to each script.
   const argsByScript = new Map<string, Set<string>>();
   for (const [stack, raw] of Object.entries(stackFiles())) {
     const all = withUserSecrets(raw);
-    // Every optional argument set too: domainName and acmeEmail here, the next key below.
-    const cfg = parseProjectConfig({ 'cemetery-backend:domainName': 'example.org', ...all, 'cemetery-backend:acmeEmail': 'ops@example.org' }, stack);
+    // Every optional argument set too: domainName and (where Caddy holds the certificate, not a balancer) acmeEmail here, the next key below.
+    const withDomain = { 'cemetery-backend:domainName': 'example.org', ...all };
+    const cfg = balanced(parseProjectConfig(withDomain, stack)) ? parseProjectConfig(withDomain, stack) : parseProjectConfig({ ...withDomain, 'cemetery-backend:acmeEmail': 'ops@example.org' }, stack);
     if (cfg.network === 'provideShared') continue;
     for (const step of hostSteps({ ...cfg, sshNextPublicKey: cfg.sshPublicKey?.replace('test@', 'next@') }, 'r-000000000000', provisioningLayout(cfg.sshUser, 'r-000000000000'))) {
       const names = argsByScript.get(step.script) ?? new Set<string>();

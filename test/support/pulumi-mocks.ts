@@ -80,6 +80,21 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, keyName: inputs.keyName ?? `${name}-key` };
     case 'tls:index/privateKey:PrivateKey':
       return { ...inputs, privateKeyOpenssh: MOCK_HOST_KEY.private, publicKeyOpenssh: `${MOCK_HOST_KEY.public}\n` };
+    // The load balancer (infra/balancer.ts): names and ARNs as AWS forms them.
+    case 'aws:lb/loadBalancer:LoadBalancer':
+      return { ...inputs, arn: `arn:aws:elasticloadbalancing:eu-central-1:${MOCK_ACCOUNT_ID}:loadbalancer/app/${name}/50dc6c495c0c9188`, arnSuffix: `app/${name}/50dc6c495c0c9188`, dnsName: `${name}-1234567890.eu-central-1.elb.amazonaws.com`, zoneId: 'Z215JYRZR1TBD5' };
+    case 'aws:lb/targetGroup:TargetGroup':
+      return { ...inputs, arn: `arn:aws:elasticloadbalancing:eu-central-1:${MOCK_ACCOUNT_ID}:targetgroup/${name}/943f017f100becff`, arnSuffix: `targetgroup/${name}/943f017f100becff` };
+    case 'aws:acm/certificate:Certificate':
+      return {
+        ...inputs,
+        arn: `arn:aws:acm:eu-central-1:${MOCK_ACCOUNT_ID}:certificate/${name}`,
+        domainValidationOptions: [{ domainName: inputs.domainName, resourceRecordName: `_a79865eb4cd1a6ab990a45779b4e0b96.${inputs.domainName}.`, resourceRecordType: 'CNAME', resourceRecordValue: '_424c7224e9b0146f9a8808af955727d0.acm-validations.aws.' }],
+      };
+    case 'aws:acm/certificateValidation:CertificateValidation':
+      return { ...inputs, certificateArn: inputs.certificateArn };
+    case 'aws:route53/record:Record':
+      return { ...inputs, fqdn: inputs.name };
     case 'aws:sns/topic:Topic':
       return { ...inputs, arn: `arn:aws:sns:eu-central-1:${MOCK_ACCOUNT_ID}:${name}` };
     case 'aws:rds/subnetGroup:SubnetGroup':

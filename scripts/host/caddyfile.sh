@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# The Caddyfile of the front door (scripts/host/proxy.sh), apart so that a
+# local test can print it and run it with a real Caddy (test/caddyfile.test.ts).
+# caddyfile reads: APP_PORT, ISSUER, MAINTENANCE_FLAG, ADMIN_SOCKET, and the
+# optional domain, acme_email, balancer_ranges (empty when unset).
+
+caddyfile() {
+  echo "# cemetery-backend's front door (written by provisioning: scripts/host/proxy.sh)"
+  echo "{"
+  [ -z "$acme_email" ] || echo "	email $acme_email"
+  # Caddy's CA stays Caddy's: it is not added to this host's trust store.
+  [ "$ISSUER" != internal ] || echo "	skip_install_trust"
+  # Caddy 2.6.2 creates the socket under its umask (0755: only its owner, caddy, and root may connect) in
+  # /run/caddy, which the drop-in below makes caddy's alone (0700). `caddy reload` (ExecReload) reads
+  # this address from the file it loads (cmd/commandfuncs.go DetermineAdminAPIAddress).
+  echo "	admin unix/$ADMIN_SOCKET"
+  # A client that trickles its headers or body is cut off; responses (a large map) are not.
+  cat <<'GLOBAL'
+	servers {
+		timeouts {
+			read_header 10s
+			read_body 30s
+			idle 2m
+		}
+	}
+}
+GLOBAL
+  # Behind the balancer, port 80 answers it whatever name the request carries (its health checks carry an address).
+  if [ -n "$domain" ] && [ -z "$balancer_ranges" ]; then
+    echo "$domain {"
+    [ "$ISSUER" != internal ] || echo "	tls internal"
+  else
+    echo ":80 {"
+  fi
+  # Browsers that saw the site once never try plain HTTP for it again (behind the balancer too: it
+  # forwards HTTPS alone, and redirects port 80 itself). Deferred: set after the response comes back
+  # from the app, so there is one such header whatever the app sends.
+  if [ -n "$domain" ]; then
+    cat <<'HSTS'
+	header {
+		Strict-Transport-Security "max-age=31536000"
+		defer
+	}
+HSTS
+  fi
+  # Caddy 2.6.2's file matcher stats the flag on every request (fileserver/matcher.go selectFile, no cache): on and
+  # off need no reload, and a reload keeps the state. Its root is set: unset, the path would be taken relative to
+  # Caddy's working directory (caddyhttp.SanitizedPathJoin). It fails open: a flag Caddy cannot stat is off
+  # (strictFileExists), so its directory is root's and 0755. The probes stay the app's: a monitor sees the app itself.
+  cat <<MAINTENANCE
+	@maintenance {
+		file {
+			root $(dirname "$MAINTENANCE_FLAG")
+			try_files $(basename "$MAINTENANCE_FLAG")
+		}
+		not path /healthz /readyz
+	}
+	handle @maintenance {
+		header Retry-After 120
+		header Content-Type "text/html; charset=utf-8"
+		header Cache-Control no-store
+		respond \`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Down for maintenance</title></head><body><h1>Down for maintenance</h1><p>The register is being worked on. Please try again in a few minutes.</p></body></html>\` 503
+	}
+MAINTENANCE
+  # One upstream: PM2's cluster master hands each connection to a worker. A GET
+  # that fails (a worker restarting or killed) is tried again, on a new
+  # connection, so another worker, for up to 15 s; one whose connection was handed
+  # to a worker just killed gets no headers, and counts as failed after 10 s
+  # (Caddy 2.6.2 reverseproxy.go tryAgain: only GETs once the request was sent).
+  # Idle connections to the app close after 30 s, before the app closes them (72 s).
+  cat <<UPSTREAM
+	reverse_proxy 127.0.0.1:$APP_PORT {
+		lb_try_duration 15s
+		lb_try_interval 250ms
+		transport http {
+			dial_timeout 3s
+			response_header_timeout 10s
+			keepalive 30s
+		}
+UPSTREAM
+  # Behind the balancer: the client's address is the one its nodes append to X-Forwarded-For. Caddy
+  # 2.6.2 passes that header on from them with the node's address appended; from any other peer it
+  # replaces the header with the peer's address (reverseproxy.go addForwardedHeaders, trusted_proxies
+  # of reverse_proxy: 2.6 has no server-wide one).
+  [ -z "$balancer_ranges" ] || echo "		trusted_proxies $balancer_ranges"
+  echo "	}"
+  echo "}"
+}
