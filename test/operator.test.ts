@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { knownHostsLine, sshCommandWords } from '../infra/ssh-access';
 import { METRICS } from '../app/src/metrics';
-import { formatStatus, sshWords, VERBS, type StackOutputs } from '../scripts/operator/commands';
+import { fleetSummary, formatStatus, hostAddresses, sshWords, targetHosts, VERBS, type StackOutputs } from '../scripts/operator/commands';
 import type { Pm2Process } from '../scripts/lib/pm2-list.cjs';
 import { ROOT } from './support/db';
 import { SSHD, startSshd, type LoopbackSshd } from './support/sshd';
@@ -106,6 +106,41 @@ describe('status as an operator reads it', () => {
   });
 });
 
+describe('several hosts: which the verbs reach, and the fleet in one line', () => {
+  const fleet = { ...outputs, hostAddresses: ['203.0.113.7', '203.0.113.8'] };
+
+  test('status, releases, rollback and maintenance run on every host in order; the rest on the first; --host picks one', () => {
+    expect(['status', 'releases', 'rollback', 'maintenance'].map((v) => targetHosts(v, 2))).toEqual([[0, 1], [0, 1], [0, 1], [0, 1]]);
+    expect(['logs', 'exec', 'shell', 'psql', 'token'].map((v) => targetHosts(v, 2))).toEqual([[0], [0], [0], [0], [0]]);
+    expect(targetHosts('rollback', 2, '2')).toEqual([1]);
+    expect(targetHosts('status', 1)).toEqual([0]);
+    for (const bad of ['0', '3', 'two', '1;reboot', '']) expect(() => targetHosts('logs', 2, bad)).toThrow(`--host must be 1 to 2 (the stack's hostAddresses, in order), got "${bad}"`);
+  });
+
+  test("the hosts are the stack's hostAddresses; a stack from before fleets has its sshCommand's", () => {
+    expect(hostAddresses(fleet)).toEqual(['203.0.113.7', '203.0.113.8']);
+    expect(hostAddresses(outputs)).toEqual(['203.0.113.7']);
+  });
+
+  test("another host: the same login and port at its address, checked against the stack's known hosts", () => {
+    const words = sshWords(fleet, '/tmp/k', { address: '203.0.113.8' });
+    expect(words.slice(-3)).toEqual(['-o', 'GlobalKnownHostsFile=/dev/null', 'admin@203.0.113.8']);
+    expect(words).toContain('UserKnownHostsFile=/tmp/k');
+    expect(words.join(' ')).toContain('-p 2222');
+  });
+
+  test('the fleet line: one release and every host healthy, or what differs', () => {
+    const ok = { release: 'r-0123456789ab', healthy: true };
+    expect(fleetSummary([ok, ok])).toEqual({ text: 'fleet        2 hosts on r-0123456789ab; all healthy\n', healthy: true });
+    expect(fleetSummary([ok, { release: 'r-ba9876543210', healthy: true }])).toEqual({
+      text: 'fleet        releases differ: host 1 r-0123456789ab, host 2 r-ba9876543210; all healthy\n',
+      healthy: false,
+    });
+    expect(fleetSummary([ok, undefined])).toEqual({ text: 'fleet        releases differ: host 1 r-0123456789ab, host 2 unknown; NOT healthy: host 2\n', healthy: false });
+    expect(fleetSummary([ok, { ...ok, healthy: false }]).text).toBe('fleet        2 hosts on r-0123456789ab; NOT healthy: host 2\n');
+  });
+});
+
 const haveSshd = existsSync(SSHD);
 if (!haveSshd && process.env.CI) throw new Error(`${SSHD} is required in CI (.ci/run installs openssh-server)`);
 (haveSshd ? describe : describe.skip)('npm run cemetery against a real sshd', () => {
@@ -144,5 +179,66 @@ if (!haveSshd && process.env.CI) throw new Error(`${SSHD} is required in CI (.ci
     expect(r.status).toBe(255);
     expect(r.stderr).toContain('Host key verification failed');
     expect(existsSync(marker)).toBe(false);
+  });
+});
+
+(haveSshd ? describe : describe.skip)('npm run cemetery against two hosts (two real sshds, each with its own key, at 127.0.0.1 and 127.0.0.2)', () => {
+  let hosts: LoopbackSshd[];
+  let dir: string;
+  beforeAll(async () => {
+    const first = await startSshd();
+    hosts = [first, await startSshd({ address: '127.0.0.2', port: first.port })];
+    dir = tempDir('operator-fleet');
+    // One deploy key for the stack: the second host authorizes the first's client key.
+    const authorizedKeys = (h: LoopbackSshd) => path.join(path.dirname(h.dir), 'authorized_keys');
+    writeFileSync(authorizedKeys(hosts[1]), readFileSync(authorizedKeys(hosts[0])));
+    writeFileSync(path.join(dir, 'key'), hosts[0].privateKey, { mode: 0o600 });
+  });
+  afterAll(async () => Promise.all((hosts ?? []).map((h) => h.stop())));
+
+  const cemetery = (knownKeys: string[], ...argv: string[]) => {
+    const file = path.join(dir, `outputs-${Math.random().toString(36).slice(2)}.json`);
+    const addresses = ['127.0.0.1', '127.0.0.2'];
+    const sshCommand = sshCommandWords({ user: hosts[0].user, host: addresses[0], port: hosts[0].port, knownHosts: '%d/.ssh/cemetery-test.known_hosts' }).join(' ');
+    const sshKnownHosts = addresses.map((a, i) => knownHostsLine(a, hosts[0].port, knownKeys[i])).join('\n');
+    writeFileSync(file, JSON.stringify({ sshCommand, sshKnownHosts, hostAddresses: addresses }));
+    const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', path.join(dir, 'key'), ...argv], {
+      encoding: 'utf8',
+      timeout: 60000,
+      env: { ...process.env, SSH_AUTH_SOCK: '' },
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  // The address the connection reached, as the host's sshd saw it.
+  const serverAddress = ['exec', 'sh', '-c', 'echo "${SSH_CONNECTION}" | cut -d" " -f3'];
+
+  test('--host 2 reaches the second host, checked against its own key; without --host, the first, saying so', () => {
+    const keys = hosts.map((h) => h.hostKey);
+    expect(cemetery(keys, '--host', '2', ...serverAddress)).toMatchObject({ status: 0, stdout: '127.0.0.2\n' });
+    const first = cemetery(keys, ...serverAddress);
+    expect(first).toMatchObject({ status: 0, stdout: '127.0.0.1\n' });
+    expect(first.stderr).toContain('cemetery: host 1 of 2 (127.0.0.1); --host <n> for another');
+  });
+
+  test("the second host presenting the first host's key is refused (255): each host is pinned to its own", () => {
+    const r = cemetery([hosts[0].hostKey, hosts[0].hostKey], '--host', '2', ...serverAddress);
+    expect(r.status).toBe(255);
+    expect(r.stderr).toContain('Host key verification failed');
+  });
+
+  test('a change for every host stops at the first host where it fails, and says which were not touched', () => {
+    // No release tool on these hosts: releases fails on host 1, and host 2 is never asked.
+    const r = cemetery(hosts.map((h) => h.hostKey), 'releases');
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toContain('== host 1 of 2 (127.0.0.1)');
+    expect(r.stdout).not.toContain('== host 2');
+    expect(r.stderr).toContain(`cemetery: stopped at host 1 (exit ${r.status}); not run on host 2`);
+  });
+
+  test("status asks every host, even when one cannot be reached, and ends with the fleet's line (exit 3)", () => {
+    const r = cemetery([hosts[0].hostKey, hosts[0].hostKey], 'status');
+    expect(r.status).toBe(3);
+    expect(r.stdout).toContain('== host 2 of 2 (127.0.0.2)\nno status: exit 255 (ssh could not connect or verify the host)');
+    expect(r.stdout).toMatch(/fleet {8}.*NOT healthy: host (1, )?2\n$/);
   });
 });

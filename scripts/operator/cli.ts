@@ -5,6 +5,10 @@
  * the key the stack pins (sshKnownHosts), never learned on first use; the
  * private key comes from your agent or `--identity <file>`.
  *
+ * With several hosts (hostAddresses), status, releases, rollback and
+ * maintenance run on every host in order (a change stops at the first host
+ * where it fails); the other verbs go to the first host; --host <n> picks one.
+ *
  * Exit codes: the host command's own (status: 0 healthy, 3 not), 2 usage,
  * 255 ssh could not connect or verify the host.
  */
@@ -12,17 +16,18 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { formatStatus, sshWords, UsageError, VERBS, type StackOutputs } from './commands';
+import { FLEET_WIDE_VERBS, fleetSummary, formatStatus, hostAddresses, sshWords, targetHosts, UsageError, VERBS, type StackOutputs } from './commands';
 
 const verbLine = (verb: string) => `cemetery -s <stack> ${verb}${VERBS[verb].args ? ` ${VERBS[verb].args}` : ''}`;
 const OPTIONS = `options: -s, --stack <name>   the Pulumi stack (its outputs: pulumi stack output --json)
          --outputs <file>     that command's JSON, saved (no Pulumi CLI needed)
-         --identity <file>    the private key (default: your ssh agent)`;
+         --identity <file>    the private key (default: your ssh agent)
+         --host <n>           with several hosts: the n-th only (default: ${[...FLEET_WIDE_VERBS].join(', ')} run on each in order, the rest on the first)`;
 const EXIT_CODES = 'exit codes: the host command\'s own (status: 0 healthy, 3 not), 2 usage, 255 ssh could not connect or verify the host';
 export const USAGE = `usage: ${Object.keys(VERBS).map(verbLine).join('\n       ')}\n${OPTIONS}\n${EXIT_CODES}`;
 const isHelp = (a: string) => a === '--help' || a === '-h' || a === 'help';
 
-export type Invocation = { stack?: string; outputsFile?: string; identity?: string; verb: string; args: string[] } | { help: string };
+export type Invocation = { stack?: string; outputsFile?: string; identity?: string; host?: string; verb: string; args: string[] } | { help: string };
 
 /** The options (anywhere before the verb), the verb and its arguments; `--help` anywhere: the usage of the verb, or all. */
 export function parseArgs(argv: string[]): Invocation {
@@ -30,7 +35,7 @@ export function parseArgs(argv: string[]): Invocation {
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i];
-    const key = a === '-s' || a === '--stack' ? 'stack' : a === '--outputs' ? 'outputsFile' : a === '--identity' ? 'identity' : undefined;
+    const key = a === '-s' || a === '--stack' ? 'stack' : a === '--outputs' ? 'outputsFile' : a === '--identity' ? 'identity' : a === '--host' ? 'host' : undefined;
     if (!key) break;
     if (argv[i + 1] === undefined) throw new UsageError(`${a} needs a value`);
     opts[key] = argv[++i];
@@ -59,21 +64,48 @@ export function main(argv: string[]): number {
   }
   const outputs = stackOutputs(inv);
   const call = VERBS[inv.verb].build([...inv.args], outputs);
+  const addresses = hostAddresses(outputs);
+  const targets = targetHosts(inv.verb, addresses.length, inv.host);
+  const fleet = addresses.length > 1;
+  if (fleet && inv.host === undefined && targets.length === 1 && inv.verb !== 'token') {
+    process.stderr.write(`cemetery: host 1 of ${addresses.length} (${addresses[0]}); --host <n> for another\n`);
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-ssh-'));
   try {
     const knownHosts = path.join(dir, 'known_hosts');
     writeFileSync(knownHosts, `${outputs.sshKnownHosts.trim()}\n`, { mode: 0o600 });
-    const [ssh, ...words] = sshWords(outputs, knownHosts, { identity: inv.identity, tty: call.tty });
-    const args = call.command ? [...words, call.command] : words;
+    const run = (i: number, stdout: 'pipe' | 'inherit') => {
+      const [ssh, ...words] = sshWords(outputs, knownHosts, { identity: inv.identity, tty: call.tty, address: fleet ? addresses[i] : undefined });
+      const args = call.command ? [...words, call.command] : words;
+      const input = call.script === 'status' ? readFileSync(path.join(__dirname, 'status.sh'), 'utf8') : undefined;
+      return spawnSync(ssh, args, { input, encoding: 'utf8', stdio: [input === undefined ? 'inherit' : 'pipe', stdout, 'inherit'] });
+    };
+    const heading = (i: number) => (fleet ? `== host ${i + 1} of ${addresses.length} (${addresses[i]})\n` : '');
+
     if (call.script === 'status') {
-      const script = readFileSync(path.join(__dirname, 'status.sh'), 'utf8');
-      const r = spawnSync(ssh, args, { input: script, encoding: 'utf8', stdio: ['pipe', 'pipe', 'inherit'] });
-      if (r.status !== 0) return r.status ?? 255;
-      const status = formatStatus(r.stdout);
-      process.stdout.write(status.text);
-      return status.healthy ? 0 : 3;
+      // Every host's status, a host that cannot be reached included; then the fleet's line.
+      const seen = targets.map((i) => {
+        const r = run(i, 'pipe');
+        const status = r.status === 0 ? formatStatus(r.stdout) : undefined;
+        const failed = `no status: exit ${r.status ?? 'none'}${r.status === 255 ? ' (ssh could not connect or verify the host)' : ''}\n`;
+        process.stdout.write(`${heading(i)}${status ? status.text : failed}`);
+        return status;
+      });
+      const summary = targets.length > 1 ? fleetSummary(seen) : { text: '', healthy: seen[0]?.healthy ?? false };
+      process.stdout.write(summary.text);
+      if (targets.length === 1 && !seen[0]) return 255;
+      return summary.healthy ? 0 : 3;
     }
-    return spawnSync(ssh, args, { stdio: 'inherit' }).status ?? 255;
+    for (const [n, i] of targets.entries()) {
+      if (targets.length > 1) process.stdout.write(heading(i));
+      const code = run(i, 'inherit').status ?? 255;
+      if (code !== 0) {
+        const untouched = targets.slice(n + 1).map((j) => j + 1);
+        if (untouched.length) process.stderr.write(`cemetery: stopped at host ${i + 1} (exit ${code}); not run on host ${untouched.join(', ')}\n`);
+        return code;
+      }
+    }
+    return 0;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -113,23 +113,57 @@ function none(args: string[]) {
 }
 
 /** The stack outputs the command uses (`pulumi stack output --json`). */
-export type StackOutputs = { sshCommand: string; sshKnownHosts: string; appUrl?: string; databaseEndpoint?: string; [key: string]: unknown };
+export type StackOutputs = { sshCommand: string; sshKnownHosts: string; appUrl?: string; databaseEndpoint?: string; hostAddresses?: string[]; [key: string]: unknown };
+
+/**
+ * What every host behind the balancer must agree on runs on each, in order, unless --host picks one: a
+ * release or maintenance on one host alone would serve a mix. The rest goes to the first host (the
+ * database, and so the tokens, is shared), or to the one --host names.
+ */
+export const FLEET_WIDE_VERBS = new Set(['status', 'releases', 'rollback', 'maintenance']);
+
+/** The stack's hosts, the first first: its hostAddresses output, or (a stack from before fleets) sshCommand's host. */
+export function hostAddresses(outputs: StackOutputs): string[] {
+  if (Array.isArray(outputs.hostAddresses) && outputs.hostAddresses.length) return outputs.hostAddresses;
+  return [outputs.sshCommand.split(' ').pop()!.split('@').pop()!];
+}
+
+/** Which hosts (0-based, in order) a verb runs on: the one --host names (1-based), or per FLEET_WIDE_VERBS. */
+export function targetHosts(verb: string, hosts: number, chosen?: string): number[] {
+  if (chosen !== undefined) {
+    if (!/^[1-9]\d*$/.test(chosen) || Number(chosen) > hosts) throw new UsageError(`--host must be 1 to ${hosts} (the stack's hostAddresses, in order), got "${chosen}"`);
+    return [Number(chosen) - 1];
+  }
+  return FLEET_WIDE_VERBS.has(verb) ? [...Array(hosts).keys()] : [0];
+}
+
+/** Each host's status as formatStatus read it (none: it gave none); one line for the fleet, healthy when all are and run one release. */
+export function fleetSummary(hosts: Array<{ release?: string; healthy: boolean } | undefined>): { text: string; healthy: boolean } {
+  const releaseOf = (h: { release?: string } | undefined) => h?.release || 'unknown';
+  const releases = [...new Set(hosts.map(releaseOf))];
+  const unhealthy = hosts.flatMap((h, i) => (h?.healthy ? [] : [i + 1]));
+  const release = releases.length === 1 ? `${hosts.length} hosts on ${releases[0]}` : `releases differ: ${hosts.map((h, i) => `host ${i + 1} ${releaseOf(h)}`).join(', ')}`;
+  const health = unhealthy.length ? `NOT healthy: host ${unhealthy.join(', ')}` : 'all healthy';
+  return { text: `fleet        ${release}; ${health}\n`, healthy: releases.length === 1 && unhealthy.length === 0 };
+}
 
 /**
  * The ssh words for a stack: its sshCommand with the known-hosts file replaced by `knownHostsFile` (which holds
  * the stack's sshKnownHosts), so the host is verified from the first connection, whatever ~/.ssh holds.
  */
-export function sshWords(outputs: StackOutputs, knownHostsFile: string, opts: { identity?: string; tty?: boolean } = {}): string[] {
+export function sshWords(outputs: StackOutputs, knownHostsFile: string, opts: { identity?: string; tty?: boolean; address?: string } = {}): string[] {
   const words = outputs.sshCommand.split(' ');
   const i = words.findIndex((w) => w.startsWith('UserKnownHostsFile='));
   if (words[0] !== 'ssh' || i < 0 || !outputs.sshKnownHosts) throw new UsageError('the stack outputs have no sshCommand with a known-hosts file, or no sshKnownHosts: run `pulumi up` first');
   words[i] = `UserKnownHostsFile=${knownHostsFile}`;
-  const target = words.pop()!;
+  const login = words.pop()!;
+  // Another host of the fleet: the same login at its address (every host's key is in the known-hosts file).
+  const target = opts.address ? `${login.split('@')[0]}@${opts.address}` : login;
   return [...words, '-o', 'GlobalKnownHostsFile=/dev/null', ...(opts.identity ? ['-i', opts.identity, '-o', 'IdentitiesOnly=yes'] : []), ...(opts.tty ? ['-t'] : []), target];
 }
 
 /** `status`'s KEY=VALUE lines, as an operator reads them; `healthy` is false when /readyz is not 200 or a worker is not online. */
-export function formatStatus(text: string, now = new Date()): { text: string; healthy: boolean } {
+export function formatStatus(text: string, now = new Date()): { text: string; healthy: boolean; release: string } {
   const get = (key: string) => text.split('\n').find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1) ?? '';
   const [readyBody, readyCode] = [get('readyz').replace(/ \d{3}$/, ''), /(\d{3})$/.exec(get('readyz'))?.[1] ?? '000'];
   const jlist = get('jlist');
@@ -150,7 +184,7 @@ export function formatStatus(text: string, now = new Date()): { text: string; he
     `maintenance  ${get('maintenance')}`,
   ];
   const healthy = readyCode === '200' && workers.length > 0 && workers.every((w) => w.pm2_env.status === 'online');
-  return { text: `${lines.join('\n')}\n`, healthy };
+  return { text: `${lines.join('\n')}\n`, healthy, release: get('release') };
 }
 
 /** A worker's own metrics (app/src/metrics.ts), as the last report to PM2 gave them; none from a worker that sent none yet. */

@@ -26,19 +26,20 @@ export type LoopbackSshd = {
   stop(): Promise<void>;
 };
 
-export async function startSshd(): Promise<LoopbackSshd> {
+/** `address`: another loopback address (a second host of a fleet), `port`: the first host's (a fleet shares sshPort). */
+export async function startSshd({ address = '127.0.0.1', port: given }: { address?: string; port?: number } = {}): Promise<LoopbackSshd> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-sshd-'));
   const keygen = (file: string) => spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file], { stdio: 'ignore' });
   keygen(path.join(dir, 'host_ed25519'));
   keygen(path.join(dir, 'client_ed25519'));
   writeFileSync(path.join(dir, 'authorized_keys'), readFileSync(path.join(dir, 'client_ed25519.pub')));
-  const port = await freePort();
+  const port = given ?? (await freePort());
   const user = os.userInfo().username;
   writeFileSync(
     path.join(dir, 'sshd_config'),
     [
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${address}`,
       `HostKey ${path.join(dir, 'host_ed25519')}`,
       `PidFile ${path.join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
@@ -58,11 +59,11 @@ export async function startSshd(): Promise<LoopbackSshd> {
   let log = '';
   child.stderr!.on('data', (d) => (log += d));
   await waitUntil(
-    `sshd on 127.0.0.1:${port}`,
+    `sshd on ${address}:${port}`,
     () =>
       new Promise<boolean>((resolve) => {
         if (child.exitCode !== null) throw new Error(`sshd exited: ${log}`);
-        const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
+        const socket = net.connect(port, address, () => (socket.destroy(), resolve(true)));
         socket.on('error', () => resolve(false));
       }),
     { timeoutMs: 30000, intervalMs: 100 },
