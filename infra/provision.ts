@@ -32,7 +32,11 @@ export type ProvisioningArgs = {
   beforeMigrations?: (newestMigration: string | undefined) => pulumi.Resource | undefined;
   /**
    * A fleet's previous host's release step: every copy and step here waits for it, so one host
-   * changes at a time, and a release that fails on a host stops the rollout there.
+   * changes at a time, and a release that fails on a host stops the rollout there. It holds for
+   * host-level changes too: the SDK registers a resource only once its dependencies' URNs resolve,
+   * each after that resource's step is done (@pulumi/pulumi 3.248.0 runtime/resource.js
+   * prepareResource, dependsOn.js getAllTransitivelyReferencedResourceURNs), so an unchanged
+   * release step is done only after its own host's nodejs or pm2 update.
    */
   after?: pulumi.Resource;
 };

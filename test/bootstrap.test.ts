@@ -8,7 +8,7 @@ import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { GITHUB_ENVIRONMENTS, githubClaim, type GithubEnvironment, type PolicyDocument } from '../infra/bootstrap/access';
+import { GITHUB_ENVIRONMENTS, githubClaim, permissionPolicy, type GithubEnvironment, type PolicyDocument } from '../infra/bootstrap/access';
 import { BOOTSTRAP_PROJECT, createBootstrap, parseBootstrapConfig } from '../infra/bootstrap/bootstrap';
 import { ROOT } from './support/db';
 import { MOCK_ACCOUNT_ID as ACCOUNT, runProgram, type RecordedResource } from './support/pulumi-mocks';
@@ -180,6 +180,12 @@ describe('what each role can do', () => {
     [{ what: "reset prod's database password", action: 'rds:ModifyDBInstance', resource: `arn:aws:rds:${REGION}:${ACCOUNT}:db:cemetery-prod-pg`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
     [{ what: "delete prod's host alarm", action: 'cloudwatch:DeleteAlarms', resource: `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:cemetery-prod-host-hardware`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
     [{ what: 'create an alarm tagged prod', action: 'cloudwatch:PutMetricAlarm', resource: `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:cemetery-prod-db-cpu`, context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
+    [{ what: 'create a load balancer tagged prod', action: 'elasticloadbalancing:CreateLoadBalancer', resource: `arn:aws:elasticloadbalancing:${REGION}:${ACCOUNT}:loadbalancer/app/cemetery-prod-alb/1`, context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
+    [{ what: "take prod's hosts out of its balancer", action: 'elasticloadbalancing:DeregisterTargets', resource: `arn:aws:elasticloadbalancing:${REGION}:${ACCOUNT}:targetgroup/cemetery-prod-web/1`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "delete dev's load balancer", action: 'elasticloadbalancing:DeleteLoadBalancer', resource: `arn:aws:elasticloadbalancing:${REGION}:${ACCOUNT}:loadbalancer/app/cemetery-dev-alb/1`, context: { 'aws:ResourceTag/Environment': 'dev' } }, ['dev']],
+    [{ what: 'request a certificate tagged prod', action: 'acm:RequestCertificate', resource: '*', context: { 'aws:RequestTag/Environment': 'prod' } }, ['production']],
+    [{ what: "delete prod's certificate", action: 'acm:DeleteCertificate', resource: `arn:aws:acm:${REGION}:${ACCOUNT}:certificate/1`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
+    [{ what: "create ELB's service-linked role (the first load balancer)", action: 'iam:CreateServiceLinkedRole', resource: `arn:aws:iam::${ACCOUNT}:role/aws-service-role/elasticloadbalancing.amazonaws.com/AWSServiceRoleForElasticLoadBalancing`, context: { 'iam:AWSServiceName': 'elasticloadbalancing.amazonaws.com' } }, ['dev', 'staging', 'production']],
     [{ what: "subscribe to prod's alert topic", action: 'sns:Subscribe', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:cemetery-prod-alerts`, context: { 'aws:ResourceTag/Environment': 'prod' } }, ['production']],
     [{ what: "delete staging's alert topic", action: 'sns:DeleteTopic', resource: `arn:aws:sns:${REGION}:${ACCOUNT}:cemetery-staging-alerts`, context: { 'aws:ResourceTag/Environment': 'staging' } }, ['staging']],
     [{ what: "read prod's state", action: 's3:GetObject', ...state('stacks/cemetery-backend/prod.json') }, ['production']],
@@ -230,8 +236,27 @@ describe('what each role can do', () => {
     console.log(printed.join('\n'));
   });
 
+  test("a role with DNS names changes those records and their certificates' ACM validation records, no other name", async () => {
+    const policy = permissionPolicy({ environment: 'production', state: { arn: 'arn:aws:s3:::state', project: 'cemetery-backend' }, keyArn: 'arn:aws:kms:eu-central-1:1:key/k', dnsNames: ['cemetery.example.org'] });
+    const change = async (...names: string[]) =>
+      decide({
+        identityPolicies: [{ name: 'cemetery-deploy', policy }],
+        request: {
+          principal: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-production`,
+          action: 'route53:ChangeResourceRecordSets',
+          resource: { accountId: ACCOUNT, resource: 'arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ' },
+          contextVariables: { 'route53:ChangeResourceRecordSetsNormalizedRecordNames': names },
+        },
+      });
+    expect(await change('cemetery.example.org')).toBe('Allowed');
+    expect(await change('cemetery.example.org', '_a79865eb4cd1a6ab990a45779b4e0b96.cemetery.example.org')).toBe('Allowed');
+    expect(await change('www.cemetery.example.org')).toBe('ImplicitlyDenied');
+    expect(await change('cemetery.example.org', 'example.org')).toBe('ImplicitlyDenied');
+    expect(await change('_x.example.org')).toBe('ImplicitlyDenied');
+  });
+
   test('the preview role writes nothing at all (a preview takes no lock)', () => {
-    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|^cloudwatch:(Put|Delete|Tag|Untag)|^sns:(Create|Delete|Set|Subscribe|Unsubscribe|Tag|Untag)|Encrypt|GenerateDataKey/.test(a));
+    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|^elasticloadbalancing:\*|^acm:(Request|Delete|Add|Remove)|^cloudwatch:(Put|Delete|Tag|Untag)|^sns:(Create|Delete|Set|Subscribe|Unsubscribe|Tag|Untag)|Encrypt|GenerateDataKey/.test(a));
     expect(writes).toEqual([]);
   });
 

@@ -108,7 +108,9 @@ export const lockObjects = ({ arn, project }: StateBucket, stacks: string) => `$
  */
 const ALARM_ACTIONS = ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:TagResource', 'cloudwatch:UntagResource'];
 const TOPIC_ACTIONS = ['sns:CreateTopic', 'sns:DeleteTopic', 'sns:SetTopicAttributes', 'sns:Subscribe', 'sns:Unsubscribe', 'sns:TagResource', 'sns:UntagResource'];
-const DEPLOY_ACTIONS = ['ec2:*', 'rds:*', ...ALARM_ACTIONS, ...TOPIC_ACTIONS];
+/** A fleet's load balancer (infra/balancer.ts), and its certificate: tagged like the rest. */
+const BALANCER_ACTIONS = ['elasticloadbalancing:*', 'acm:RequestCertificate', 'acm:DeleteCertificate', 'acm:AddTagsToCertificate', 'acm:RemoveTagsFromCertificate'];
+const DEPLOY_ACTIONS = ['ec2:*', 'rds:*', ...ALARM_ACTIONS, ...TOPIC_ACTIONS, ...BALANCER_ACTIONS];
 /** What reads another environment's secrets from a host without touching it. */
 const HOST_DATA_READS = ['ec2:DescribeInstanceAttribute', 'ec2:GetConsoleOutput', 'ec2:GetConsoleScreenshot', 'ec2:GetLaunchTemplateData'];
 
@@ -149,6 +151,9 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
         'sns:GetTopicAttributes',
         'sns:GetSubscriptionAttributes',
         'sns:ListTagsForResource',
+        'elasticloadbalancing:Describe*',
+        'acm:DescribeCertificate',
+        'acm:ListTagsForCertificate',
       ],
       Resource: '*',
     },
@@ -175,13 +180,13 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
       { Sid: 'LockState', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: lockObjects(state, access.stacks) },
       { Sid: 'Deploy', Effect: 'Allow', Action: DEPLOY_ACTIONS, Resource: '*' },
       // Service-linked roles, and nothing else in IAM: the first database needs RDS's; the first alarm with an EC2 action (recover, reboot) CloudWatch's,
-      // AWSServiceRoleForCloudWatchEvents (PutMetricAlarm: "iam:CreateServiceLinkedRole for all alarms with EC2 actions").
+      // AWSServiceRoleForCloudWatchEvents (PutMetricAlarm: "iam:CreateServiceLinkedRole for all alarms with EC2 actions"); the first load balancer ELB's.
       {
         Sid: 'ServiceLinkedRoles',
         Effect: 'Allow',
         Action: 'iam:CreateServiceLinkedRole',
         Resource: '*',
-        Condition: { StringEquals: { 'iam:AWSServiceName': ['rds.amazonaws.com', 'events.amazonaws.com'] } },
+        Condition: { StringEquals: { 'iam:AWSServiceName': ['rds.amazonaws.com', 'events.amazonaws.com', 'elasticloadbalancing.amazonaws.com'] } },
       },
     );
     if (dnsNames.length) {
@@ -190,7 +195,8 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
         Effect: 'Allow',
         Action: 'route53:ChangeResourceRecordSets',
         Resource: 'arn:aws:route53:::hostedzone/*',
-        Condition: { 'ForAllValues:StringEquals': { 'route53:ChangeResourceRecordSetsNormalizedRecordNames': [...dnsNames] } },
+        // The names themselves, and ACM's validation records of their certificates (_<hash>.<name>).
+        Condition: { 'ForAllValues:StringLike': { 'route53:ChangeResourceRecordSetsNormalizedRecordNames': dnsNames.flatMap((n) => [n, `_*.${n}`]) } },
       });
     }
   } else {
