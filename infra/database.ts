@@ -1,9 +1,8 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import * as random from '@pulumi/random';
+import { DATABASE_NAME, DATABASE_USER } from './host-layout';
 
-export const DATABASE_NAME = 'cemetery';
-export const DATABASE_USER = 'cemetery';
 export const POSTGRES_PORT = 5432;
 
 export type DatabaseArgs = {

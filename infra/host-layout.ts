@@ -19,3 +19,10 @@ export const HOST_PATHS = {
 
 /** A release's id: `r-` and 12 hex digits of its content (host-steps.ts releaseId). */
 export const RELEASE_ID_PATTERN = /^r-[0-9a-f]{12}$/;
+
+/** The app's database and its owner, on the host (databaseMode onHost) and in RDS alike. */
+export const DATABASE_NAME = 'cemetery';
+export const DATABASE_USER = 'cemetery';
+
+/** A word as the remote shell must see it: quoted unless it is plainly safe (ssh joins words with spaces, the login shell splits them). */
+export const shellQuote = (word: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);

@@ -10,8 +10,7 @@ import path from 'node:path';
 import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
 import { balanced, type StackConfig } from './config';
-import { DATABASE_NAME, DATABASE_USER } from './database';
-import { HOST_PATHS } from './host-layout';
+import { DATABASE_NAME, DATABASE_USER, HOST_PATHS, shellQuote } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
 import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
@@ -38,7 +37,7 @@ export const HOST_LAYOUT = {
 };
 
 /** Single-quotes a word for a POSIX shell. */
-export const shellQuote = (word: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+export { shellQuote };
 
 export function listFiles(dir: string): string[] {
   return readdirSync(dir)

@@ -7,9 +7,7 @@
  */
 import { METRICS } from '../../app/src/metrics';
 import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
-import { DATABASE_NAME } from '../../infra/database';
-import { HOST_PATHS, RELEASE_ID_PATTERN } from '../../infra/host-layout';
-import { shellQuote } from '../../infra/host-steps';
+import { DATABASE_NAME, HOST_PATHS, RELEASE_ID_PATTERN, shellQuote } from '../../infra/host-layout';
 
 export class UsageError extends Error {}
 
