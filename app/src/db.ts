@@ -111,6 +111,32 @@ export async function pingDatabase(pool: pg.Pool): Promise<void> {
   await pool.query('SELECT 1');
 }
 
+/**
+ * pingDatabase, one query shared by every caller while it runs, and its outcome (ready, or the error)
+ * reused for `freshMs` after it: /readyz is never rate limited (a balancer's health checks must not
+ * be), so a flood of it must not become a flood of queries, nor of connection attempts while the
+ * database is away. An outage or a recovery shows at most `freshMs` late.
+ */
+export function sharedPing(pool: pg.Pool, freshMs = 1000): () => Promise<void> {
+  let inFlight: Promise<void> | undefined;
+  let last: { until: number; error?: unknown } = { until: 0 };
+  return () => {
+    if (Date.now() < last.until) return last.error === undefined ? Promise.resolve() : Promise.reject(last.error);
+    inFlight ??= pingDatabase(pool).then(
+      () => {
+        last = { until: Date.now() + freshMs };
+        inFlight = undefined;
+      },
+      (error: unknown) => {
+        last = { until: Date.now() + freshMs, error };
+        inFlight = undefined;
+        throw error;
+      },
+    );
+    return inFlight;
+  };
+}
+
 /** Which of `names` node-pg-migrate has not recorded as applied (all of them before its first run). */
 export async function pendingMigrations(pool: pg.Pool, names: string[]): Promise<string[]> {
   const table = await pool.query(`SELECT to_regclass('public.pgmigrations') AS t`);

@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from 'fastify';
 import { requireTokens } from './auth';
 import { DEFAULT_LIMITS, type Limits } from './config';
-import { pendingMigrations, pingDatabase, type Pool } from './db';
+import { pendingMigrations, sharedPing, type Pool } from './db';
 import type { ReleaseInfo } from './release';
 import { errorHandler, schemaErrorFormatter } from './errors';
 import { postgresRateLimitStore } from './rate-limit-store';
@@ -100,10 +100,11 @@ export function buildServer({ pool, release, requiredMigrations = [], logger, li
 
   // Migrations are applied before a release switches and never un-applied while it serves: check until they are there once.
   let migrationsApplied = requiredMigrations.length === 0;
+  const ping = sharedPing(pool);
   app.get('/readyz', uncounted, async (req, reply) => {
     if (lifecycle.draining) return reply.status(503).send({ status: 'draining' });
     try {
-      await pingDatabase(pool);
+      await ping();
     } catch (err) {
       req.log.warn({ err: (err as Error).message }, 'readiness: database unreachable');
       return reply.status(503).send({ status: 'unavailable', reason: 'database unreachable' });
