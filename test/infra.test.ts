@@ -2,6 +2,7 @@
 import { shippedMigrations } from '../app/src/release';
 import { snapshotSlug } from '../infra/database';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
@@ -143,6 +144,13 @@ describe.each(Object.keys(STACKS))('stack %s', (stack) => {
     expect(outputs.databaseUrl.secret).toBe(true);
     expect(outputs.databaseUrl.value).toContain(MOCK_PASSWORD);
   });
+});
+
+test('infra/index.ts exports every output the stacks have: what `pulumi stack output` shows', () => {
+  const exported = [...readFileSync(path.join(__dirname, '..', 'infra', 'index.ts'), 'utf8').matchAll(/^export const (\w+) = stack\.(\w+);$/gm)];
+  for (const [, name, from] of exported) expect(name).toBe(from);
+  const outputs = new Set(Object.values(runs).flatMap((r) => Object.keys(r.outputs)));
+  expect(exported.map(([, name]) => name).sort()).toEqual([...outputs].sort());
 });
 
 // How Pulumi marks a secret value in resource inputs.
