@@ -34,6 +34,14 @@ const runs: Record<string, Awaited<ReturnType<typeof runProgram>>> = {};
 const hostsOf = (stack: string) => (stack === 'staging-shared' ? 0 : parseProjectConfig(withUserSecrets(STACKS[stack]), stack).hosts);
 /** Prod as one host in front of itself (hosts 1): Caddy holds the certificate, from Let's Encrypt. */
 const PROD_ONE_HOST = { 'cemetery-backend:hosts': '1', 'cemetery-backend:acmeEmail': 'ops@example.org' };
+const variants = new Map<string, ReturnType<typeof runProgram>>();
+/** A stack file's program with some keys changed, run once per distinct config (the tests only read a run). */
+const runWith = (stack: string, overrides: Record<string, string>) => {
+  const config = { ...withUserSecrets(STACKS[stack]), ...overrides };
+  const key = `${stack} ${JSON.stringify(config)}`;
+  if (!variants.has(key)) variants.set(key, runProgram(stack, config));
+  return variants.get(key)!;
+};
 
 beforeAll(async () => {
   for (const [stack, config] of Object.entries(STACKS)) {
@@ -335,7 +343,7 @@ describe('the front door: the proxy, the host key, the web ports', () => {
   const step = (stack: string, name: string) => ofType(runs[stack].resources, 'command:remote:Command').find((c) => c.name === `cemetery-${stack === 'local' ? 'dev' : stack}-${name}`)!;
 
   test('the host opens SSH to its ranges and the proxy to the world (behind a balancer: to the balancer alone), never the app port', async () => {
-    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST });
+    const { resources } = await runWith('prod', PROD_ONE_HOST);
     expect(ingress(resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from 0.0.0.0/0', '443-443 from 0.0.0.0/0']);
     expect(ingress(runs.prod.resources)).toEqual(['22-22 from 198.51.100.0/28', '80-80 from cemetery-prod-alb-sg-id']);
     // No domain: plain HTTP on 80 only.
@@ -348,7 +356,7 @@ describe('the front door: the proxy, the host key, the web ports', () => {
     expect(step('prod', 'release').inputs.stdin.value).toMatch(/^PUBLIC_READS=true$/m);
     const flag = `MAINTENANCE_FLAG=${HOST_LAYOUT.maintenanceFlag}`;
     expect(step('prod', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ${flag} 'BALANCER_RANGES=10\\.40\\.0\\.0/24 10\\.40\\.1\\.0/24'$`));
-    const oneHost = (await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST })).resources.find((r) => r.name === 'cemetery-prod-proxy')!;
+    const oneHost = (await runWith('prod', PROD_ONE_HOST)).resources.find((r) => r.name === 'cemetery-prod-proxy')!;
     expect(oneHost.inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme DOMAIN=cemetery\\.example\\.org ACME_EMAIL=ops@example\\.org ${flag}$`));
     expect(step('dev', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=acme ${flag}$`));
     expect(step('local', 'proxy').inputs.create).toMatch(new RegExp(`proxy\\.sh APP_PORT=3000 ISSUER=internal DOMAIN=cemetery\\.test ${flag}$`));
@@ -387,7 +395,7 @@ describe('the front door: the proxy, the host key, the web ports', () => {
   });
 
   test('a Route 53 zone gets an A record for the domain at the host address (one host); none without a zone', async () => {
-    const { resources } = await runProgram('prod', { ...withUserSecrets(STACKS.prod), ...PROD_ONE_HOST });
+    const { resources } = await runWith('prod', PROD_ONE_HOST);
     expect(ofType(resources, 'aws:route53/record:Record').map((r) => r.inputs)).toEqual([
       { zoneId: 'Z0123456789ABCDEFGHIJ', name: 'cemetery.example.org', type: 'A', ttl: 300, records: [MOCK_PUBLIC_IP] },
     ]);
@@ -735,8 +743,11 @@ describe('staging stacks share one network', () => {
 });
 
 describe('several hosts behind a load balancer (hosts)', () => {
-  const fleet = (stack: 'dev' | 'prod', hosts: number, extra: Record<string, string> = {}) =>
-    runProgram(stack, { ...withUserSecrets(STACKS[stack]), 'cemetery-backend:hosts': String(hosts), ...(stack === 'prod' && hosts === 1 ? PROD_ONE_HOST : {}), ...extra });
+  // The stack file's own number of hosts is its run from beforeAll.
+  const fleet = async (stack: 'dev' | 'prod', hosts: number, extra: Record<string, string> = {}) =>
+    hosts === hostsOf(stack) && !Object.keys(extra).length
+      ? runs[stack]
+      : runWith(stack, { 'cemetery-backend:hosts': String(hosts), ...(stack === 'prod' && hosts === 1 ? PROD_ONE_HOST : {}), ...extra });
   const names = (resources: RecordedResource[], type: string) => ofType(resources, type).map((r) => r.name);
 
   test.each([
