@@ -626,23 +626,29 @@ describe('releases', () => {
     const retain = stack.stackConfig.logrotateRetain;
     // Older rotations, as earlier days would have left them.
     await asApp(['01', '02', '03', '04', '05'].map((d) => `echo old > ${logs}/out__2020-01-${d}_00-00-00.log.gz`).join('; '));
+    // What was rotated before the flood is not the flood's: the daily rotation (rotateInterval, at midnight) may have
+    // run during the tier, and may even take a part of the flood into a file of its own if midnight falls inside it.
+    const before = new Set((await root(`ls ${logs}`)).trim().split('\n'));
     const started = Date.now();
-    await asApp(`head -c 11250000 /dev/urandom | base64 >> ${logs}/out.log`);
-    // The .gz appears when the rotation starts; out.log is emptied when it is done.
+    // Made first, then appended in one go: a check of pm2-logrotate's (every 30 s) in the middle of a slow write would
+    // rotate part of it (and truncate what came in meanwhile).
+    await stack.appScript(`set -e\nflood=$(mktemp)\nhead -c 11250000 /dev/urandom | base64 >"$flood"\ncat "$flood" >>${logs}/out.log\nrm "$flood"\n`);
+    const paths = (files: string[]) => files.map((f) => `${logs}/${f}`).join(' ');
+    // The .gz appears when the rotation starts and grows while it compresses; out.log is emptied when it is done.
     const rotated = await waitUntil('out.log rotated into a gzipped file', async () => {
       const files = (await root(`ls ${logs}`)).trim().split('\n');
-      const fresh = files.filter((f) => /^out__\d{4}-\d\d-\d\d_.*\.log\.gz$/.test(f) && !f.startsWith('out__2020'));
+      const fresh = files.filter((f) => /^out__\d{4}-\d\d-\d\d_.*\.log\.gz$/.test(f) && !before.has(f));
       const size = Number((await root(`stat -c %s ${logs}/out.log`)).trim());
-      return fresh.length && size < 10000000 ? { files, fresh } : undefined;
+      const compressed = fresh.length ? Number((await root(`cat ${paths(fresh)} | wc -c`)).trim()) : 0;
+      return fresh.length && size < 10000000 && compressed > 10000000 ? { files, fresh, compressed } : undefined;
       // Generous: gzip under emulation on a busy machine is slow; the figure goes to the report.
     }, { timeoutMs: 300000, intervalMs: 2000 });
     report.logFlood = { rotatedAfterSeconds: seconds(started), files: rotated.files };
-    const gz = `${logs}/${rotated.fresh[0]}`;
-    // The whole flood is in it. (pm2-logrotate 2.7.0 can leave bytes after the gzip stream, which gzip reports and skips.)
-    expect(Number((await root(`gzip -dc ${gz} 2>/dev/null | wc -c`)).trim())).toBeGreaterThanOrEqual(15000000);
-    const size = Number((await root(`stat -c %s ${gz}`)).trim());
-    expect(size).toBeGreaterThan(10000000); // base64 of random bytes gzips to about 3/4
-    expect(size).toBeLessThan(15000000);
+    // The whole flood is in them. (pm2-logrotate 2.7.0 can leave bytes after the gzip stream, which gzip reports and skips.)
+    expect(Number((await root(`for f in ${paths(rotated.fresh)}; do gzip -dc "$f" 2>/dev/null; done | wc -c`)).trim())).toBeGreaterThanOrEqual(15000000);
+    // base64 of random bytes gzips to about 3/4.
+    expect(rotated.compressed).toBeGreaterThan(10000000);
+    expect(rotated.compressed).toBeLessThan(15000000);
     await waitUntil('old rotations removed', async () => (await root(`ls ${logs}`)).trim().split('\n').filter((f) => f.startsWith('out__')).length <= retain, { timeoutMs: 180000, intervalMs: 2000 });
     expect((await root(`ls ${logs}`)).trim().split('\n')).not.toContain('out__2020-01-01_00-00-00.log.gz');
   });

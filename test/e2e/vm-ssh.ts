@@ -41,6 +41,8 @@ export function ssh(t: SshTarget, command: string, stdin?: string, opts: { fresh
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`ssh ${command} exited ${code}:\n${stdout}${stderr}`))));
-    child.stdin.end(stdin ?? '');
+    // An ssh that gives up at once (the host rebooting refuses the connection) may be gone before its stdin is
+    // written: that EPIPE is the same failure its exit code reports, not one of its own.
+    child.stdin.on('error', () => {}).end(stdin ?? '');
   });
 }
