@@ -36,9 +36,6 @@ export const HOST_LAYOUT = {
   logrotateVersion: hostPackageVersion('pm2-logrotate-module', 'pm2-logrotate'),
 };
 
-/** Single-quotes a word for a POSIX shell. */
-export { shellQuote };
-
 export function listFiles(dir: string): string[] {
   return readdirSync(dir)
     .sort()

@@ -8,7 +8,6 @@ export type NetworkArgs = {
   publicZones?: 1 | 2;
 };
 
-
 /**
  * The tag that marks the long-lived shared staging network (stack
  * staging-shared, `network: provideShared`); staging stacks find it by this tag.
