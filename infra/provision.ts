@@ -39,7 +39,20 @@ export type ProvisioningArgs = {
    * release step is done only after its own host's nodejs or pm2 update.
    */
   after?: pulumi.Resource;
+  /** The release every host runs (currentRelease: built once for the whole stack). */
+  releaseId: string;
 };
+
+/** The release built from the sources as they are now, once for every host (a preview shows the id that will deploy). */
+export function currentRelease(): string {
+  try {
+    const release = builtRelease();
+    if (release.rebuilt.length) pulumi.log.info(`built ${release.rebuilt.join(' and ')} from the sources: they changed since the last build`);
+    return release.id;
+  } catch (err) {
+    throw new pulumi.RunError((err as Error).message);
+  }
+}
 
 export class Provisioning extends pulumi.ComponentResource {
   readonly releaseId: string;
@@ -63,14 +76,7 @@ export class Provisioning extends pulumi.ComponentResource {
       perDialTimeout: 10,
     };
 
-    try {
-      // The release is built from the sources as they are now (a preview shows the id that will deploy).
-      const release = builtRelease();
-      if (release.rebuilt.length) pulumi.log.info(`built ${release.rebuilt.join(' and ')} from the sources: they changed since the last build`, this);
-      this.releaseId = release.id;
-    } catch (err) {
-      throw new pulumi.RunError((err as Error).message);
-    }
+    this.releaseId = args.releaseId;
     const layout = provisioningLayout(args.user, this.releaseId);
     const beforeMigrations = args.beforeMigrations?.(shippedMigrations(path.join(APP_DIST_DIR, 'migrations')).at(-1));
     const previousHost = args.after ? [args.after] : [];

@@ -6,7 +6,7 @@ import { balanced, parseProjectConfig, StackConfigError, vcpusOfInstanceType, ty
 import { Database } from './database';
 import { Host, machineName } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
-import { Provisioning } from './provision';
+import { currentRelease, Provisioning } from './provision';
 import { knownHostsFile, knownHostsLine, sshCommandWords } from './ssh-access';
 import { baseTags } from './tags';
 
@@ -64,8 +64,9 @@ function createAppStack(cfg: StackConfig) {
   const keyless = cfg.sshPrivateKey === undefined;
   // Canary first: the first host releases (and applies the migrations) before any other; each next host
   // changes only once the one before serves the release, so a release refused on a host stops the rollout there.
+  const releaseId = currentRelease();
   let previousRelease: pulumi.Resource | undefined;
-  const provisionings = fleet.machines.map((machine, i) => {
+  fleet.machines.forEach((machine, i) => {
     const provisioning = new Provisioning(
       machineName(name, i),
       {
@@ -83,13 +84,13 @@ function createAppStack(cfg: StackConfig) {
         databaseCa: database.ca,
         beforeMigrations: i === 0 && cfg.snapshotBeforeMigrations ? (newest) => database.snapshotBefore(newest) : undefined,
         after: previousRelease,
+        releaseId,
       },
       // `transformations` run in the SDK (mocks included); they reach the component's children.
       keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
     );
     fleet.balancer?.attach(i, machine.id, provisioning.release);
     previousRelease = provisioning.release;
-    return provisioning;
   });
 
   const alarms =
@@ -130,7 +131,7 @@ function createAppStack(cfg: StackConfig) {
     /** RDS: the instance's identifier, what another stack's restoreSourceDatabase names. */
     databaseIdentifier: database.identifier,
     databaseUrl: database.url,
-    releaseId: provisionings[0].releaseId,
+    releaseId,
     /** target aws: the alarms' SNS topic (subscribe more than alertEmail to it). */
     alertTopicArn: alarms?.topicArn,
   };
