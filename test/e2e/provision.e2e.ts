@@ -634,22 +634,29 @@ describe('releases', () => {
     // rotate part of it (and truncate what came in meanwhile).
     await stack.appScript(`set -e\nflood=$(mktemp)\nhead -c 11250000 /dev/urandom | base64 >"$flood"\ncat "$flood" >>${logs}/out.log\nrm "$flood"\n`);
     const paths = (files: string[]) => files.map((f) => `${logs}/${f}`).join(' ');
-    // The .gz appears when the rotation starts and grows while it compresses; out.log is emptied when it is done.
+    // Each new .gz: its size, and how many bytes it decompresses to (gzip goes on past the bytes pm2-logrotate 2.7.0
+    // can leave after a gzip stream, and stops short of an unfinished one). A script: its $variables are its own.
+    const gzSizes = async (files: string[]) =>
+      (await stack.rootScript(`for f in ${paths(files)}; do echo "$(stat -c %s "$f") $(gzip -dc "$f" 2>/dev/null | wc -c)"; done`))
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ').map(Number) as [number, number]);
+    // Done when out.log was emptied and one new .gz holds the whole flood. pm2-logrotate 2.7.0 rotates again a file
+    // whose compression outlasts its 30 s check (app.js: nothing marks a rotation in progress), so a slow machine can
+    // leave two files of the same lines: the test counts them and asserts neither how many nor their total.
     const rotated = await waitUntil('out.log rotated into a gzipped file', async () => {
       const files = (await root(`ls ${logs}`)).trim().split('\n');
       const fresh = files.filter((f) => /^out__\d{4}-\d\d-\d\d_.*\.log\.gz$/.test(f) && !before.has(f));
       const size = Number((await root(`stat -c %s ${logs}/out.log`)).trim());
-      const compressed = fresh.length ? Number((await root(`cat ${paths(fresh)} | wc -c`)).trim()) : 0;
-      return fresh.length && size < 10000000 && compressed > 10000000 ? { files, fresh, compressed } : undefined;
+      if (!fresh.length || size >= 10000000) return undefined;
+      const whole = (await gzSizes(fresh)).find(([, plain]) => plain >= 15000000);
+      return whole ? { files, fresh, compressed: whole[0], plain: whole[1] } : undefined;
       // Generous: gzip under emulation on a busy machine is slow; the figure goes to the report.
-    }, { timeoutMs: 300000, intervalMs: 2000 });
-    report.logFlood = { rotatedAfterSeconds: seconds(started), files: rotated.files };
-    // The whole flood is in them. (pm2-logrotate 2.7.0 can leave bytes after the gzip stream, which gzip reports and skips.)
-    // (root's command is in double quotes for the login shell: no $variables in it.) gzip goes on to the next file after such bytes.
-    expect(Number((await root(`gzip -dc ${paths(rotated.fresh)} 2>/dev/null | wc -c`)).trim())).toBeGreaterThanOrEqual(15000000);
-    // base64 of random bytes gzips to about 3/4.
-    expect(rotated.compressed).toBeGreaterThan(10000000);
-    expect(rotated.compressed).toBeLessThan(15000000);
+    }, { timeoutMs: 300000, intervalMs: 5000 });
+    report.logFlood = { rotatedAfterSeconds: seconds(started), files: rotated.files, rotations: rotated.fresh.length };
+    // Compressed: base64 of random bytes gzips to about 3/4.
+    expect(rotated.compressed / rotated.plain).toBeGreaterThan(0.6);
+    expect(rotated.compressed / rotated.plain).toBeLessThan(0.85);
     await waitUntil('old rotations removed', async () => (await root(`ls ${logs}`)).trim().split('\n').filter((f) => f.startsWith('out__')).length <= retain, { timeoutMs: 180000, intervalMs: 2000 });
     expect((await root(`ls ${logs}`)).trim().split('\n')).not.toContain('out__2020-01-01_00-00-00.log.gz');
   });
