@@ -69,3 +69,24 @@ test('a connection closed once its answer has begun is a failure, not resent', a
   expect(Object.keys(result.failures)).toEqual(['ECONNRESET']);
   expect(result.resent).toEqual({});
 });
+
+test('the retry goes out on a new connection, never on another kept-alive one (which a reload may be closing too)', async () => {
+  // Each connection's second request finds it closed. With two connections pausing between requests, the other one
+  // is usually idle in the pool when a request is reset: a retry sent on it would be that connection's second
+  // request, and be reset too.
+  // The very first answer comes 50 ms late, so the two connections take turns instead of going in step.
+  let first = true;
+  const srv = await server((req, res, n) => {
+    if (first) return ((first = false), setTimeout(() => ok(req, res, n), 50));
+    return n === 2 ? req.socket.destroy() : ok(req, res, n);
+  });
+  try {
+    const load = startLoad(srv.url, ['/'], { connections: 2, pauseMs: 100 });
+    await waitUntil('40 requests', () => load.requests >= 40, { timeoutMs: 30000, intervalMs: 20 });
+    const result = await load.stop();
+    expect(result.failures).toEqual({});
+    expect(result.resent.ECONNRESET ?? 0).toBeGreaterThanOrEqual(8);
+  } finally {
+    await srv.stop();
+  }
+});

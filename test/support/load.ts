@@ -12,7 +12,9 @@
  *
  * One retry, as browsers and curl make it: a GET sent on a kept-alive
  * connection that the server closed before any answer (ECONNRESET, EPIPE) is
- * sent again once, and counted in `resent`. A server closes idle connections
+ * sent again once, on a new connection, and counted in `resent`. (Sent again
+ * on another kept-alive connection, it could meet the same close: a Caddy
+ * reload closes every idle connection at once. CI run 34, 2026-11-30.) A server closes idle connections
  * whenever it likes, and a request can cross that close on the wire (RFC 9112
  * §9.3.1; RFC 9110 §9.2.2 lets clients resend idempotent requests then). Caddy
  * does it on every config reload: its App.Stop calls Go's
@@ -86,6 +88,8 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
   const base = new URL(baseUrl);
   const tls = base.protocol === 'https:';
   const agent = tls ? new https.Agent({ keepAlive: true, maxSockets: connections, ca, servername: host }) : new http.Agent({ keepAlive: true, maxSockets: connections });
+  // The retry's: a connection of its own each time.
+  const fresh = tls ? new https.Agent({ keepAlive: false, ca, servername: host }) : new http.Agent({ keepAlive: false });
   const started = Date.now();
   const result: LoadResult = { requests: 0, ok: 0, failures: {}, failed: 0, firstFailures: [], resent: {}, startedAt: started, statusCodes: {}, releases: {}, seconds: 0 };
   let stopped = false;
@@ -105,7 +109,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
       const send = (mayResend: boolean) => {
         let answered = false;
         const req = (tls ? https : http).request(
-          { host: base.hostname, port: base.port, path: urlPath, agent, headers: host ? { host } : {}, timeout: timeoutSeconds * 1000, ...(tls && host ? { servername: host } : {}) },
+          { host: base.hostname, port: base.port, path: urlPath, agent: mayResend ? agent : fresh, headers: host ? { host } : {}, timeout: timeoutSeconds * 1000, ...(tls && host ? { servername: host } : {}) },
           (res) => {
             answered = true;
             let body = '';
@@ -161,6 +165,7 @@ export function startLoad(baseUrl: string, paths: string[], opts: LoadOptions = 
       running.delete(handle);
       await Promise.all(clients);
       agent.destroy();
+      fresh.destroy();
       result.seconds = tenths(Date.now() - started);
       return result;
     },
