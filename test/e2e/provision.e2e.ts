@@ -630,9 +630,11 @@ describe('releases', () => {
     // run during the tier, and may even take a part of the flood into a file of its own if midnight falls inside it.
     const before = new Set((await root(`ls ${logs}`)).trim().split('\n'));
     const started = Date.now();
-    // Made first, then appended in one go: a check of pm2-logrotate's (every 30 s) in the middle of a slow write would
-    // rotate part of it (and truncate what came in meanwhile).
-    await stack.appScript(`set -e\nflood=$(mktemp)\nhead -c 11250000 /dev/urandom | base64 >"$flood"\ncat "$flood" >>${logs}/out.log\nrm "$flood"\n`);
+    // Appended while pm2-logrotate is stopped: one of its checks (every 30 s) in the middle of the append would rotate
+    // part of it and truncate the rest as it came (copy-then-truncate), which no single file would then hold, and an
+    // emulated host on a busy machine can take seconds over the append (CI run 37 waited 300 s for a whole file).
+    // Started again, the module checks 30 s later and finds the flood whole.
+    await stack.appScript(`set -e\nflood=$(mktemp)\nhead -c 11250000 /dev/urandom | base64 >"$flood"\npm2 stop pm2-logrotate >/dev/null\ncat "$flood" >>${logs}/out.log\npm2 restart pm2-logrotate >/dev/null\nrm "$flood"\n`);
     const paths = (files: string[]) => files.map((f) => `${logs}/${f}`).join(' ');
     // Each new .gz: its size, and how many bytes it decompresses to (gzip goes on past the bytes pm2-logrotate 2.7.0
     // can leave after a gzip stream, and stops short of an unfinished one). A script: its $variables are its own.
