@@ -817,12 +817,13 @@ describe('releases', () => {
     expect(shown).toContain('[release]');
     for (const secret of [MOCK_PASSWORD, ...tokensMade]) expect(shown).not.toContain(secret);
     // The password goes to grep on stdin (-f -): a command line holding it would land in sudo's log, the journal.
+    // (Through the journal's pipe, grep takes its patterns from the ssh session's stdin, fd 3: -f - would read the pipe.)
     const grep = (args: string) => ssh(stack.target, `sudo sh -c 'grep ${args} -f - || true'`, `${MOCK_PASSWORD}\n`);
     const files = (await grep('-rlF --binary-files=text /srv /home /etc /var /tmp /root /run /opt 2>/dev/null')).trim().split('\n').filter(Boolean);
     expect(files).toEqual([`${appHome}/shared/app.env`]);
     expect((await root(`stat -c '%a %U:%G' ${appHome}/shared/app.env`)).trim()).toBe(`640 root:${appUser}`);
     expect((await grep('-lF /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null')).trim()).toBe('');
-    expect((await ssh(stack.target, `sudo sh -c 'journalctl --no-pager | grep -cF -f - || true'`, `${MOCK_PASSWORD}\n`)).trim()).toBe('0');
+    expect((await ssh(stack.target, `sudo sh -c 'exec 3<&0; journalctl --no-pager | grep -cF -f /dev/fd/3 || true'`, `${MOCK_PASSWORD}\n`)).trim()).toBe('0');
     const [worker] = await stack.workers();
     expect(await asApp(`pm2 env ${worker.pm_id}`)).not.toContain(MOCK_PASSWORD);
   });
