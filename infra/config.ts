@@ -171,8 +171,19 @@ export type SchemaContext = {
   snapshotsSet?: boolean;
 };
 
-/** Why on-host PostgreSQL is not where a register that must survive belongs (yet). */
-const ON_HOST_UNSAFE = "on-host PostgreSQL has no backups, and its data dies with the host's disk (on AWS the root volume, deleted with the instance)";
+/** Why on-host PostgreSQL without backups is not where a register that must survive belongs. */
+const ON_HOST_UNSAFE = "on-host PostgreSQL without backupBucket has no backups, and its data dies with the host's disk (on AWS the root volume, deleted with the instance)";
+
+/**
+ * On-host backups (scripts/host/backups.sh): PostgreSQL switches to a new WAL segment at the latest this long after a
+ * commit (archive_timeout), and pgBackRest has it in the bucket before archive_command returns: a committed
+ * transaction is in the archive within BACKUP_RPO_SECONDS, the archiving's push included.
+ */
+export const BACKUP_ARCHIVE_TIMEOUT_SECONDS = 30;
+export const BACKUP_RPO_SECONDS = 60;
+
+/** Whether the stack's on-host PostgreSQL is backed up (to backupBucket, with pgBackRest). */
+export const onHostBackups = (c: { databaseMode: string; backupBucket?: string }) => c.databaseMode === 'onHost' && c.backupBucket !== undefined;
 
 /** An environment's default for every key that has one. */
 const defaultsOf = (env: Environment) => ({ ...DEFAULTS[env], ...COMMON_DEFAULTS });
@@ -233,6 +244,13 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         .optional(),
       restoreSourceDatabase: str('an RDS instance identifier').regex(RDS_IDENTIFIER, 'expected an RDS instance identifier such as cemetery-prod-pg-1a2b3c4').optional(),
       snapshotBeforeMigrations: bool.default(d.snapshotBeforeMigrations),
+      // On-host PostgreSQL's continuous backups (pgBackRest, WAL archived as it is written) to an S3 bucket you keep
+      // (README: Backups of on-host PostgreSQL). The credentials reach the host on stdin, never a command line.
+      backupBucket: str('an S3 bucket name').regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name such as cemetery-backups (3-63 lower-case letters, digits, dots and hyphens)').optional(),
+      backupS3Region: str('an AWS region such as eu-central-1').regex(/^[a-z0-9-]{2,32}$/, 'expected a region name such as eu-central-1').optional(),
+      backupS3Endpoint: str('host[:port]').regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected the S3 endpoint as host or host:port, no scheme (it is always https)').optional(),
+      backupS3AccessKeyId: str('an access key id').regex(/^[A-Za-z0-9]{3,128}$/, 'expected an access key id such as AKIA…').optional(),
+      backupS3SecretAccessKey: str('a secret access key (set it with --secret)').regex(/^\S{8,128}$/, 'expected a secret access key: 8-128 characters, no spaces').optional(),
       multiAz: bool.default(d.multiAz),
       deletionProtection: bool.default(d.deletionProtection),
       hosts: intIn(1, MAX_HOSTS).default(d.hosts),
@@ -348,14 +366,28 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       }
       // Each host's own PostgreSQL would be a register of its own.
       if (c.hosts > 1 && c.databaseMode !== 'rds') at('hosts', `${c.hosts} hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1`);
-      if (c.restoreFrom !== undefined && c.databaseMode !== 'rds') at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (restoreFrom works with databaseMode rds)`);
-      else if (c.restoreFrom !== undefined && c.restoreSourceDatabase === undefined) {
+      if (c.restoreFrom !== undefined && c.databaseMode !== 'rds' && !onHostBackups(c)) at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (set backupBucket, or use databaseMode rds)`);
+      else if (c.restoreFrom !== undefined && c.databaseMode === 'onHost' && c.restoreSourceDatabase !== undefined) {
+        at('restoreSourceDatabase', 'on-host PostgreSQL restores from its own backupBucket: remove restoreSourceDatabase (it names an RDS instance)');
+      } else if (c.restoreFrom !== undefined && c.databaseMode === 'rds' && c.restoreSourceDatabase === undefined) {
         at('restoreSourceDatabase', 'required with restoreFrom: the RDS instance whose backups to restore (its stack\'s databaseIdentifier output)');
       }
-      if (c.restoreSourceDatabase !== undefined && c.restoreFrom === undefined) at('restoreFrom', 'required with restoreSourceDatabase: latest, or a UTC time such as 2026-11-29T03:00:00Z');
+      if (c.restoreSourceDatabase !== undefined && c.restoreFrom === undefined && c.databaseMode === 'rds') at('restoreFrom', 'required with restoreSourceDatabase: latest, or a UTC time such as 2026-11-29T03:00:00Z');
       if (c.restoreFrom !== undefined && c.restoreFrom !== 'latest' && Date.parse(c.restoreFrom) > Date.now()) at('restoreFrom', 'is in the future: expected latest, or a time that has passed');
-      if (c.databaseMode === 'onHost' && backupRetentionSet) {
-        at('backupRetentionDays', `${ON_HOST_UNSAFE}, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds`);
+      if (c.databaseMode === 'onHost' && !onHostBackups(c) && backupRetentionSet) {
+        at('backupRetentionDays', `${ON_HOST_UNSAFE}, so backupRetentionDays would keep nothing: remove it, set backupBucket, or use databaseMode rds`);
+      }
+      if (onHostBackups(c) && c.backupRetentionDays < 1) at('backupRetentionDays', 'on-host backups keep their full backups this many days: expected 1 or more');
+      const s3Keys = ['backupS3Region', 'backupS3Endpoint', 'backupS3AccessKeyId', 'backupS3SecretAccessKey'] as const;
+      if (c.backupBucket !== undefined && c.databaseMode !== 'onHost') at('backupBucket', 'RDS keeps its own automated backups (backupRetentionDays): remove backupBucket, or use databaseMode onHost');
+      else if (c.backupBucket !== undefined && c.target === 'aws') {
+        at('backupBucket', 'not yet for target aws, where the stack is to create the bucket and an instance profile for it: use databaseMode rds there');
+      } else if (c.backupBucket !== undefined) {
+        if (!c.backupS3Region) at('backupS3Region', "required with backupBucket: the bucket's region, e.g. eu-central-1");
+        if (!c.backupS3AccessKeyId) at('backupS3AccessKeyId', 'required with backupBucket on target ssh: the access key of a user that may write only under this stack\'s prefix (README: Backups of on-host PostgreSQL)');
+        if (!preview && !c.backupS3SecretAccessKey) at('backupS3SecretAccessKey', 'required with backupBucket for pulumi up: pulumi config set --secret backupS3SecretAccessKey');
+      } else {
+        for (const key of s3Keys) if (c[key] !== undefined) at(key, 'describes where backupBucket is: set backupBucket too, or remove it');
       }
       if (c.databaseMode === 'onHost' && c.snapshotBeforeMigrations && snapshotsSet) {
         at('snapshotBeforeMigrations', 'RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds');
@@ -393,7 +425,7 @@ function deployKeyLockout(c: { sshPrivateKey?: string; sshPublicKey?: string; ss
 export class StackConfigError extends Error {}
 
 const JSON_KEYS = new Set(['sshAllowedCidrs']);
-const SECRET_KEYS = new Set(['sshPrivateKey']);
+const SECRET_KEYS = new Set(['sshPrivateKey', 'backupS3SecretAccessKey']);
 
 /**
  * Validates raw stack config (`key -> string`, as Pulumi stores it, without
@@ -466,14 +498,19 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   sshPrivateKey: 'required for `up`, `--secret`: the deploy key\'s private half; a preview runs without it',
   sshUser: 'the login `pulumi up` uses (Debian\'s AMI: `admin`)',
   network: '`own`; staging: `shared` (the shared network) or `provideShared` (stack `staging-shared`)',
-  databaseMode: '`rds` or `onHost` (no backups yet, so not prod)',
+  databaseMode: '`rds` or `onHost` (not prod; backed up with `backupBucket`)',
   rdsInstanceClass: 'the RDS class, `db.<family>.<size>`',
   postgresVersion: 'the PostgreSQL major, 14–17 (or a full version such as 17.6)',
   allocatedStorageGiB: 'GiB of RDS storage to start with, 20–65536',
   maxAllocatedStorageGiB: 'GiB RDS storage may grow to, 20–65536, at least `allocatedStorageGiB`',
-  backupRetentionDays: '0–35 days of RDS automated backups; prod ≥ 7; refused with `onHost`, where it would keep nothing',
-  restoreFrom: 'RDS only: create the database from `restoreSourceDatabase`\'s backups, `latest` or a UTC time (`2026-11-29T03:00:00Z`) (see Restoring the database)',
+  backupRetentionDays: '0–35 days of RDS automated backups, or of on-host full backups (`backupBucket`, 1–35); prod ≥ 7; refused with `onHost` without `backupBucket`, where it would keep nothing',
+  restoreFrom: 'create the database from backups, `latest` or a UTC time (`2026-11-29T03:00:00Z`): RDS from `restoreSourceDatabase`\'s; on-host from `backupBucket`, on a host whose database is still empty (see Restoring the database)',
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
+  backupBucket: '`onHost`, `target: ssh`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
+  backupS3Region: 'required with `backupBucket`: the bucket\'s region',
+  backupS3Endpoint: '`host` or `host:port` of an S3-compatible store, always HTTPS, addressed path-style; unset: AWS S3 in `backupS3Region`',
+  backupS3AccessKeyId: 'required with `backupBucket`: the access key pgBackRest signs with',
+  backupS3SecretAccessKey: 'required with `backupBucket` for `up`, `--secret`: its secret key (reaches the host on stdin, kept in root\'s pgBackRest file, readable by postgres only)',
   snapshotBeforeMigrations: 'RDS only: a manual snapshot before a release with a new migration, named after it and kept in AWS when the next one comes (see Restoring the database)',
   multiAz: '`true`: RDS keeps a standby in another availability zone',
   deletionProtection: '`true` or `false`; prod keeps it on (the database, and the load balancer)',

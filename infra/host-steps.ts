@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
-import { balanced, type StackConfig } from './config';
+import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, balanced, onHostBackups, type StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER, HOST_PATHS, shellQuote } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
@@ -126,7 +126,7 @@ export type HostStep = {
   script: string;
   args: Record<string, string | number | boolean>;
   /** Secret-bearing steps read their secret from stdin; their output is hidden unless `printsNoSecret`. */
-  stdin?: 'databasePassword' | 'appEnvironment';
+  stdin?: 'databasePassword' | 'appEnvironment' | 'backupCredentials';
   /** A step with a secret on stdin whose output is shown as it runs: it prints none (a VM test greps for them). */
   printsNoSecret?: true;
   /** Helpers from scripts/host the step runs besides its script and lib.sh (they are in its triggers). */
@@ -144,7 +144,7 @@ export type HostStep = {
  * (PostgreSQL, then Caddy: one apt at a time, the dpkg lock is the host's). The
  * release waits for both. On a first provisioning the packages take longest.
  */
-export function hostSteps(cfg: StackConfig, release: string, layout: ProvisioningLayout): HostStep[] {
+export function hostSteps(cfg: StackConfig, release: string, layout: ProvisioningLayout, stack: string): HostStep[] {
   const { appUser, appHome } = HOST_LAYOUT;
   const steps: HostStep[] = [
     { name: 'wait-for-host', script: 'wait-for-host.sh', args: cfg.target === 'aws' ? { METADATA_GUARD: METADATA_GUARD_TAG } : {} },
@@ -177,12 +177,14 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     },
   ];
   if (cfg.databaseMode === 'onHost') {
-    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword', after: ['app-user'] });
+    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword', after: ['app-user'], uses: ['postgres-lib.sh'] });
   }
+  if (onHostBackups(cfg)) steps.push(backupStep(cfg, stack));
+  const databaseStep = steps.at(-1)!.name;
   // Before the release: a failed release must not hold back a proxy change.
   steps.push({
     name: 'proxy',
-    after: [cfg.databaseMode === 'onHost' ? 'postgres' : 'app-user'],
+    after: [cfg.databaseMode === 'onHost' ? databaseStep : 'app-user'],
     script: 'proxy.sh',
     args: {
       APP_PORT: cfg.appPort,
@@ -220,6 +222,40 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
     reads: [`${uploadDir}/dist/server.js`, `${uploadDir}/dist/migrate.js`, `${uploadDir}/ecosystem.config.js`],
   });
   return steps;
+}
+
+/**
+ * Continuous backups of on-host PostgreSQL (scripts/host/backups.sh), and with restoreFrom a new host's database
+ * restored from them first: after the postgres step, before the proxy and the release (which migrates).
+ */
+function backupStep(cfg: StackConfig, stack: string): HostStep {
+  const [host, port = '443'] = (cfg.backupS3Endpoint ?? `s3.${cfg.backupS3Region}.amazonaws.com`).split(':');
+  return {
+    name: 'backups',
+    script: 'backups.sh',
+    args: {
+      STANZA: DATABASE_NAME,
+      S3_BUCKET: cfg.backupBucket!,
+      S3_ENDPOINT: host,
+      S3_PORT: port,
+      S3_REGION: cfg.backupS3Region!,
+      // S3-compatible stores are addressed by path; AWS by the bucket's own host name.
+      S3_URI_STYLE: host.endsWith('.amazonaws.com') ? 'host' : 'path',
+      // One prefix per stack: stacks may share a bucket, never a repository.
+      REPO_PATH: `/cemetery-backend/${stack}`,
+      RETENTION_DAYS: cfg.backupRetentionDays,
+      ARCHIVE_TIMEOUT: BACKUP_ARCHIVE_TIMEOUT_SECONDS,
+      DB_NAME: DATABASE_NAME,
+      DB_USER: DATABASE_USER,
+      AUDIT_LOG: HOST_LAYOUT.auditLog,
+      MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
+      ...(cfg.restoreFrom ? { RESTORE_FROM: cfg.restoreFrom } : {}),
+    },
+    stdin: 'backupCredentials',
+    // pgBackRest's progress and the restore's are shown as they happen; none prints a credential (a VM test checks).
+    printsNoSecret: true,
+    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-audit.sh'],
+  };
 }
 
 /**

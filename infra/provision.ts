@@ -108,12 +108,14 @@ DB_CONNECT_TIMEOUT_MS=${cfg.databaseConnectTimeoutSeconds * 1000}
 PUBLIC_READS=${cfg.publicReads}
 ${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );
-    const stdinFor = { databasePassword: pulumi.interpolate`${args.databasePassword}\n`, appEnvironment };
+    // The backups step: the app role's password (set again after a restore), then the S3 key pair.
+    const backupCredentials = pulumi.interpolate`${args.databasePassword}\n${cfg.backupS3AccessKeyId ?? ''}\n${cfg.backupS3SecretAccessKey ?? ''}\n`;
+    const stdinFor = { databasePassword: pulumi.interpolate`${args.databasePassword}\n`, appEnvironment, backupCredentials };
     const lib = libHash();
 
     const commands: Record<string, remote.Command> = {};
     previous = copies['host-scripts'];
-    for (const step of hostSteps(cfg, this.releaseId, layout)) {
+    for (const step of hostSteps(cfg, this.releaseId, layout, pulumi.getStack())) {
       const after: pulumi.Resource[] = step.after
         ? step.after.map((n) => {
             if (!commands[n]) throw new Error(`host step ${step.name} follows ${n}, which is not an earlier step`);

@@ -19,6 +19,8 @@ import {
   MOCK_SHARED_SUBNETS,
   MOCK_SHARED_VPC,
   runProgram,
+  SECRET_SIG,
+  SECRET_SIG_VALUE,
   stackFiles,
   TEST_SSH_HOST_KEY,
   TEST_SSH_PRIVATE_KEY,
@@ -161,10 +163,6 @@ test('infra/index.ts exports every output the stacks have: what `pulumi stack ou
   expect(exported.map(([, name]) => name).sort()).toEqual([...outputs].sort());
 });
 
-// How Pulumi marks a secret value in resource inputs.
-const SECRET_SIG = '4dabf18193072939515e22adb298388d';
-const SECRET_SIG_VALUE = '1b47061264138c4ac30d75fd1eb44270';
-
 describe('provisioning over SSH', () => {
   const commands = (stack: string) => ofType(runs[stack].resources, 'command:remote:Command');
   const secretsOf = (_stack: string) => [MOCK_PASSWORD, 'PRIVATE KEY'];
@@ -238,7 +236,7 @@ describe('uploads land where the steps look for them (the provider copy rules, o
     const layout = provisioningLayout(cfg.sshUser, releaseId());
     // What each step reads besides its script and lib.sh: the helpers it uses, and the upload.
     const reads = Object.fromEntries(
-      hostSteps(cfg, releaseId(), layout).map((s) => [`cemetery-${cfg.environment}-${s.name}`, [...(s.uses ?? []).map((f) => `${layout.scriptsDir}/${f}`), ...(s.reads ?? [])]]),
+      hostSteps(cfg, releaseId(), layout, cfg.environment).map((s) => [`cemetery-${cfg.environment}-${s.name}`, [...(s.uses ?? []).map((f) => `${layout.scriptsDir}/${f}`), ...(s.reads ?? [])]]),
     );
     return { layout, opts: { home: `/home/${cfg.sshUser}`, base: layout.base, reads } };
   };
@@ -389,7 +387,7 @@ describe('the front door: the proxy, the host key, the web ports', () => {
   });
 
   test('target aws: the first step refuses a host without the metadata guard; target ssh has no user data to guard', () => {
-    const wait = (stack: string) => hostSteps(parseProjectConfig(withUserSecrets(STACKS[stack]), stack), 'r-000000000000', provisioningLayout('admin', 'r-000000000000'))[0];
+    const wait = (stack: string) => hostSteps(parseProjectConfig(withUserSecrets(STACKS[stack]), stack), 'r-000000000000', provisioningLayout('admin', 'r-000000000000'), stack)[0];
     expect(wait('prod')).toEqual({ name: 'wait-for-host', script: 'wait-for-host.sh', args: { METADATA_GUARD: 'cemetery-metadata-guard' } });
     expect(wait('local')).toEqual({ name: 'wait-for-host', script: 'wait-for-host.sh', args: {} });
   });
@@ -463,7 +461,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
     ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
     // The register: only RDS backs it up.
-    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL has no backups, and its data dies with the host's disk \(on AWS the root volume, deleted with the instance\): expected rds/],
+    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL without backupBucket has no backups, and its data dies with the host's disk \(on AWS the root volume, deleted with the instance\): expected rds/],
     ['prod on an existing host', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:target = "ssh": prod keeps its register in RDS[^\n]*: expected aws/],
     ['prod with backups off', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": prod keeps at least 7 days of backups/],
   ])('%s', async (_what, override, message) => {
@@ -473,7 +471,7 @@ describe('bad configuration fails the program with a message naming the key', ()
   test('backupRetentionDays on a stack whose PostgreSQL is on the host, where it would keep nothing, is refused; the default is not', async () => {
     const staging = () => withUserSecrets(STACKS.staging);
     await expect(runProgram('staging', { ...staging(), 'cemetery-backend:backupRetentionDays': '7' })).rejects.toThrow(
-      /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL has no backups,[^\n]*, so backupRetentionDays would keep nothing: remove it, or use databaseMode rds/,
+      /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL without backupBucket has no backups,[^\n]*, so backupRetentionDays would keep nothing: remove it, set backupBucket, or use databaseMode rds/,
     );
     await expect(runProgram('staging', staging())).resolves.toBeDefined();
   });

@@ -27,7 +27,7 @@ if (!haveShellcheck) console.warn('shellcheck is not installed: skipping the she
 });
 
 // Libraries the steps source: they run in their sourcer's strict mode.
-const LIBRARIES: Record<string, string> = { 'lib.sh': 'every step', 'caddyfile.sh': 'proxy.sh' };
+const LIBRARIES: Record<string, string> = { 'lib.sh': 'every step', 'caddyfile.sh': 'proxy.sh', 'postgres-lib.sh': 'postgres.sh, backups.sh and cemetery-db' };
 test.each(shellFiles.filter((f) => !(path.basename(f) in LIBRARIES)))('%s runs with strict mode', (file) => {
   const source = readFileSync(path.join(ROOT, file), 'utf8');
   expect(/set -euo pipefail|source "\$\(dirname "\$0"\)\/lib\.sh"/.test(source)).toBe(true);
@@ -62,6 +62,13 @@ describe('a failing host step names itself', () => {
     expect(r.stderr).toContain('cemetery-backend host step "postgres" failed: expected the database password (16+ letters and digits) on stdin');
   });
 
+  test('the backups step without its credentials on stdin changes nothing and says which line is missing', () => {
+    const args = ['STANZA=cemetery', 'S3_BUCKET=b', 'S3_ENDPOINT=s3.example.org', 'S3_PORT=443', 'S3_REGION=eu-central-1', 'S3_URI_STYLE=path', 'REPO_PATH=/cemetery-backend/dev', 'RETENTION_DAYS=1', 'ARCHIVE_TIMEOUT=30', 'DB_NAME=cemetery', 'DB_USER=cemetery', 'AUDIT_LOG=/nonexistent/audit.log', 'MAINTENANCE_FLAG=/nonexistent/flag'];
+    const r = runStep('backups.sh', args, 'Password0123456789Abc\nAKIAEXAMPLE\n');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('cemetery-backend host step "backups" failed: expected the S3 secret access key on the third line of stdin\n');
+  });
+
   test('a command that fails inside a step is reported with the step, the line and the command', () => {
     // useradd refuses the name, so nothing is created on the machine running the test.
     const r = runStep('app-user.sh', ['APP_USER=not a valid name', 'APP_HOME=/nonexistent-cemetery-home']);
@@ -82,7 +89,7 @@ describe('host steps never assign to their arguments (lib.sh makes each KEY=VALU
     const withDomain = { 'cemetery-backend:domainName': 'example.org', ...all };
     const cfg = balanced(parseProjectConfig(withDomain, stack)) ? parseProjectConfig(withDomain, stack) : parseProjectConfig({ ...withDomain, 'cemetery-backend:acmeEmail': 'ops@example.org' }, stack);
     if (cfg.network === 'provideShared') continue;
-    for (const step of hostSteps({ ...cfg, sshNextPublicKey: cfg.sshPublicKey?.replace('test@', 'next@') }, 'r-000000000000', provisioningLayout(cfg.sshUser, 'r-000000000000'))) {
+    for (const step of hostSteps({ ...cfg, sshNextPublicKey: cfg.sshPublicKey?.replace('test@', 'next@') }, 'r-000000000000', provisioningLayout(cfg.sshUser, 'r-000000000000'), 'dev')) {
       const names = argsByScript.get(step.script) ?? new Set<string>();
       Object.keys(step.args).forEach((k) => names.add(k));
       argsByScript.set(step.script, names);

@@ -2,24 +2,30 @@
 # Host step (databaseMode onHost) (order: infra/host-steps.ts): Debian's PostgreSQL on localhost only, with a
 # role and a database for the app. The password arrives on stdin, never in argv.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/postgres-lib.sh"
 require DB_NAME DB_USER
 
 IFS= read -r DB_PASSWORD || true
 [[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on stdin"
 
 apt_install postgresql
-conf_dir=$(find /etc/postgresql -mindepth 3 -maxdepth 3 -type d -name conf.d | sort | tail -n 1)
-[ -n "$conf_dir" ] || fail "no PostgreSQL cluster found under /etc/postgresql"
-write_file "$conf_dir/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
+pg_cluster
+write_file "$PG_CONF_DIR/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
 # cemetery-backend: the app connects over loopback only
 listen_addresses = 'localhost'
 CONF
+restart=$WROTE
+# A postmaster that dies (kill -9, the OOM killer) is started again. Debian's postgresql@.service leaves Restart=
+# commented out, so that a `pg_ctlcluster stop` outside systemd would hold; that stop exits cleanly, which on-failure ignores.
+write_file /etc/systemd/system/postgresql@.service.d/cemetery-restart.conf 0644 root:root <<'UNIT'
+[Service]
+Restart=on-failure
+RestartSec=2s
+UNIT
+[ "$WROTE" = 0 ] || systemctl daemon-reload
 systemctl is-enabled --quiet postgresql || systemctl enable postgresql
-if [ "$WROTE" = 1 ] || ! systemctl is-active --quiet postgresql; then systemctl restart postgresql; fi
-for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
-pg_isready -q -h 127.0.0.1 || fail "PostgreSQL does not accept connections on 127.0.0.1"
-
-psql_admin() { (cd / && sudo -u postgres psql -v ON_ERROR_STOP=1 -qAt "$@"); }
+if [ "$restart" = 1 ] || ! systemctl is-active --quiet "$PG_UNIT"; then systemctl restart postgresql; fi
+pg_wait_ready 60 || fail "PostgreSQL does not accept connections on 127.0.0.1"
 if [ -z "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" ]; then
   # SQL through stdin: the password never shows in a process list.
   psql_admin <<<"CREATE ROLE \"$DB_USER\" LOGIN PASSWORD '$DB_PASSWORD';"

@@ -300,6 +300,21 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
       return Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.value]));
     },
 
+    /**
+     * Test-only plumbing for a server of the harness's own on this machine's loopback: the guest resolves `name`
+     * to 10.0.2.2 (qemu's gateway, this machine) and trusts `caPem`, as it trusts the intercepting proxy's CA above.
+     */
+    async trustTestService(name: string, caPem: string) {
+      await ssh(target, `sudo tee /usr/local/share/ca-certificates/${name}.crt >/dev/null`, caPem);
+      await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
+    },
+
+    /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */
+    crash() {
+      execFileSync('sh', ['-c', `kill -9 "$(cat '${state}/qemu.pid')"`]);
+      closeShared(target);
+    },
+
     /** What the guest asked the Node.js mirror for. */
     mirrorRequests: mirror.requests,
 

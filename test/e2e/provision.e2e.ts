@@ -13,7 +13,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { HOST_LAYOUT, HOST_SCRIPTS_DIR, provisioningLayout, releaseId } from '../../infra/host-steps';
 import { metadataGuardCommand } from '../../infra/metadata-guard';
-import { waitUntil } from '../../scripts/lib/wait.cjs';
+import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
+import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, BACKUP_RPO_SECONDS } from '../../infra/config';
 import { ROOT } from '../support/db';
 import { getFresh } from '../support/http';
 import { stopAllLoads, type LoadResult } from '../support/load';
@@ -21,6 +22,7 @@ import { MOCK_PASSWORD } from '../support/pulumi-mocks';
 import { TAMPERED_VERSION } from './node-mirror';
 import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
+import { S3_TEST_NAME, startS3Server, type S3Server } from './s3-server';
 import { parseLogfmt } from '../support/logfmt';
 import { tempDir } from '../support/temp-dir';
 
@@ -826,5 +828,218 @@ describe('releases', () => {
     expect((await ssh(stack.target, `sudo sh -c 'exec 3<&0; journalctl --no-pager | grep -cF -f /dev/fd/3 || true'`, `${MOCK_PASSWORD}\n`)).trim()).toBe('0');
     const [worker] = await stack.workers();
     expect(await asApp(`pm2 env ${worker.pm_id}`)).not.toContain(MOCK_PASSWORD);
+  });
+});
+
+/**
+ * Sections written one after another through the proxy with a token, until `stop()`: the names acknowledged
+ * (201), and what went wrong otherwise, by kind. A write not acknowledged may or may not have landed; one
+ * acknowledged must survive.
+ */
+function startWriter(prefix: string, token: string) {
+  const acked: Array<{ name: string; at: number }> = [];
+  const failures: Record<string, number> = {};
+  let stopped = false;
+  let n = 0;
+  const done = (async () => {
+    while (!stopped) {
+      const name = `${prefix}-${++n}`;
+      try {
+        const r = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+        if (r.status === 201) acked.push({ name, at: Date.now() });
+        else failures[`status ${r.status}`] = (failures[`status ${r.status}`] ?? 0) + 1;
+      } catch (err) {
+        const kind = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        failures[kind] = (failures[kind] ?? 0) + 1;
+        await sleep(200);
+      }
+    }
+  })();
+  return {
+    acked,
+    failures,
+    attempted: () => n,
+    async stop() {
+      stopped = true;
+      await done;
+      return { acked: acked.map((a) => a.name), attempted: n, failures };
+    },
+  };
+}
+
+/** SQL as postgres on the VM, on stdin (no quoting through the login shell); rows as lines. */
+const sql = async (query: string) => (await stack.rootScript(`cd / && sudo -u postgres psql -d cemetery -v ON_ERROR_STOP=1 -qAt <<'SQL'\n${query}\nSQL`)).trim();
+/** The names of the sections whose name starts with `prefix`, and a checksum of them. */
+async function sectionsNamed(prefix: string) {
+  const names = (await sql(`SELECT name FROM sections WHERE name LIKE '${prefix}-%' ORDER BY name`)).split('\n').filter(Boolean);
+  return { names, md5: createHash('md5').update(names.join('\n')).digest('hex') };
+}
+
+describe('the register survives: on-host backups to S3 (backupBucket)', () => {
+  let s3: S3Server;
+  let writer = '';
+  const REPO = '/cemetery-backend/local';
+
+  afterAll(async () => {
+    await s3?.close();
+  });
+
+  test('backupBucket set: the next up runs the backups step alone; a full backup and the WAL reach the bucket; pgBackRest\'s file is root\'s, readable by postgres, not by the app user; the timers are on', async () => {
+    requireProvisioned();
+    s3 = await startS3Server('cemetery-backups');
+    await stack.trustTestService(S3_TEST_NAME, s3.caPem);
+    Object.assign(stack.config, {
+      'cemetery-backend:backupBucket': s3.bucket,
+      'cemetery-backend:backupS3Region': 'us-east-1',
+      'cemetery-backend:backupS3Endpoint': s3.endpoint,
+      'cemetery-backend:backupS3AccessKeyId': s3.accessKeyId,
+      'cemetery-backend:backupS3SecretAccessKey': s3.secretAccessKey,
+    });
+    const started = Date.now();
+    const steps = await up('backups on');
+    report.backups = { firstUpSeconds: seconds(started) };
+    expect(ran(steps)).toEqual(['create backups']);
+    expect(s3.keys(`${REPO}/backup/cemetery/`).some((k) => /\/\d{8}-\d{6}F\/backup\.manifest$/.test(k))).toBe(true);
+    expect(s3.keys(`${REPO}/archive/cemetery/`).length).toBeGreaterThan(0);
+    const info = await root('cemetery-db info');
+    expect(info).toMatch(/status: ok/);
+    expect(info).toMatch(/full backup: \d{8}-\d{6}F/);
+    expect(info).toMatch(/^archiving: last WAL [0-9A-F]{24} at \S+, \d+ failed/m);
+    expect((await root('stat -c "%U:%G %a" /etc/pgbackrest/pgbackrest.conf')).trim()).toBe('root:postgres 640');
+    expect(await asApp('cat /etc/pgbackrest/pgbackrest.conf 2>&1 || true')).toMatch(/Permission denied/);
+    expect((await root('systemctl is-enabled cemetery-db-backup-full.timer cemetery-db-backup-incr.timer')).trim().split('\n')).toEqual(['enabled', 'enabled']);
+    // Applied again, nothing changes and nothing restarts.
+    expect(ran(await up('backups unchanged'))).toEqual([]);
+    writer = (await root('cemetery-admin token create --name backups-writer')).trim();
+    tokensMade.push(writer);
+  });
+
+  test('a write acknowledged through the API reaches the archive by itself (archive_timeout): the RPO measured', async () => {
+    requireProvisioned();
+    const before = await root('date +%s.%N');
+    const r = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'rpo-1' }) });
+    expect(r.status).toBe(201);
+    // The WAL segment holding the commit (or a later one), named as the archive names it.
+    const segment = await sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+    const archivedAt = await waitUntil('the write\'s WAL segment in the archive', async () => {
+      const [last, at] = (await sql("SELECT coalesce(last_archived_wal, ''), extract(epoch FROM last_archived_time) FROM pg_stat_archiver")).split('|');
+      return last >= segment ? Number(at) : undefined;
+    }, { timeoutMs: 300000, intervalMs: 1000 });
+    const rpo = Math.round((archivedAt - Number(before)) * 10) / 10;
+    (report.backups as Record<string, unknown>).rpoSeconds = rpo;
+    console.log(`RPO: the write's WAL was archived ${rpo} s after the request was sent (archive_timeout ${BACKUP_ARCHIVE_TIMEOUT_SECONDS} s; target ${BACKUP_RPO_SECONDS} s)`);
+    expect(s3.keys(`${REPO}/archive/cemetery/`).some((k) => k.includes(`/${segment}-`))).toBe(true);
+  });
+
+  test('restore refuses a time before the oldest backup, and one in the future, changing nothing', async () => {
+    requireProvisioned();
+    const early = await stack.rootScript('cemetery-db restore --time 2020-01-01T00:00:00Z; echo "exit $?"');
+    expect(early).toMatch(/--time 2020-01-01T00:00:00Z is before the oldest backup ended \(\S+\): the repository keeps backups for backupRetentionDays, and the earliest time it can restore is \S+\nexit 1\n$/);
+    const future = await stack.rootScript('cemetery-db restore --time 2999-01-01T00:00:00Z; echo "exit $?"');
+    expect(future).toMatch(/--time 2999-01-01T00:00:00Z is in the future\nexit 1\n$/);
+    expect((await stack.web('/readyz')).status).toBe(200);
+  });
+
+  test('point in time: sections deleted by mistake come back with cemetery-db restore --time; nothing written after that time is there', async () => {
+    requireProvisioned();
+    const w = startWriter('pitr', writer);
+    await waitUntil('20 sections written', () => w.acked.length >= 20, { timeoutMs: 300000, intervalMs: 200 });
+    const { acked } = await w.stop();
+    const before = await sectionsNamed('pitr');
+    expect(before.names).toEqual(expect.arrayContaining(acked));
+    // The guest's clock: the time a user would read on the host.
+    await sleep(1100);
+    const target = (await root('date -u +%Y-%m-%dT%H:%M:%SZ')).trim();
+    await sleep(1100);
+    await sql("DELETE FROM sections WHERE name LIKE 'pitr-%'");
+    expect((await sectionsNamed('pitr')).names).toEqual([]);
+    const later = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'after-1' }) });
+    expect(later.status).toBe(201);
+
+    const started = Date.now();
+    const out = await root(`cemetery-db restore --time ${target}`);
+    const restoreSeconds = seconds(started);
+    expect(out).toMatch(new RegExp(`restored cemetery as of ${target} in \\d+ s`));
+    const after = await sectionsNamed('pitr');
+    expect(after).toEqual(before);
+    expect((await sectionsNamed('after')).names).toEqual([]);
+    await waitUntil('the app serving from the restored database', async () => (await stack.web('/readyz')).status === 200, { timeoutMs: 120000, intervalMs: 500 });
+    expect((await stack.web('/api/sections?limit=1')).status).toBe(200);
+    expect((await root('cemetery-maintenance status; true')).trim()).toMatch(/^maintenance is off/);
+    expect(await root('cemetery-audit --show 5')).toMatch(new RegExp(`action=db-restore outcome=ok detail="${target}"`));
+    Object.assign(report.backups as object, { pointInTime: { rows: acked.length, restoreSeconds } });
+    console.log(`point in time: ${acked.length} sections deleted and restored in ${restoreSeconds} s; the one written after ${target} is gone`);
+  });
+
+  test('kill -9 of the postmaster under write load: PostgreSQL is started again, and every acknowledged write is there', async () => {
+    requireProvisioned();
+    const w = startWriter('crash', writer);
+    await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
+    const pgData = (await stack.rootScript("pg_lsclusters --no-header | awk '{ print $6 }'")).trim();
+    const postmaster = (await root(`head -n 1 ${pgData}/postmaster.pid`)).trim();
+    const killedAt = Date.now();
+    await root(`kill -9 ${postmaster}`);
+    await waitUntil('a new postmaster', async () => {
+      const pid = (await root(`head -n 1 ${pgData}/postmaster.pid 2>/dev/null || true`)).trim();
+      return pid !== '' && pid !== postmaster && (await stack.rootScript('pg_isready -q -h 127.0.0.1; echo "$?"')).trim() === '0';
+    }, { timeoutMs: 180000, intervalMs: 500 });
+    const backSeconds = seconds(killedAt);
+    const ackedAtRestart = w.acked.length;
+    await waitUntil('writes acknowledged again', () => w.acked.length >= ackedAtRestart + 5, { timeoutMs: 300000, intervalMs: 200 });
+    const { acked, attempted, failures } = await w.stop();
+    const stored = new Set((await sectionsNamed('crash')).names);
+    const lost = acked.filter((name) => !stored.has(name));
+    Object.assign(report.backups as object, { postmasterKill: { acknowledged: acked.length, attempted, lost: lost.length, failures, backSeconds } });
+    console.log(`kill -9 of the postmaster: back in ${backSeconds} s; ${acked.length} of ${attempted} writes acknowledged, ${lost.length} lost; failures ${JSON.stringify(failures)}`);
+    expect(lost).toEqual([]);
+  });
+
+  test('the S3 secret key is in no command line, journal or log, in nothing an up showed, and in no file but pgBackRest\'s', async () => {
+    requireProvisioned();
+    const shown = stack.shown.map((o) => o.line).join('\n');
+    expect(shown).toContain('[backups]');
+    expect(shown).not.toContain(s3.secretAccessKey);
+    const grep = (args: string) => ssh(stack.target, `sudo sh -c 'grep ${args} -f - || true'`, `${s3.secretAccessKey}\n`);
+    expect((await grep('-rlF --binary-files=text /srv /home /etc /var /tmp /root /run /opt 2>/dev/null')).trim().split('\n')).toEqual(['/etc/pgbackrest/pgbackrest.conf']);
+    expect((await grep('-lF /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null')).trim()).toBe('');
+    expect((await ssh(stack.target, `sudo sh -c 'journalctl --no-pager | grep -cF -f - || true'`, `${s3.secretAccessKey}\n`)).trim()).toBe('0');
+  });
+
+  test('lose the host: a fresh VM provisioned from nothing with restoreFrom latest has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
+    requireProvisioned();
+    const w = startWriter('lost', writer);
+    await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
+    // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
+    await sleep((BACKUP_RPO_SECONDS + 15) * 1000);
+    const crashAt = Date.now();
+    stack.crash();
+    const { acked } = await w.stop();
+    const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
+    const lostStack = stack;
+    const replacement = await startLocalStack({
+      report: (report.lostHost = {}) as Record<string, unknown>,
+      log: (line) => process.stdout.write(`[new host] ${line}\n`),
+      overrides: {
+        ...Object.fromEntries(Object.entries(lostStack.config).filter(([k]) => k.startsWith('cemetery-backend:backup') || k === 'cemetery-backend:rateLimitPerMinute')),
+        'cemetery-backend:restoreFrom': 'latest',
+      },
+    });
+    try {
+      await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
+      const started = Date.now();
+      await replacement.up('new host, restoreFrom latest');
+      const upSeconds = seconds(started);
+      const names = new Set((await replacement.rootScript("cd / && sudo -u postgres psql -d cemetery -qAt -c \"SELECT name FROM sections WHERE name LIKE 'lost-%'\"")).trim().split('\n'));
+      const missing = mustSurvive.filter((n) => !names.has(n));
+      const lostAcked = acked.filter((n) => !names.has(n));
+      Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds } });
+      console.log(`lose the host: ${acked.length} writes acknowledged, ${lostAcked.length} of them lost (the last ${BACKUP_RPO_SECONDS} s may be); the new host's up took ${upSeconds} s`);
+      expect(missing).toEqual([]);
+      expect((await replacement.web('/readyz')).status).toBe(200);
+      expect(JSON.parse((await replacement.web('/api/sections?limit=1')).body)).toBeDefined();
+      expect(await replacement.root('cemetery-audit --show 20')).toMatch(/action=db-restore outcome=ok detail="latest"/);
+    } finally {
+      await replacement.stop();
+    }
   });
 });

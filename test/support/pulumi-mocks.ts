@@ -13,6 +13,9 @@ import { ed25519KeyPair } from './ssh-keypair';
 
 export type RecordedResource = { type: string; name: string; inputs: Record<string, any> };
 
+/** How an output the engine keeps secret appears in a resource's recorded inputs (the SDK's secret signature). */
+export const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+export const SECRET_SIG_VALUE = '1b47061264138c4ac30d75fd1eb44270';
 export const MOCK_PASSWORD = 'MockGeneratedPassword0123456789';
 export const MOCK_PUBLIC_IP = '203.0.113.10';
 export const MOCK_ACCOUNT_ID = '123456789012';

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Host step (databaseMode onHost with backupBucket) (order: infra/host-steps.ts): continuous backups of the
+# register with pgBackRest (Debian's package) to an S3 bucket:
+#   - every WAL segment archived as PostgreSQL fills it, and at the latest ARCHIVE_TIMEOUT seconds after a
+#     commit (archive_timeout); archive_command returns once the segment is in the bucket;
+#   - a full backup weekly and an incremental one on the other days (systemd timers, caught up after downtime);
+#   - full backups kept RETENTION_DAYS days: pgBackRest's time retention keeps what a restore to any point
+#     of them needs, the WAL included.
+# Installs `cemetery-db` (backup, info, restore [--time]). With RESTORE_FROM (latest or a UTC time), a host
+# whose database is still empty (a lost host's replacement) is first restored from the repository.
+# On stdin: the app role's password (set again after a restore), then the S3 access key id and secret key,
+# which go into root's pgBackRest file, readable by postgres alone.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/postgres-lib.sh"
+require STANZA S3_BUCKET S3_ENDPOINT S3_PORT S3_REGION S3_URI_STYLE REPO_PATH RETENTION_DAYS ARCHIVE_TIMEOUT DB_NAME DB_USER AUDIT_LOG MAINTENANCE_FLAG
+here=$(dirname "$0")
+
+IFS= read -r DB_PASSWORD || true
+IFS= read -r S3_KEY || true
+IFS= read -r S3_KEY_SECRET || true
+[[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on the first line of stdin"
+[[ "$S3_KEY" =~ ^[A-Za-z0-9]{3,128}$ ]] || fail "expected the S3 access key id on the second line of stdin"
+[[ "$S3_KEY_SECRET" =~ ^[^[:space:]]{8,128}$ ]] || fail "expected the S3 secret access key on the third line of stdin"
+
+apt_install pgbackrest jq
+pg_cluster
+
+# Root's file, readable by postgres (pgBackRest runs as postgres); not by the app user, whose workers could otherwise
+# reach the backups of the whole register, or rewrite them.
+write_file /etc/pgbackrest/pgbackrest.conf 0640 root:postgres <<CONF
+# cemetery-backend: written by provisioning (scripts/host/backups.sh)
+[global]
+repo1-type=s3
+repo1-s3-bucket=$S3_BUCKET
+repo1-s3-endpoint=$S3_ENDPOINT
+repo1-storage-port=$S3_PORT
+repo1-s3-region=$S3_REGION
+repo1-s3-uri-style=$S3_URI_STYLE
+repo1-s3-key=$S3_KEY
+repo1-s3-key-secret=$S3_KEY_SECRET
+repo1-path=$REPO_PATH
+repo1-retention-full-type=time
+repo1-retention-full=$RETENTION_DAYS
+compress-type=zst
+start-fast=y
+log-level-console=info
+log-level-file=detail
+
+[$STANZA]
+pg1-path=$PG_DATA
+CONF
+conf_written=$WROTE
+
+# The host's command (its settings first, then the cluster helpers, then the command itself).
+write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
+  printf '#!/bin/bash\nSTANZA=%s\nDB_NAME=%s\nAUDIT_LOG=%s\nMAINTENANCE_FLAG=%s\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG"
+  cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
+)"
+# The audit trail's command, as the release step installs it (a restore before the first release records too).
+write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
+
+write_file "$PG_CONF_DIR/cemetery-backups.conf" 0644 postgres:postgres <<CONF
+# cemetery-backend: WAL archived to the backup bucket by pgBackRest (scripts/host/backups.sh)
+archive_mode = on
+archive_command = 'pgbackrest --stanza=$STANZA archive-push %p'
+archive_timeout = ${ARCHIVE_TIMEOUT}s
+CONF
+archive_conf_written=$WROTE
+
+marker=/var/lib/cemetery-backend/backups-configured
+if [ -n "${RESTORE_FROM:-}" ] && [ -e "$marker" ]; then
+  log "restoreFrom is read on a new host only, and this one is backed up already: nothing was restored (sudo cemetery-db restore restores this host)"
+fi
+if [ -n "${RESTORE_FROM:-}" ] && [ ! -e "$marker" ]; then
+  # Only a database nothing was written to: restoreFrom is for a new host, cemetery-db restore for this one.
+  tables=$(psql_admin -d "$DB_NAME" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+  [ "$tables" = 0 ] || fail "restoreFrom is set, but this host's database $DB_NAME already has $tables tables: it is not a new host. To restore it, run sudo cemetery-db restore on it (README: Restoring the database); remove restoreFrom once a new host is restored"
+  log "restoring $DB_NAME from the backups in s3://$S3_BUCKET$REPO_PATH ($RESTORE_FROM)"
+  # The empty cluster never archives (it is stopped before archive_mode applies), and the restored one promotes
+  # with archiving on, so its new timeline's history reaches the repository.
+  if [ "$RESTORE_FROM" = latest ]; then cemetery-db restore --new-host; else cemetery-db restore --new-host --time "$RESTORE_FROM"; fi
+  # The restored role has the lost host's password: this stack's takes its place (SQL on stdin, never argv).
+  psql_admin <<<"ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD';"
+fi
+
+# The repository's stanza: made once, checked each time (before archiving starts, so no WAL is pushed to a
+# repository that cannot take it). One that holds another database's backups (a lost host's, and no
+# restoreFrom) is refused, never overwritten.
+if ! created=$(cd / && sudo -u postgres pgbackrest --stanza="$STANZA" --log-level-console=warn stanza-create 2>&1); then
+  if grep -q 'do not match the database' <<<"$created"; then
+    fail "s3://$S3_BUCKET$REPO_PATH holds the backups of another database (a lost host's?), and this host's is new: set restoreFrom latest (or a time) to restore them here, or point backupBucket elsewhere. pgBackRest said: $created"
+  fi
+  fail "pgBackRest could not create its stanza in s3://$S3_BUCKET$REPO_PATH: $created"
+fi
+if [ "$(psql_admin -c 'SHOW archive_mode')" != on ]; then
+  # archive_mode takes a restart; the command and the timeout a reload.
+  systemctl restart "$PG_UNIT"
+  pg_wait_ready 60 || fail "PostgreSQL did not come back after archiving was switched on"
+elif [ "$archive_conf_written" = 1 ] || [ "$conf_written" = 1 ]; then
+  psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
+fi
+(cd / && sudo -u postgres pgbackrest --stanza="$STANZA" --log-level-console=warn check) ||
+  fail "pgBackRest's check failed: PostgreSQL cannot archive WAL to s3://$S3_BUCKET$REPO_PATH (see above)"
+
+write_file /etc/systemd/system/cemetery-db-backup@.service 0644 root:root <<'UNIT'
+[Unit]
+Description=cemetery-backend: %i backup of the register (pgBackRest)
+After=postgresql.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/cemetery-db backup %i
+UNIT
+units=$WROTE
+timer() { # timer KIND CALENDAR
+  write_file "/etc/systemd/system/cemetery-db-backup-$1.timer" 0644 root:root <<UNIT
+[Unit]
+Description=cemetery-backend: $1 backup of the register
+
+[Timer]
+OnCalendar=$2
+# A backup missed while the host was down runs once it is up again.
+Persistent=true
+RandomizedDelaySec=10min
+Unit=cemetery-db-backup@$1.service
+
+[Install]
+WantedBy=timers.target
+UNIT
+  [ "$WROTE" = 0 ] || units=1
+}
+timer full 'Sun *-*-* 02:00:00 UTC'
+timer incr 'Mon..Sat *-*-* 02:00:00 UTC'
+[ "$units" = 0 ] || systemctl daemon-reload
+systemctl enable --now --quiet cemetery-db-backup-full.timer cemetery-db-backup-incr.timer
+
+# The first full backup, once per host: from it on, WAL makes any later time restorable.
+if [ ! -e "$marker" ]; then
+  cemetery-db backup full
+  install -D -m 0644 /dev/null "$marker"
+fi
+log "backups: WAL to s3://$S3_BUCKET$REPO_PATH within ${ARCHIVE_TIMEOUT} s of a commit; full weekly, incremental daily, kept $RETENTION_DAYS days"

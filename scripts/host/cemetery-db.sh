@@ -1,0 +1,113 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # STANZA, DB_NAME, AUDIT_LOG and MAINTENANCE_FLAG are set by the lines backups.sh writes above
+# cemetery-db: the register's backups on a host with on-host PostgreSQL and backupBucket (installed as
+# /usr/local/sbin/cemetery-db by the backups step, after its settings and scripts/host/postgres-lib.sh).
+#   cemetery-db info                    the backups, the WAL archive's window, and whether archiving works
+#   cemetery-db backup full|incr|diff   a backup now (the timers take one daily)
+#   cemetery-db restore --latest        the database as of the newest archived WAL (after pushing the current one)
+#   cemetery-db restore --time <UTC>    as of that time, e.g. 2026-11-30T03:00:00Z: every later write is gone
+# A restore puts the proxy in maintenance while the database is down, and goes on the audit trail.
+# Exit codes: 0 done, 1 failed (nothing was changed unless it says so), 2 usage.
+set -euo pipefail
+usage() { sed -n 's/^#   //p' "$0"; }
+fail() { echo "cemetery-db: $*" >&2; exit 1; }
+say() { echo "cemetery-db: $*"; }
+[ "$(id -u)" = 0 ] || fail "run it with sudo"
+pgbackrest_() { (cd / && sudo -u postgres pgbackrest --stanza="$STANZA" "$@"); }
+iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
+pg_cluster
+
+info() {
+  pgbackrest_ info
+  if pg_isready -q -h 127.0.0.1; then
+    psql_admin -F ' ' -c "SELECT 'archiving: last WAL ' || coalesce(last_archived_wal, 'none') || ' at ' || coalesce(to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-') || ', ' || failed_count || ' failed' || coalesce(' (last ' || last_failed_wal || ' at ' || to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ')', '') FROM pg_stat_archiver"
+  fi
+}
+
+backup() {
+  case "${1:-}" in full | incr | diff) ;; *) usage >&2; exit 2 ;; esac
+  say "$1 backup of $STANZA"
+  pgbackrest_ --type="$1" backup || fail "the $1 backup failed (see above; pgBackRest's log: /var/log/pgbackrest)"
+}
+
+# push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory.
+push_current_wal() {
+  local segment
+  segment=$(psql_admin -c 'SELECT pg_walfile_name(pg_switch_wal())')
+  local archived
+  for _ in $(seq 1 60); do
+    # WAL file names sort in the order they are written (timeline, then position).
+    archived=$(psql_admin -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+    [[ "$archived" < "$segment" ]] || return 0
+    sleep 1
+  done
+  fail "PostgreSQL could not archive its current WAL ($segment) within 60 s, so a restore now would lose the writes since the last archived one; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
+}
+
+restore() {
+  local time='' latest=0 new_host=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --latest) latest=1 ;;
+      --time) time=${2:-}; shift ;;
+      --new-host) new_host=1 ;; # provisioning: an empty database, no proxy yet, nothing of its WAL to keep
+      *) usage >&2; exit 2 ;;
+    esac
+    shift
+  done
+  [ "$new_host" = 1 ] || [ "$latest" = 1 ] || [ -n "$time" ] || { usage >&2; exit 2; }
+  [ "$latest" = 0 ] || [ -z "$time" ] || { echo "cemetery-db: --latest or --time, not both" >&2; exit 2; }
+
+  local json count oldest
+  json=$(pgbackrest_ --output=json info) || fail "cannot read the backup repository (see above)"
+  count=$(jq '[.[] | select(.name == "'"$STANZA"'") | .backup[]] | length' <<<"$json")
+  [ "$count" -gt 0 ] || fail "the repository has no backup of $STANZA: nothing to restore (pgBackRest: $(jq -r '.[0].status.message // "no stanza"' <<<"$json"))"
+  oldest=$(jq '[.[] | select(.name == "'"$STANZA"'") | .backup[].timestamp.stop] | min' <<<"$json")
+  local target=(--type=default)
+  if [ -n "$time" ]; then
+    [[ "$time" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$ ]] || fail "--time $time: expected a UTC time such as 2026-11-30T03:00:00Z"
+    local at
+    at=$(date -u -d "$time" +%s) || fail "--time $time: not a valid time"
+    [ "$at" -le "$(date +%s)" ] || fail "--time $time is in the future"
+    [ "$at" -ge "$oldest" ] || fail "--time $time is before the oldest backup ended ($(iso "$oldest")): the repository keeps backups for backupRetentionDays, and the earliest time it can restore is $(iso "$oldest")"
+    # pgBackRest takes "YYYY-MM-DD HH:MM:SS[.fff]+00".
+    target=(--type=time "--target=$(sed 's/T/ /; s/Z$/+00/' <<<"$time")" --target-action=promote)
+  fi
+
+  local maintenance=0 started
+  started=$(date +%s)
+  if [ "$new_host" = 0 ]; then
+    if pg_isready -q -h 127.0.0.1; then push_current_wal; fi
+    # Maintenance while the database is down, unless it is on already (then it stays on).
+    if command -v cemetery-maintenance >/dev/null && cemetery-maintenance status >/dev/null; then
+      cemetery-maintenance on >/dev/null && maintenance=1
+    fi
+  fi
+  say "stopping PostgreSQL ($PG_UNIT) to restore $STANZA as of ${time:-the newest archived WAL}"
+  systemctl stop "$PG_UNIT"
+  if ! pgbackrest_ --delta "${target[@]}" restore; then
+    command -v cemetery-audit >/dev/null && cemetery-audit db-restore failed "${time:-latest}"
+    fail "pgBackRest's restore failed (see above); PostgreSQL is stopped and its data directory may be partly restored: run the restore again"
+  fi
+  systemctl start "$PG_UNIT" || true
+  local ready=0
+  for _ in $(seq 1 600); do
+    if pg_isready -q -h 127.0.0.1 && [ "$(psql_admin -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then ready=1; break; fi
+    sleep 1
+  done
+  if [ "$ready" = 0 ]; then
+    command -v cemetery-audit >/dev/null && cemetery-audit db-restore failed "${time:-latest}"
+    fail "PostgreSQL did not finish recovering within 600 s after the restore: see journalctl -u $PG_UNIT and /var/log/postgresql"
+  fi
+  [ "$maintenance" = 0 ] || cemetery-maintenance off >/dev/null
+  command -v cemetery-audit >/dev/null && cemetery-audit db-restore ok "${time:-latest}"
+  say "restored $STANZA as of ${time:-the newest archived WAL} in $(($(date +%s) - started)) s; it now writes a new timeline, archived as before"
+}
+
+case "${1:-}" in
+  info) info ;;
+  backup) backup "${2:-}" ;;
+  restore) shift; restore "$@" ;;
+  -h | --help | help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

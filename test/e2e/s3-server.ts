@@ -1,0 +1,72 @@
+/**
+ * Test-only plumbing: an S3-compatible server on loopback for the backups of the VM's PostgreSQL, which the
+ * guest reaches at 10.0.2.2 under the name `s3.cemetery.test` (the harness puts it in the guest's /etc/hosts
+ * and the server's CA in its trust store; the product does neither).
+ *
+ * s3rver 3.7.1 (npm): files on disk behind the S3 REST API, over HTTPS. It checks AWS Signature V4 against the
+ * key pair registered here, so a wrong secret is refused as S3 would refuse it. pgBackRest uses what it
+ * implements: PUT, GET, HEAD and DELETE of objects, ListObjectsV2 with prefix, delimiter and continuation,
+ * multipart uploads and multi-object delete, path-style. What it does not emulate: IAM policies and bucket
+ * policies (any valid signature may do anything), server-side encryption, versioning and lifecycle rules,
+ * object lock, and S3's consistency and latency; so a policy that confines a key to a prefix is not proven here.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import S3rver from 's3rver';
+import { freePort } from '../../scripts/lib/ports.cjs';
+import { tempDir } from '../support/temp-dir';
+
+/** The name the guest knows the server by: pgBackRest checks the certificate against a DNS name, not an address. */
+export const S3_TEST_NAME = 's3.cemetery.test';
+
+export async function startS3Server(bucket: string) {
+  const dir = tempDir('s3');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${S3_TEST_NAME}`, '-addext', `subjectAltName=DNS:${S3_TEST_NAME}`, '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const accessKeyId = `AKTEST${randomBytes(6).toString('hex').toUpperCase()}`;
+  const secretAccessKey = randomBytes(24).toString('base64url');
+  // s3rver checks signatures against the accounts it knows: this key pair, and its own built-in one.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void } }).DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey);
+  const port = await freePort();
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port,
+    silent: true,
+    directory: path.join(dir, 'data'),
+    key: readFileSync(path.join(dir, 'key.pem')),
+    cert: readFileSync(path.join(dir, 'cert.pem')),
+    vhostBuckets: false,
+    configureBuckets: [{ name: bucket, configs: [] }],
+  });
+  await server.run();
+  const bucketDir = path.join(dir, 'data', bucket);
+  return {
+    bucket,
+    accessKeyId,
+    secretAccessKey,
+    /** host:port as the guest's stack config names it (backupS3Endpoint). */
+    endpoint: `${S3_TEST_NAME}:${port}`,
+    caPem: readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
+    /** Object keys under a prefix, as stored (s3rver keeps each object as a file under the bucket's directory). */
+    keys(prefix: string): string[] {
+      const out: string[] = [];
+      const walk = (d: string) => {
+        for (const name of readdirSync(d)) {
+          const full = path.join(d, name);
+          if (statSync(full).isDirectory()) walk(full);
+          else if (name.endsWith('._S3rver_object')) out.push(path.relative(bucketDir, full).replace(/\._S3rver_object$/, ''));
+        }
+      };
+      try {
+        walk(bucketDir);
+      } catch {
+        return [];
+      }
+      return out.filter((k) => k.startsWith(prefix.replace(/^\//, ''))).sort();
+    },
+    close: () => server.close(),
+  };
+}
+export type S3Server = Awaited<ReturnType<typeof startS3Server>>;
