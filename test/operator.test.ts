@@ -39,6 +39,10 @@ describe('what each verb runs on the host', () => {
     [['token', 'list'], { command: 'sudo cemetery-admin token list' }],
     [['maintenance', 'on'], { command: 'sudo cemetery-maintenance on' }],
     [['maintenance', 'status'], { command: 'sudo cemetery-maintenance status' }],
+    [['db', 'info'], { command: 'sudo cemetery-db info' }],
+    [['db', 'backup', 'full'], { command: 'sudo cemetery-db backup full' }],
+    [['db', 'restore', '--time', '2026-11-30T03:00:00Z'], { command: 'sudo cemetery-db restore --time 2026-11-30T03:00:00Z' }],
+    [['db', 'restore', '--latest'], { command: 'sudo cemetery-db restore --latest' }],
   ])('%j', ([verb, ...args], call) => {
     expect(host(verb, ...args)).toEqual(call);
   });
@@ -56,8 +60,18 @@ describe('what each verb runs on the host', () => {
     [['token', 'drop'], 'token needs create, list or revoke'],
     [['maintenance'], 'maintenance needs on, off or status'],
     [['status', 'now'], 'unexpected: now'],
+    [['db', 'restore'], 'db needs info, backup full|incr|diff, or restore --latest | --time <UTC time such as 2026-11-30T03:00:00Z>'],
+    [['db', 'restore', '--time', '2026-11-30 03:00'], 'db needs info'],
+    [['db', 'restore', '--time', '2026-11-30T03:00:00Z;reboot'], 'db needs info'],
+    [['db', 'backup', 'all'], 'db needs info'],
   ])('%j is refused: %s', ([verb, ...args], message) => {
     expect(() => host(verb, ...args)).toThrow(message);
+  });
+
+  test('db with RDS says whose backups those are', () => {
+    expect(() => VERBS.db.build(['info'], { ...outputs, databaseEndpoint: 'cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432' })).toThrow(
+      "the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS): its backups are RDS's (README: Restoring the database)",
+    );
   });
 
   test('psql with RDS says why not, naming the endpoint', () => {

@@ -84,6 +84,22 @@ export const VERBS: Record<string, Verb> = {
       return { command: sudo('cemetery-admin', 'token', ...args) };
     },
   },
+  db: {
+    args: 'info | backup full|incr|diff | restore (--latest | --time <UTC time>)',
+    about: "on-host PostgreSQL's backups (backupBucket): what the repository holds and whether archiving works, a backup now, a restore (cemetery-db on the host)",
+    build: (args, outputs) => {
+      if (outputs.databaseEndpoint && !/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(outputs.databaseEndpoint)) {
+        throw new UsageError(`the database is ${outputs.databaseEndpoint} (RDS): its backups are RDS's (README: Restoring the database)`);
+      }
+      const [what, ...rest] = args;
+      const ok =
+        (what === 'info' && !rest.length) ||
+        (what === 'backup' && rest.length === 1 && ['full', 'incr', 'diff'].includes(rest[0])) ||
+        (what === 'restore' && ((rest.length === 1 && rest[0] === '--latest') || (rest.length === 2 && rest[0] === '--time' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(rest[1]))));
+      if (!ok) throw new UsageError('db needs info, backup full|incr|diff, or restore --latest | --time <UTC time such as 2026-11-30T03:00:00Z>');
+      return { command: sudo('cemetery-db', ...args) };
+    },
+  },
   maintenance: {
     args: 'on|off|status',
     about: 'the proxy answers 503 with Retry-After (all but /healthz and /readyz) while on; status exits 3 while on',

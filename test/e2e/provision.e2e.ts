@@ -901,7 +901,9 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(ran(steps)).toEqual(['create backups']);
     expect(s3.keys(`${REPO}/backup/cemetery/`).some((k) => /\/\d{8}-\d{6}F\/backup\.manifest$/.test(k))).toBe(true);
     expect(s3.keys(`${REPO}/archive/cemetery/`).length).toBeGreaterThan(0);
-    const info = await root('cemetery-db info');
+    // As an operator asks, from the workstation.
+    const { status, stdout: info } = await stack.operator(['db', 'info']);
+    expect(status).toBe(0);
     expect(info).toMatch(/status: ok/);
     expect(info).toMatch(/full backup: \d{8}-\d{6}F/);
     expect(info).toMatch(/^archiving: last WAL [0-9A-F]{24} at \S+, \d+ failed/m);
