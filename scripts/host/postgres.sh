@@ -15,8 +15,9 @@ write_file "$PG_CONF_DIR/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
 listen_addresses = 'localhost'
 CONF
 restart=$WROTE
-# A postmaster that dies (kill -9, the OOM killer) is started again. Debian's postgresql@.service leaves Restart=
-# commented out, so that a `pg_ctlcluster stop` outside systemd would hold; that stop exits cleanly, which on-failure ignores.
+# A postmaster that dies (kill -9, the OOM killer) is started again. Debian's postgresql@.service (postgresql-common
+# 278, Debian 13) leaves Restart=on-failure commented out so that a `pg_ctlcluster stop` run outside systemd holds;
+# every stop here (cemetery-db restore, reboots) goes through systemctl, which never restarts.
 write_file /etc/systemd/system/postgresql@.service.d/cemetery-restart.conf 0644 root:root <<'UNIT'
 [Service]
 Restart=on-failure
