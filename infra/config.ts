@@ -384,6 +384,10 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         at('backupBucket', 'not yet for target aws, where the stack is to create the bucket and an instance profile for it: use databaseMode rds there');
       } else if (c.backupBucket !== undefined) {
         if (!c.backupS3Region) at('backupS3Region', "required with backupBucket: the bucket's region, e.g. eu-central-1");
+        // AWS is addressed as https://<bucket>.s3.<region>.amazonaws.com: a dot in the name breaks the certificate's match.
+        if (c.backupBucket.includes('.') && (c.backupS3Endpoint ?? '.amazonaws.com').split(':')[0].endsWith('.amazonaws.com')) {
+          at('backupBucket', "a bucket name with dots does not match AWS's certificate for <bucket>.s3.<region>.amazonaws.com: expected one without dots");
+        }
         if (!c.backupS3AccessKeyId) at('backupS3AccessKeyId', 'required with backupBucket on target ssh: the access key of a user that may write only under this stack\'s prefix (README: Backups of on-host PostgreSQL)');
         if (!preview && !c.backupS3SecretAccessKey) at('backupS3SecretAccessKey', 'required with backupBucket for pulumi up: pulumi config set --secret backupS3SecretAccessKey');
       } else {

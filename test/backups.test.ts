@@ -66,6 +66,7 @@ describe('backup configuration that cannot work is refused, naming the key', () 
     ['a bucket without its secret key (up)', { 'cemetery-backend:backupS3SecretAccessKey': undefined }, /cemetery-backend:backupS3SecretAccessKey = \[secret\]: required with backupBucket for pulumi up: pulumi config set --secret backupS3SecretAccessKey/],
     ['an endpoint with a scheme', { 'cemetery-backend:backupS3Endpoint': 'https://s3.example.org' }, /cemetery-backend:backupS3Endpoint = "https:\/\/s3.example.org": expected the S3 endpoint as host or host:port, no scheme/],
     ['a bucket name S3 refuses', { 'cemetery-backend:backupBucket': 'Cemetery_Backups' }, /cemetery-backend:backupBucket = "Cemetery_Backups": expected an S3 bucket name/],
+    ['a bucket name with dots on AWS', { 'cemetery-backend:backupBucket': 'cemetery.backups' }, /cemetery-backend:backupBucket = "cemetery.backups": a bucket name with dots does not match AWS's certificate/],
     ['no retention', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": on-host backups keep their full backups this many days: expected 1 or more/],
     ['an RDS instance to restore from', { 'cemetery-backend:restoreFrom': 'latest', 'cemetery-backend:restoreSourceDatabase': 'cemetery-prod-pg-1a2b3c4' }, /cemetery-backend:restoreSourceDatabase = "cemetery-prod-pg-1a2b3c4": on-host PostgreSQL restores from its own backupBucket/],
   ])('%s', async (_what, change, message) => {

@@ -53,7 +53,7 @@ conf_written=$WROTE
 
 # The host's command (its settings first, then the cluster helpers, then the command itself).
 write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
-  printf '#!/bin/bash\nSTANZA=%s\nDB_NAME=%s\nAUDIT_LOG=%s\nMAINTENANCE_FLAG=%s\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG"
+  printf '#!/bin/bash\nSTANZA=%q\nDB_NAME=%q\nAUDIT_LOG=%q\nMAINTENANCE_FLAG=%q\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG"
   cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
 )"
 # The audit trail's command, as the release step installs it (a restore before the first release records too).

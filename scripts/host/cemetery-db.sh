@@ -36,9 +36,10 @@ push_current_wal() {
   segment=$(psql_admin -c 'SELECT pg_walfile_name(pg_switch_wal())')
   local archived
   for _ in $(seq 1 60); do
-    # WAL file names sort in the order they are written (timeline, then position).
+    # Segment names (24 upper-case hex digits, which every locale orders as ASCII does) sort in the order they are
+    # written, timeline first; a .history or .partial file the archiver may have pushed last is not one.
     archived=$(psql_admin -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-    [[ "$archived" < "$segment" ]] || return 0
+    if [[ "$archived" =~ ^[0-9A-F]{24}$ ]] && ! [[ "$archived" < "$segment" ]]; then return 0; fi
     sleep 1
   done
   fail "PostgreSQL could not archive its current WAL ($segment) within 60 s, so a restore now would lose the writes since the last archived one; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
@@ -49,7 +50,7 @@ restore() {
   while [ $# -gt 0 ]; do
     case "$1" in
       --latest) latest=1 ;;
-      --time) time=${2:-}; shift ;;
+      --time) [ $# -ge 2 ] || { usage >&2; exit 2; }; time=$2; shift ;;
       --new-host) new_host=1 ;; # provisioning: an empty database, no proxy yet, nothing of its WAL to keep
       *) usage >&2; exit 2 ;;
     esac
@@ -60,16 +61,18 @@ restore() {
 
   local json count oldest
   json=$(pgbackrest_ --output=json info) || fail "cannot read the backup repository (see above)"
-  count=$(jq '[.[] | select(.name == "'"$STANZA"'") | .backup[]] | length' <<<"$json")
+  count=$(jq --arg s "$STANZA" '[.[] | select(.name == $s) | .backup[]] | length' <<<"$json")
   [ "$count" -gt 0 ] || fail "the repository has no backup of $STANZA: nothing to restore (pgBackRest: $(jq -r '.[0].status.message // "no stanza"' <<<"$json"))"
-  oldest=$(jq '[.[] | select(.name == "'"$STANZA"'") | .backup[].timestamp.stop] | min' <<<"$json")
+  oldest=$(jq --arg s "$STANZA" '[.[] | select(.name == $s) | .backup[].timestamp.stop] | min' <<<"$json")
+  audit() { if command -v cemetery-audit >/dev/null; then cemetery-audit db-restore "$1" "${time:-latest}" || true; fi; }
   local target=(--type=default)
   if [ -n "$time" ]; then
     [[ "$time" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$ ]] || fail "--time $time: expected a UTC time such as 2026-11-30T03:00:00Z"
     local at
     at=$(date -u -d "$time" +%s) || fail "--time $time: not a valid time"
     [ "$at" -le "$(date +%s)" ] || fail "--time $time is in the future"
-    [ "$at" -ge "$oldest" ] || fail "--time $time is before the oldest backup ended ($(iso "$oldest")): the repository keeps backups for backupRetentionDays, and the earliest time it can restore is $(iso "$oldest")"
+    # pgBackRest takes the newest backup that ended strictly before the time.
+    [ "$at" -gt "$oldest" ] || fail "--time $time is before the oldest backup ended ($(iso "$oldest")): the repository keeps backups for backupRetentionDays, and the earliest time it can restore is $(iso $((oldest + 1)))"
     # pgBackRest takes "YYYY-MM-DD HH:MM:SS[.fff]+00".
     target=(--type=time "--target=$(sed 's/T/ /; s/Z$/+00/' <<<"$time")" --target-action=promote)
   fi
@@ -77,31 +80,45 @@ restore() {
   local maintenance=0 started
   started=$(date +%s)
   if [ "$new_host" = 0 ]; then
-    if pg_isready -q -h 127.0.0.1; then push_current_wal; fi
-    # Maintenance while the database is down, unless it is on already (then it stays on).
+    # Maintenance first (unless it is on already: then it stays on), so no write comes after the WAL pushed next.
     if command -v cemetery-maintenance >/dev/null && cemetery-maintenance status >/dev/null; then
       cemetery-maintenance on >/dev/null && maintenance=1
+    fi
+    if pg_isready -q -h 127.0.0.1 && ! (push_current_wal); then
+      [ "$maintenance" = 0 ] || cemetery-maintenance off >/dev/null
+      exit 1
     fi
   fi
   say "stopping PostgreSQL ($PG_UNIT) to restore $STANZA as of ${time:-the newest archived WAL}"
   systemctl stop "$PG_UNIT"
   if ! pgbackrest_ --delta "${target[@]}" restore; then
-    command -v cemetery-audit >/dev/null && cemetery-audit db-restore failed "${time:-latest}"
-    fail "pgBackRest's restore failed (see above); PostgreSQL is stopped and its data directory may be partly restored: run the restore again"
+    audit failed
+    # pgBackRest writes backup.manifest into the data directory only once it has begun to replace it.
+    if [ ! -e "$PG_DATA/backup.manifest" ]; then
+      systemctl start "$PG_UNIT" || true
+      [ "$maintenance" = 0 ] || cemetery-maintenance off >/dev/null
+      fail "pgBackRest's restore failed before it changed anything (see above); PostgreSQL is started again"
+    fi
+    fail "pgBackRest's restore failed (see above) after it began to replace the data directory; PostgreSQL is stopped and maintenance stays on: run the restore again"
   fi
   systemctl start "$PG_UNIT" || true
+  # Replaying a week of WAL can take long: an hour before giving up.
   local ready=0
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3600); do
     if pg_isready -q -h 127.0.0.1 && [ "$(psql_admin -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then ready=1; break; fi
     sleep 1
   done
   if [ "$ready" = 0 ]; then
-    command -v cemetery-audit >/dev/null && cemetery-audit db-restore failed "${time:-latest}"
-    fail "PostgreSQL did not finish recovering within 600 s after the restore: see journalctl -u $PG_UNIT and /var/log/postgresql"
+    audit failed
+    # A time after the newest archived WAL ends recovery short of its target, and PostgreSQL refuses to start.
+    fail "PostgreSQL did not finish recovering within an hour after the restore: see journalctl -u $PG_UNIT and /var/log/postgresql (a time later than the newest archived WAL cannot be reached: restore an earlier time)"
   fi
   [ "$maintenance" = 0 ] || cemetery-maintenance off >/dev/null
-  command -v cemetery-audit >/dev/null && cemetery-audit db-restore ok "${time:-latest}"
+  audit ok
   say "restored $STANZA as of ${time:-the newest archived WAL} in $(($(date +%s) - started)) s; it now writes a new timeline, archived as before"
+  # The new timeline's own backup: a later restore must not pick a backup the old timeline took after the fork
+  # (pgBackRest refuses it: src/command/restore/timeline.c). A new host's backups step takes it itself.
+  [ "$new_host" = 1 ] || backup full
 }
 
 case "${1:-}" in

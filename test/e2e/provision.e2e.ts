@@ -935,9 +935,9 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
 
   test('restore refuses a time before the oldest backup, and one in the future, changing nothing', async () => {
     requireProvisioned();
-    const early = await stack.rootScript('cemetery-db restore --time 2020-01-01T00:00:00Z; echo "exit $?"');
+    const early = await stack.rootScript('cemetery-db restore --time 2020-01-01T00:00:00Z 2>&1; echo "exit $?"');
     expect(early).toMatch(/--time 2020-01-01T00:00:00Z is before the oldest backup ended \(\S+\): the repository keeps backups for backupRetentionDays, and the earliest time it can restore is \S+\nexit 1\n$/);
-    const future = await stack.rootScript('cemetery-db restore --time 2999-01-01T00:00:00Z; echo "exit $?"');
+    const future = await stack.rootScript('cemetery-db restore --time 2999-01-01T00:00:00Z 2>&1; echo "exit $?"');
     expect(future).toMatch(/--time 2999-01-01T00:00:00Z is in the future\nexit 1\n$/);
     expect((await stack.web('/readyz')).status).toBe(200);
   });
