@@ -6,6 +6,8 @@
 #   cemetery-db backup full|incr|diff   a backup now (the timers take one daily)
 #   cemetery-db restore --latest        the database as of the newest archived WAL (after pushing the current one)
 #   cemetery-db restore --time <UTC>    as of that time, e.g. 2026-11-30T03:00:00Z: every later write is gone
+#   cemetery-db mark <name>             a restore point now, on the audit trail with its time (the release step
+#                                       marks before-<release id> before each release, which may migrate)
 # A restore puts the proxy in maintenance while the database is down, and goes on the audit trail.
 # Exit codes: 0 done, 1 failed (nothing was changed unless it says so), 2 usage.
 set -euo pipefail
@@ -19,6 +21,9 @@ pg_cluster
 
 info() {
   pgbackrest_ info
+  echo "restore points (the newest 5; cemetery-db restore --time <its time> returns to one):"
+  { grep -h 'action=db-restore-point outcome=ok' "$AUDIT_LOG" 2>/dev/null || true; } | tail -n 5 | sed 's/.*detail="\(.*\)"$/  \1/'
+
   if pg_isready -q -h 127.0.0.1; then
     psql_admin -F ' ' -c "SELECT 'archiving: last WAL ' || coalesce(last_archived_wal, 'none') || ' at ' || coalesce(to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-') || ', ' || failed_count || ' failed' || coalesce(' (last ' || last_failed_wal || ' at ' || to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ')', '') FROM pg_stat_archiver"
   fi
@@ -121,8 +126,19 @@ restore() {
   [ "$new_host" = 1 ] || backup full
 }
 
+# mark NAME: pg_create_restore_point (a named point in the WAL), and its time, to the millisecond, on the audit trail.
+mark() {
+  [[ "${1:-}" =~ ^[A-Za-z0-9._-]{1,60}$ ]] || { usage >&2; exit 2; }
+  psql_admin -v name="$1" <<<"SELECT pg_create_restore_point(:'name');" >/dev/null || fail "PostgreSQL could not record restore point $1"
+  local at
+  at=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+  cemetery-audit db-restore-point ok "$1 at $at" || true
+  say "restore point $1 at $at (to return to it: cemetery-db restore --time $at)"
+}
+
 case "${1:-}" in
   info) info ;;
+  mark) mark "${2:-}" ;;
   backup) backup "${2:-}" ;;
   restore) shift; restore "$@" ;;
   -h | --help | help) usage ;;

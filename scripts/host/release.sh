@@ -68,4 +68,8 @@ esac
 exit \$status
 WRAPPER
 
+# With on-host backups (the backups step installed cemetery-db): a restore point before the release may migrate.
+if [ -x /usr/local/sbin/cemetery-db ]; then
+  cemetery-db mark "before-$RELEASE_ID" || fail "no restore point could be recorded before release $RELEASE_ID, so it was not deployed (see above)"
+fi
 cemetery-release deploy --id "$RELEASE_ID" --upload "$UPLOAD_DIR" || fail "release $RELEASE_ID was not deployed (see above)"

@@ -942,16 +942,16 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect((await stack.web('/readyz')).status).toBe(200);
   });
 
-  test('point in time: sections deleted by mistake come back with cemetery-db restore --time; nothing written after that time is there', async () => {
+  test('point in time: sections deleted by mistake come back with cemetery-db restore --time <a restore point\'s time>; nothing written after it is there', async () => {
     requireProvisioned();
     const w = startWriter('pitr', writer);
     await waitUntil('20 sections written', () => w.acked.length >= 20, { timeoutMs: 300000, intervalMs: 200 });
     const { acked } = await w.stop();
     const before = await sectionsNamed('pitr');
     expect(before.names).toEqual(expect.arrayContaining(acked));
-    // The guest's clock: the time a user would read on the host.
-    await sleep(1100);
-    const target = (await root('date -u +%Y-%m-%dT%H:%M:%SZ')).trim();
+    // A restore point, as the release step records one before each release: its time is the target.
+    const marked = await root('cemetery-db mark before-mistake');
+    const target = /restore point before-mistake at (\S+Z) /.exec(marked)![1];
     await sleep(1100);
     await sql("DELETE FROM sections WHERE name LIKE 'pitr-%'");
     expect((await sectionsNamed('pitr')).names).toEqual([]);
@@ -968,7 +968,9 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     await waitUntil('the app serving from the restored database', async () => (await stack.web('/readyz')).status === 200, { timeoutMs: 120000, intervalMs: 500 });
     expect((await stack.web('/api/sections?limit=1')).status).toBe(200);
     expect((await root('cemetery-maintenance status; true')).trim()).toMatch(/^maintenance is off/);
-    expect(await root('cemetery-audit --show 5')).toMatch(new RegExp(`action=db-restore outcome=ok detail="${target}"`));
+    const audit = await root('cemetery-audit --show 10');
+    expect(audit).toContain(`action=db-restore-point outcome=ok detail="before-mistake at ${target}"`);
+    expect(audit).toContain(`action=db-restore outcome=ok detail="${target}"`);
     Object.assign(report.backups as object, { pointInTime: { rows: acked.length, restoreSeconds } });
     console.log(`point in time: ${acked.length} sections deleted and restored in ${restoreSeconds} s; the one written after ${target} is gone`);
   });
@@ -1039,7 +1041,10 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
       expect(missing).toEqual([]);
       expect((await replacement.web('/readyz')).status).toBe(200);
       expect(JSON.parse((await replacement.web('/api/sections?limit=1')).body)).toBeDefined();
-      expect(await replacement.root('cemetery-audit --show 20')).toMatch(/action=db-restore outcome=ok detail="latest"/);
+      const audit = await replacement.root('cemetery-audit --show 20');
+      expect(audit).toMatch(/action=db-restore outcome=ok detail="latest"/);
+      // The first release on the new host came after a restore point.
+      expect(audit).toMatch(/action=db-restore-point outcome=ok detail="before-r-[0-9a-f]{12} at \S+Z"/);
     } finally {
       await replacement.stop();
     }
