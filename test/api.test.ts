@@ -414,6 +414,25 @@ describe('abuse limits', () => {
     await slowPool.end();
   });
 
+  test("the database's disk full (SQLSTATE 53100, raised here by a trigger): 503 saying so, nothing written, reads served; writes again once it passes", async () => {
+    // The VM tier fills a real filesystem under the table (test/e2e); this is the app's side of it.
+    await pool.query(`CREATE FUNCTION e2e_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device' USING ERRCODE = 'disk_full'; END $$`);
+    await pool.query('CREATE TRIGGER e2e_disk_full BEFORE INSERT ON sections FOR EACH ROW EXECUTE FUNCTION e2e_disk_full()');
+    const before = await count('sections');
+    try {
+      const res = await app.inject({ method: 'POST', url: '/api/sections', payload: { name: 'On a full disk' }, headers: auth() });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('60');
+      expect(res.json()).toMatchObject({ statusCode: 503, message: 'the database is out of disk space: nothing was written; reads still work' });
+      expect(await count('sections')).toBe(before);
+      expect((await app.inject({ method: 'GET', url: '/api/sections?limit=1' })).statusCode).toBe(200);
+    } finally {
+      await pool.query('DROP TRIGGER e2e_disk_full ON sections; DROP FUNCTION e2e_disk_full()');
+    }
+    expect((await app.inject({ method: 'POST', url: '/api/sections', payload: { name: 'On a freed disk' }, headers: auth() })).statusCode).toBe(201);
+  });
+
   test('grid over MAX_GRID_PLOTS: 400 naming the cap; nothing is created', async () => {
     const before = await count('sections');
     const res = await call('POST', '/api/sections', { name: 'Too big', grid: { rows: 100, plotsPerRow: 100 } });

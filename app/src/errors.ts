@@ -63,6 +63,8 @@ function classify(err: FastifyError & PgError): { status: number; message: strin
   if (err.validation) return { status: 400, message: err.message };
   if (err instanceof HttpError) return { status: err.statusCode, message: err.message, headers: err.headers };
   if (err.code === '57014') return { status: 503, message: 'the database took too long (statement timeout); try again', headers: RETRY_AFTER };
+  // PostgreSQL could not extend a file (SQLSTATE 53100): the write is rolled back, reads go on, and writes work again once space is freed.
+  if (err.code === '53100') return { status: 503, message: 'the database is out of disk space: nothing was written; reads still work', headers: { 'retry-after': '60' } };
   if (isRetryable(err)) return { status: 503, message: 'concurrent changes conflicted; try again', headers: RETRY_AFTER };
   // The database's own cap check (migration 1764900000000) says which section, how many and the cap.
   if (err.code === '23514' && err.constraint === 'section_plot_cap') return { status: 409, message: err.message };
