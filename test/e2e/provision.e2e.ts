@@ -845,7 +845,7 @@ function startWriter(prefix: string, token: string) {
     while (!stopped) {
       const name = `${prefix}-${++n}`;
       try {
-        const r = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+        const r = await registerHost().web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
         if (r.status === 201) acked.push({ name, at: Date.now() });
         else failures[`status ${r.status}`] = (failures[`status ${r.status}`] ?? 0) + 1;
       } catch (err) {
@@ -867,8 +867,11 @@ function startWriter(prefix: string, token: string) {
   };
 }
 
-/** SQL as postgres on the VM, on stdin (no quoting through the login shell); rows as lines. */
-const sql = async (query: string) => (await stack.rootScript(`cd / && sudo -u postgres psql -d cemetery -v ON_ERROR_STOP=1 -qAt <<'SQL'\n${query}\nSQL`)).trim();
+/** The host with the register: the VM, until a new host replaces it after it is lost (below). */
+let dbHost: LocalStack | undefined;
+const registerHost = () => dbHost ?? stack;
+/** SQL as postgres on that host, on stdin (no quoting through the login shell); rows as lines. */
+const sql = async (query: string) => (await registerHost().rootScript(`cd / && sudo -u postgres psql -d cemetery -v ON_ERROR_STOP=1 -qAt <<'SQL'\n${query}\nSQL`)).trim();
 /** The names of the sections whose name starts with `prefix`, and a checksum of them. */
 async function sectionsNamed(prefix: string) {
   const names = (await sql(`SELECT name FROM sections WHERE name LIKE '${prefix}-%' ORDER BY name`)).split('\n').filter(Boolean);
@@ -881,6 +884,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   const REPO = '/cemetery-backend/local';
 
   afterAll(async () => {
+    await dbHost?.stop();
     await s3?.close();
   });
 
@@ -1000,57 +1004,6 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(lost).toEqual([]);
   });
 
-  test('the disk under the register full: writes answer 503 saying so, reads are served, PostgreSQL runs on, nothing is lost; once space is freed writes work again', async () => {
-    requireProvisioned();
-    // A small filesystem of its own under the sections table (a tablespace), as a data volume that fills up.
-    const mnt = '/mnt/cemetery-e2e-small';
-    await stack.rootScript(`set -e
-fallocate -l 48M /var/lib/cemetery-e2e-small.img
-mkfs.ext4 -q -m 0 /var/lib/cemetery-e2e-small.img
-mkdir -p ${mnt}
-mount -o loop /var/lib/cemetery-e2e-small.img ${mnt}
-install -d -o postgres -g postgres -m 0700 ${mnt}/pg
-`);
-    await sql(`CREATE TABLESPACE e2e_small LOCATION '${mnt}/pg'`);
-    await sql('ALTER TABLE sections SET TABLESPACE e2e_small');
-    const pgData = (await stack.rootScript("pg_lsclusters --no-header | awk '{ print $6 }'")).trim();
-    const postmaster = (await root(`head -n 1 ${pgData}/postmaster.pid`)).trim();
-    const before = await sql("SELECT count(*) || ' ' || md5(string_agg(name, ',' ORDER BY id)) FROM sections");
-    await stack.rootScript(`dd if=/dev/zero of=${mnt}/fill bs=1M status=none || true; sync; df --output=avail -B1 ${mnt} | tail -n 1`);
-    const post = (name: string) => stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
-    // Rows fit on the table's last page until it is full; the next needs a new page, which the disk cannot give.
-    const written: string[] = [];
-    let full: Awaited<ReturnType<typeof post>> | undefined;
-    for (let i = 1; i <= 400 && !full; i++) {
-      const r = await post(`full-${i}`);
-      if (r.status === 201) written.push(`full-${i}`);
-      else if (r.status === 503) full = r;
-      else throw new Error(`POST full-${i}: ${r.status} ${r.body}`);
-    }
-    expect(full).toBeDefined();
-    expect(full!.headers['retry-after']).toBe('60');
-    expect(JSON.parse(full!.body).message).toBe('the database is out of disk space: nothing was written; reads still work');
-    expect((await stack.web('/api/sections?limit=5')).status).toBe(200);
-    expect((await stack.web('/readyz')).status).toBe(200);
-    // An error, not a crash: the same postmaster.
-    expect((await root(`head -n 1 ${pgData}/postmaster.pid`)).trim()).toBe(postmaster);
-
-    await root(`rm ${mnt}/fill`);
-    expect((await post('freed-1')).status).toBe(201);
-    const [count] = before.split(' ');
-    expect(await sql('SELECT count(*) FROM sections')).toBe(String(Number(count) + written.length + 1));
-    expect(await sql("SELECT count(*) || ' ' || md5(string_agg(name, ',' ORDER BY id)) FROM sections WHERE name NOT LIKE 'full-%' AND name <> 'freed-1'")).toBe(before);
-    expect((await sectionsNamed('full')).names.sort()).toEqual([...written].sort());
-    Object.assign(report.backups as object, { diskFull: { writtenBeforeFull: written.length } });
-    console.log(`disk full: ${written.length} sections written before the table needed a page the disk did not have; then 503, reads served`);
-
-    // Back as it was, and a full backup after it: a restore elsewhere then replays no tablespace this host alone had.
-    await sql('ALTER TABLE sections SET TABLESPACE pg_default');
-    await sql('DROP TABLESPACE e2e_small');
-    await root(`umount ${mnt} && rm /var/lib/cemetery-e2e-small.img`);
-    await root('cemetery-db backup full');
-  });
-
   test('the S3 secret key is in no command line, journal or log, in nothing an up showed, and in no file but pgBackRest\'s', async () => {
     requireProvisioned();
     const shown = stack.shown.map((o) => o.line).join('\n');
@@ -1081,25 +1034,70 @@ install -d -o postgres -g postgres -m 0700 ${mnt}/pg
         'cemetery-backend:restoreFrom': 'latest',
       },
     });
-    try {
-      await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
-      const started = Date.now();
-      await replacement.up('new host, restoreFrom latest');
-      const upSeconds = seconds(started);
-      const names = new Set((await replacement.rootScript("cd / && sudo -u postgres psql -d cemetery -qAt -c \"SELECT name FROM sections WHERE name LIKE 'lost-%'\"")).trim().split('\n'));
-      const missing = mustSurvive.filter((n) => !names.has(n));
-      const lostAcked = acked.filter((n) => !names.has(n));
-      Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds } });
-      console.log(`lose the host: ${acked.length} writes acknowledged, ${lostAcked.length} of them lost (the last ${BACKUP_RPO_SECONDS} s may be); the new host's up took ${upSeconds} s`);
-      expect(missing).toEqual([]);
-      expect((await replacement.web('/readyz')).status).toBe(200);
-      expect(JSON.parse((await replacement.web('/api/sections?limit=1')).body)).toBeDefined();
-      const audit = await replacement.root('cemetery-audit --show 20');
-      expect(audit).toMatch(/action=db-restore outcome=ok detail="latest"/);
-      // The first release on the new host came after a restore point.
-      expect(audit).toMatch(/action=db-restore-point outcome=ok detail="before-r-[0-9a-f]{12} at \S+Z"/);
-    } finally {
-      await replacement.stop();
+    dbHost = replacement;
+    await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
+    const started = Date.now();
+    await replacement.up('new host, restoreFrom latest');
+    const upSeconds = seconds(started);
+    const names = new Set((await replacement.rootScript("cd / && sudo -u postgres psql -d cemetery -qAt -c \"SELECT name FROM sections WHERE name LIKE 'lost-%'\"")).trim().split('\n'));
+    const missing = mustSurvive.filter((n) => !names.has(n));
+    const lostAcked = acked.filter((n) => !names.has(n));
+    Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds } });
+    console.log(`lose the host: ${acked.length} writes acknowledged, ${lostAcked.length} of them lost (the last ${BACKUP_RPO_SECONDS} s may be); the new host's up took ${upSeconds} s`);
+    expect(missing).toEqual([]);
+    expect((await replacement.web('/readyz')).status).toBe(200);
+    expect(JSON.parse((await replacement.web('/api/sections?limit=1')).body)).toBeDefined();
+    const audit = await replacement.root('cemetery-audit --show 20');
+    expect(audit).toMatch(/action=db-restore outcome=ok detail="latest"/);
+    // The first release on the new host came after a restore point.
+    expect(audit).toMatch(/action=db-restore-point outcome=ok detail="before-r-[0-9a-f]{12} at \S+Z"/);
+  });
+
+  test('the disk under the register full: writes answer 503 saying so, reads are served, PostgreSQL runs on, nothing is lost; once space is freed writes work again', async () => {
+    requireProvisioned();
+    // On the new host (the lost-host scenario's): no restore replays this host's tablespace afterwards.
+    const host = dbHost!;
+    expect(host).toBeDefined();
+    // A small filesystem of its own under the sections table (a tablespace), as a data volume that fills up.
+    const mnt = '/mnt/cemetery-e2e-small';
+    await host.rootScript(`set -e
+fallocate -l 48M /var/lib/cemetery-e2e-small.img
+mkfs.ext4 -q -m 0 /var/lib/cemetery-e2e-small.img
+mkdir -p ${mnt}
+mount -o loop /var/lib/cemetery-e2e-small.img ${mnt}
+install -d -o postgres -g postgres -m 0700 ${mnt}/pg
+`);
+    await sql(`CREATE TABLESPACE e2e_small LOCATION '${mnt}/pg'`);
+    await sql('ALTER TABLE sections SET TABLESPACE e2e_small');
+    const pgData = (await host.rootScript("pg_lsclusters --no-header | awk '{ print $6 }'")).trim();
+    const postmaster = (await host.root(`head -n 1 ${pgData}/postmaster.pid`)).trim();
+    const before = await sql("SELECT count(*) || ' ' || md5(string_agg(name, ',' ORDER BY id)) FROM sections");
+    await host.rootScript(`dd if=/dev/zero of=${mnt}/fill bs=1M status=none || true; sync; df --output=avail -B1 ${mnt} | tail -n 1`);
+    const post = (name: string) => host.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+    // Rows fit on the table's last page until it is full; the next needs a new page, which the disk cannot give.
+    const written: string[] = [];
+    let full: Awaited<ReturnType<typeof post>> | undefined;
+    for (let i = 1; i <= 400 && !full; i++) {
+      const r = await post(`full-${i}`);
+      if (r.status === 201) written.push(`full-${i}`);
+      else if (r.status === 503) full = r;
+      else throw new Error(`POST full-${i}: ${r.status} ${r.body}`);
     }
+    expect(full).toBeDefined();
+    expect(full!.headers['retry-after']).toBe('60');
+    expect(JSON.parse(full!.body).message).toBe('the database is out of disk space: nothing was written; reads still work');
+    expect((await host.web('/api/sections?limit=5')).status).toBe(200);
+    expect((await host.web('/readyz')).status).toBe(200);
+    // An error, not a crash: the same postmaster.
+    expect((await host.root(`head -n 1 ${pgData}/postmaster.pid`)).trim()).toBe(postmaster);
+
+    await host.root(`rm ${mnt}/fill`);
+    expect((await post('freed-1')).status).toBe(201);
+    const [count] = before.split(' ');
+    expect(await sql('SELECT count(*) FROM sections')).toBe(String(Number(count) + written.length + 1));
+    expect(await sql("SELECT count(*) || ' ' || md5(string_agg(name, ',' ORDER BY id)) FROM sections WHERE name NOT LIKE 'full-%' AND name <> 'freed-1'")).toBe(before);
+    expect((await sectionsNamed('full')).names.sort()).toEqual([...written].sort());
+    Object.assign(report.backups as object, { diskFull: { writtenBeforeFull: written.length } });
+    console.log(`disk full: ${written.length} sections written before the table needed a page the disk did not have; then 503, reads served`);
   });
 });
