@@ -885,6 +885,8 @@ async function sectionsNamed(prefix: string) {
 
 describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   let s3: S3Server;
+  /** The lost host's replacement, from the moment it boots (stopped after the tests). */
+  let newHost: LocalStack | undefined;
   let writer = '';
   const REPO = '/cemetery-backend/local';
 
@@ -892,7 +894,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   afterEach(() => Promise.all([...writers].map((w) => w.stop())));
   afterAll(async () => {
     try {
-      await dbHost?.stop();
+      await newHost?.stop();
     } finally {
       await s3?.close();
     }
@@ -1036,14 +1038,9 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     requireBackups();
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
-    // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
-    await sleep((BACKUP_RPO_SECONDS + 15) * 1000);
-    const crashAt = Date.now();
-    stack.crash();
-    const { acked } = await w.stop();
-    const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
+    // The new VM boots meanwhile (its own ports and state); its stack restores when it is provisioned, after the crash.
     const lostStack = stack;
-    const replacement = await startLocalStack({
+    const booting = startLocalStack({
       report: (report.lostHost = {}) as Record<string, unknown>,
       log: (line) => process.stdout.write(`[new host] ${line}\n`),
       overrides: {
@@ -1051,6 +1048,13 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
         'cemetery-backend:restoreFrom': 'latest',
       },
     });
+    // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
+    const [replacement] = await Promise.all([booting, sleep((BACKUP_RPO_SECONDS + 15) * 1000)]);
+    newHost = replacement;
+    const crashAt = Date.now();
+    lostStack.crash();
+    const { acked } = await w.stop();
+    const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
     dbHost = replacement;
     await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
     const started = Date.now();
