@@ -901,12 +901,12 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   });
   const requireBackups = () => {
     requireProvisioned();
-    report.backups = {};
     if (!s3 || !writer) throw new Error('backups were not set up (see the first failure)');
   };
 
   test('backupBucket set: the next up runs the backups step alone; a full backup and the WAL reach the bucket; pgBackRest\'s file is root\'s, readable by postgres, not by the app user; the timers are on', async () => {
-    requireBackups();
+    requireProvisioned();
+    report.backups = {};
     s3 = await startS3Server('cemetery-backups');
     await stack.trustTestService(S3_TEST_NAME, s3.caPem);
     Object.assign(stack.config, {
