@@ -254,7 +254,7 @@ function backupStep(cfg: StackConfig, stack: string): HostStep {
     stdin: 'backupCredentials',
     // pgBackRest's progress and the restore's are shown as they happen; none prints a credential (a VM test checks).
     printsNoSecret: true,
-    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-audit.sh'],
+    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-archive-get.sh', 'cemetery-audit.sh'],
   };
 }
 

@@ -191,3 +191,29 @@ asRoot('the operator host commands: cemetery-audit and cemetery-maintenance (ins
     expect(run('cemetery-maintenance', ['--help'])).toMatchObject({ status: 0, stdout: 'usage: cemetery-maintenance on|off|status\n' });
   });
 });
+
+describe('cemetery-archive-get (restore_command during a restore)', () => {
+  // The statuses pgBackRest's archive-get exits with, from a stand-in on PATH (pgBackRest itself runs on the VM tier).
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-archive-get-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'pgbackrest'), '#!/bin/sh\n[ "$1 $2 $3 $4" = "--stanza=cemetery archive-get 000000020000000000000009 pg_wal/RECOVERYXLOG" ] || exit 99\nexit "$EXIT_AS"\n', { mode: 0o755 });
+  // Built as backups.sh installs it: its stanza's line, then the script.
+  const command = path.join(dir, 'cemetery-archive-get');
+  writeFileSync(command, `#!/bin/bash\nSTANZA=cemetery\n${readFileSync(path.join(ROOT, 'scripts/host/cemetery-archive-get.sh'), 'utf8')}`, { mode: 0o755 });
+  const getWal = (exitAs: number) =>
+    spawnSync(command, ['000000020000000000000009', 'pg_wal/RECOVERYXLOG'], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, EXIT_AS: String(exitAs) } });
+
+  test.each([
+    [0, 'the file restored'],
+    [1, 'not in the repository: the end of the archive'],
+    [143, 'a SIGTERM (fast shutdown): PostgreSQL exits cleanly'],
+  ])('passes %i on (%s)', (status, _why) => {
+    expect(getWal(status)).toMatchObject({ status, stderr: '' });
+  });
+
+  test.each([[101, 'service: an HTTP 5xx'], [49, 'host-connect'], [99, 'any other']])('turns an error (%i, %s) into 126, which stops recovery instead of ending it, and says so', (status) => {
+    const r = getWal(status);
+    expect(r.status).toBe(126);
+    expect(r.stderr).toBe(`cemetery-archive-get: pgBackRest could not read 000000020000000000000009 from the archive (exit ${status}; see /var/log/pgbackrest): recovery stops here instead of ending early, and goes on when PostgreSQL is started again\n`);
+  });
+});

@@ -43,6 +43,8 @@ repo1-retention-full-type=time
 repo1-retention-full=$RETENTION_DAYS
 compress-type=zst
 start-fast=y
+# A restore's WAL comes through this: an archive that cannot be read stops recovery instead of ending it early.
+recovery-option=restore_command=/usr/local/sbin/cemetery-archive-get %f "%p"
 log-level-console=info
 log-level-file=detail
 
@@ -56,6 +58,8 @@ write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
   printf '#!/bin/bash\nSTANZA=%q\nDB_NAME=%q\nAUDIT_LOG=%q\nMAINTENANCE_FLAG=%q\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG"
   cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
 )"
+# PostgreSQL's restore_command during a restore (pgBackRest's recovery-option above).
+write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\n' "$STANZA"; cat "$here/cemetery-archive-get.sh")"
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
 

@@ -107,10 +107,17 @@ restore() {
     fail "pgBackRest's restore failed (see above) after it began to replace the data directory; PostgreSQL is stopped and maintenance stays on: run the restore again"
   fi
   systemctl start "$PG_UNIT" || true
-  # Replaying a week of WAL can take long: an hour before giving up.
-  local ready=0
-  for _ in $(seq 1 3600); do
+  # Replaying a week of WAL can take long: an hour before giving up. An archive that cannot be read stops PostgreSQL
+  # (cemetery-archive-get) rather than end recovery early: it is started again until the archive answers.
+  local ready=0 down=0 deadline=$(($(date +%s) + 3600))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     if pg_isready -q -h 127.0.0.1 && [ "$(psql_admin -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then ready=1; break; fi
+    if pg_lsclusters --no-header "$PG_VERSION" "$PG_NAME" 2>/dev/null | grep -qw down; then down=$((down + 1)); else down=0; fi
+    if [ "$down" -ge 10 ]; then
+      say "PostgreSQL stopped during recovery, $(($(date +%s) - started)) s into the restore (the archive could not be read: /var/log/pgbackrest, /var/log/postgresql): starting it again"
+      systemctl start "$PG_UNIT" || true
+      down=0
+    fi
     sleep 1
   done
   if [ "$ready" = 0 ]; then

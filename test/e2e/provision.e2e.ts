@@ -877,6 +877,27 @@ let dbHost: LocalStack | undefined;
 const registerHost = () => dbHost ?? stack;
 /** SQL as postgres on that host, on stdin (no quoting through the login shell); rows as lines. */
 const sql = async (query: string) => (await registerHost().rootScript(`cd / && sudo -u postgres psql -d cemetery -v ON_ERROR_STOP=1 -qAt <<'SQL'\n${query}\nSQL`)).trim();
+/** The WAL segment being written now (holding the last commit, or later), named as the archive names it. */
+const currentSegment = () => sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+/** What the register host's archiver has done, as one line for a failure message or the log. */
+const archiverState = () => sql("SELECT 'last archived ' || coalesce(last_archived_wal, 'none') || ' at ' || coalesce(last_archived_time::text, '-') || ', ' || failed_count || ' failed (last ' || coalesce(last_failed_wal, 'none') || ' at ' || coalesce(last_failed_time::text, '-') || '), writing ' || pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver");
+/**
+ * Waits until the register host has archived `segment` (by itself: archive_timeout) and returns when it did (epoch s).
+ * A timeout names the archiver's state and the end of pgBackRest's archive-push log.
+ */
+async function archivedThrough(segment: string, what: string, timeoutMs = 300000) {
+  try {
+    return await waitUntil(`${what} (${segment}) in the archive`, async () => {
+      const [last, at] = (await sql("SELECT coalesce(last_archived_wal, ''), extract(epoch FROM last_archived_time) FROM pg_stat_archiver")).split('|');
+      // The last file archived may be a segment, or a backup's .backup file named after the segment it began in.
+      const archived = last.length === 24 ? last >= segment : last.slice(0, 24) > segment;
+      return archived ? Number(at) : undefined;
+    }, { timeoutMs, intervalMs: 1000 });
+  } catch (err) {
+    const log = await registerHost().rootScript('tail -n 15 /var/log/pgbackrest/cemetery-archive-push.log 2>&1; tail -n 15 /var/log/postgresql/postgresql-*-main.log 2>&1').catch((e: Error) => e.message);
+    throw new Error(`${(err as Error).message}\n${await archiverState().catch((e: Error) => e.message)}\n${log}`);
+  }
+}
 /** The names of the sections whose name starts with `prefix`, and a checksum of them. */
 async function sectionsNamed(prefix: string) {
   const names = (await sql(`SELECT name FROM sections WHERE name LIKE '${prefix}-%' ORDER BY name`)).split('\n').filter(Boolean);
@@ -942,14 +963,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const before = await root('date +%s.%N');
     const r = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'rpo-1' }) });
     expect(r.status).toBe(201);
-    // The WAL segment holding the commit (or a later one), named as the archive names it.
-    const segment = await sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
-    const archivedAt = await waitUntil('the write\'s WAL segment in the archive', async () => {
-      const [last, at] = (await sql("SELECT coalesce(last_archived_wal, ''), extract(epoch FROM last_archived_time) FROM pg_stat_archiver")).split('|');
-      // The last file archived may be a segment, or a backup's .backup file named after the segment it began in.
-      const archived = last.length === 24 ? last >= segment : last.slice(0, 24) > segment;
-      return archived ? Number(at) : undefined;
-    }, { timeoutMs: 300000, intervalMs: 1000 });
+    const segment = await currentSegment();
+    const archivedAt = await archivedThrough(segment, 'the write\'s WAL segment');
     const rpo = Math.round((archivedAt - Number(before)) * 10) / 10;
     (report.backups as Record<string, unknown>).rpoSeconds = rpo;
     console.log(`RPO: the write's WAL was archived ${rpo} s after the request was sent (archive_timeout ${BACKUP_ARCHIVE_TIMEOUT_SECONDS} s; target ${BACKUP_RPO_SECONDS} s)`);
@@ -1016,6 +1031,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const ackedAtRestart = w.acked.length;
     await waitUntil('writes acknowledged again', () => w.acked.length >= ackedAtRestart + 5, { timeoutMs: 300000, intervalMs: 200 });
     const { acked, attempted, failures } = await w.stop();
+    // Archiving goes on after the crash: the segment written now reaches the bucket by itself.
+    await archivedThrough(await currentSegment(), 'the WAL written after the restart');
     const stored = new Set((await sectionsNamed('crash')).names);
     const lost = acked.filter((name) => !stored.has(name));
     Object.assign(report.backups as object, { postmasterKill: { acknowledged: acked.length, attempted, lost: lost.length, failures, backSeconds } });
@@ -1038,6 +1055,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     requireBackups();
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
+    // A segment holding writes that must survive: the archive fails as the new host's recovery asks for it.
+    const lostFrom = await currentSegment();
     // The new VM boots meanwhile (its own ports and state); its stack restores when it is provisioned, after the crash.
     const lostStack = stack;
     const booting = startLocalStack({
@@ -1051,19 +1070,31 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
     const [replacement] = await Promise.all([booting, sleep((BACKUP_RPO_SECONDS + 15) * 1000)]);
     newHost = replacement;
+    const archiverAtCrash = await archiverState();
     const crashAt = Date.now();
     lostStack.crash();
     const { acked } = await w.stop();
     const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
     dbHost = replacement;
     await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
+    // An outage of the bucket longer than pgBackRest's retries (io-timeout 60 s), from the new host's first request
+    // for that segment: the restore waits it out instead of ending recovery early (cemetery-archive-get).
+    const outage = s3.outageFrom(new RegExp(lostFrom), 100000);
     const started = Date.now();
     await replacement.up('new host, restoreFrom latest');
     const upSeconds = seconds(started);
+    const outageSeen = await Promise.race([outage, sleep(0).then(() => undefined)]);
+    // Where the archive ended and where the new host's recovery stopped, for the log (and any failure below).
+    const segments = s3.keys(`${REPO}/archive/cemetery/`).map((k) => /\/([0-9A-F]{24})-/.exec(k)?.[1]).filter(Boolean);
+    console.log(`lose the host: at the crash the old host had ${archiverAtCrash}; the repository's newest segments: ${segments.slice(-4).join(' ')}`);
+    const recoveryLog = await replacement.rootScript("grep -hE 'redo (starts|done)|selected new timeline|archive recovery complete|consistent recovery|cemetery-archive-get|startup process' /var/log/postgresql/postgresql-*-main.log | tail -n 12");
+    console.log(`lose the host: the bucket's outage from the request for ${lostFrom}: ${outageSeen ? `${outageSeen.refused} requests refused` : 'never began'}\n${recoveryLog}`);
+    expect(outageSeen?.refused).toBeGreaterThan(0);
+    expect(recoveryLog).toContain(`cemetery-archive-get: pgBackRest could not read ${lostFrom}`);
     const names = new Set((await replacement.rootScript("cd / && sudo -u postgres psql -d cemetery -qAt -c \"SELECT name FROM sections WHERE name LIKE 'lost-%'\"")).trim().split('\n'));
     const missing = mustSurvive.filter((n) => !names.has(n));
     const lostAcked = acked.filter((n) => !names.has(n));
-    Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds } });
+    Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds, outageRefused: outageSeen?.refused ?? 0 } });
     console.log(`lose the host: ${acked.length} writes acknowledged, ${lostAcked.length} of them lost (the last ${BACKUP_RPO_SECONDS} s may be); the new host's up took ${upSeconds} s`);
     expect(missing).toEqual([]);
     expect((await replacement.web('/readyz')).status).toBe(200);

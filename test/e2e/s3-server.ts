@@ -40,6 +40,26 @@ export async function startS3Server(bucket: string) {
     vhostBuckets: false,
     configureBuckets: [{ name: bucket, configs: [] }],
   });
+  // Test plumbing: an outage of the store, begun by a matching request ("GET /bucket?list-type=2&prefix=…", decoded):
+  // for its length every request is answered 503 ServiceUnavailable, as S3 answers when it cannot serve.
+  let outage: { match: RegExp; ms: number; until?: number; refused: number; ended: () => void } | undefined;
+  (server as unknown as { middleware: Array<(ctx: OutageContext, next: () => Promise<void>) => Promise<void>> }).middleware.unshift(async (ctx, next) => {
+    if (outage) {
+      if (outage.until === undefined && outage.match.test(`${ctx.method} ${decodeURIComponent(ctx.url)}`)) {
+        const o = outage;
+        o.until = Date.now() + o.ms;
+        setTimeout(() => { outage = undefined; o.ended(); }, o.ms);
+      }
+      if (outage.until !== undefined) {
+        outage.refused++;
+        ctx.status = 503;
+        ctx.type = 'application/xml';
+        ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code><Message>test outage</Message></Error>';
+        return;
+      }
+    }
+    await next();
+  });
   await server.run();
   const bucketDir = path.join(dir, 'data', bucket);
   return {
@@ -66,7 +86,18 @@ export async function startS3Server(bucket: string) {
       }
       return out.filter((k) => k.startsWith(prefix.replace(/^\//, ''))).sort();
     },
+    /**
+     * Arms an outage of `ms` that begins with the first request matching `match`; resolves when it has ended,
+     * with how many requests it refused (0 never: it resolves only once one matched).
+     */
+    outageFrom(match: RegExp, ms: number) {
+      return new Promise<{ refused: number }>((resolve) => {
+        const o = { match, ms, refused: 0, ended: () => resolve({ refused: o.refused }) };
+        outage = o;
+      });
+    },
     close: () => server.close(),
   };
 }
 export type S3Server = Awaited<ReturnType<typeof startS3Server>>;
+type OutageContext = { method: string; url: string; status: number; type: string; body: unknown };
