@@ -63,13 +63,18 @@ write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
 
-write_file "$PG_CONF_DIR/cemetery-backups.conf" 0644 postgres:postgres <<CONF
+# Archiving's settings: written once the repository is known to take this database's WAL (before a restore, or
+# after the stanza's check), so a refused bucket leaves PostgreSQL as it was, not piling up WAL it cannot push.
+archive_conf_written=0
+archive_conf() {
+  write_file "$PG_CONF_DIR/cemetery-backups.conf" 0644 postgres:postgres <<CONF
 # cemetery-backend: WAL archived to the backup bucket by pgBackRest (scripts/host/backups.sh)
 archive_mode = on
 archive_command = 'pgbackrest --stanza=$STANZA archive-push %p'
 archive_timeout = ${ARCHIVE_TIMEOUT}s
 CONF
-archive_conf_written=$WROTE
+  [ "$WROTE" = 0 ] || archive_conf_written=1
+}
 
 marker=/var/lib/cemetery-backend/backups-configured
 if [ -n "${RESTORE_FROM:-}" ] && [ -e "$marker" ]; then
@@ -82,6 +87,7 @@ if [ -n "${RESTORE_FROM:-}" ] && [ ! -e "$marker" ]; then
   log "restoring $DB_NAME from the backups in s3://$S3_BUCKET$REPO_PATH ($RESTORE_FROM)"
   # The empty cluster never archives (it is stopped before archive_mode applies), and the restored one promotes
   # with archiving on, so its new timeline's history reaches the repository.
+  archive_conf
   if [ "$RESTORE_FROM" = latest ]; then cemetery-db restore --new-host; else cemetery-db restore --new-host --time "$RESTORE_FROM"; fi
   # The restored role has the lost host's password: this stack's takes its place (SQL on stdin, never argv).
   psql_admin <<<"ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD';"
@@ -96,6 +102,7 @@ if ! created=$(cd / && sudo -u postgres pgbackrest --stanza="$STANZA" --log-leve
   fi
   fail "pgBackRest could not create its stanza in s3://$S3_BUCKET$REPO_PATH: $created"
 fi
+archive_conf
 if [ "$(psql_admin -c 'SHOW archive_mode')" != on ]; then
   # archive_mode takes a restart; the command and the timeout a reload.
   systemctl restart "$PG_UNIT"

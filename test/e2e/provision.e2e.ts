@@ -1051,7 +1051,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect((await ssh(stack.target, `sudo sh -c 'exec 3<&0; journalctl --no-pager | grep -cF -f /dev/fd/3 || true'`, `${s3.secretAccessKey}\n`)).trim()).toBe('0');
   });
 
-  test('lose the host: a fresh VM provisioned from nothing with restoreFrom latest has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
+  test('lose the host: a fresh VM provisioned from nothing is refused the lost host\'s bucket until restoreFrom latest is set; then, through a bucket outage during recovery, it has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
     requireBackups();
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
@@ -1064,7 +1064,6 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
       log: (line) => process.stdout.write(`[new host] ${line}\n`),
       overrides: {
         ...Object.fromEntries(Object.entries(lostStack.config).filter(([k]) => k.startsWith('cemetery-backend:backup') || k === 'cemetery-backend:rateLimitPerMinute')),
-        'cemetery-backend:restoreFrom': 'latest',
       },
     });
     // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
@@ -1077,6 +1076,13 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
     dbHost = replacement;
     await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
+    // The operator's first try forgets restoreFrom: the bucket holds the lost host's backups, which a new database
+    // must not overwrite. The up stops at the backups step, saying what to set, and PostgreSQL does not archive.
+    const refused = await replacement.tryUp('new host, restoreFrom forgotten');
+    expect(refused.failed?.name).toMatch(/-backups$/);
+    expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
+    expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
+    replacement.config['cemetery-backend:restoreFrom'] = 'latest';
     // An outage of the bucket longer than pgBackRest's retries (io-timeout 60 s), from the new host's first request
     // for that segment: the restore waits it out instead of ending recovery early (cemetery-archive-get).
     const outage = s3.outageFrom(new RegExp(lostFrom), 100000);
