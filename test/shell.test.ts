@@ -3,7 +3,7 @@
  * requires it; on a machine without it these checks are skipped with a notice.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './support/db';
@@ -196,10 +196,11 @@ describe('cemetery-archive-get (restore_command during a restore)', () => {
   // The statuses pgBackRest's archive-get exits with, from a stand-in on PATH (pgBackRest itself runs on the VM tier).
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-archive-get-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(path.join(dir, 'pgbackrest'), '#!/bin/sh\n[ "$1 $2 $3 $4" = "--stanza=cemetery archive-get 000000020000000000000009 pg_wal/RECOVERYXLOG" ] || exit 99\nexit "$EXIT_AS"\n', { mode: 0o755 });
+  writeFileSync(path.join(dir, 'pgbackrest'), '#!/bin/sh\n[ "$1 $2 $3 $4" = "--stanza=cemetery archive-get 000000020000000000000009 pg_wal/RECOVERYXLOG" ] || exit 97\nexit "$EXIT_AS"\n', { mode: 0o755 });
   // Built as backups.sh installs it: its stanza's line, then the script.
   const command = path.join(dir, 'cemetery-archive-get');
-  writeFileSync(command, `#!/bin/bash\nSTANZA=cemetery\n${readFileSync(path.join(ROOT, 'scripts/host/cemetery-archive-get.sh'), 'utf8')}`, { mode: 0o755 });
+  const mark = path.join(dir, 'unreadable');
+  writeFileSync(command, `#!/bin/bash\nSTANZA=cemetery\nUNREADABLE_MARK=${mark}\n${readFileSync(path.join(ROOT, 'scripts/host/cemetery-archive-get.sh'), 'utf8')}`, { mode: 0o755 });
   const getWal = (exitAs: number) =>
     spawnSync(command, ['000000020000000000000009', 'pg_wal/RECOVERYXLOG'], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, EXIT_AS: String(exitAs) } });
 
@@ -208,12 +209,17 @@ describe('cemetery-archive-get (restore_command during a restore)', () => {
     [1, 'not in the repository: the end of the archive'],
     [143, 'a SIGTERM (fast shutdown): PostgreSQL exits cleanly'],
   ])('passes %i on (%s)', (status, _why) => {
+    rmSync(mark, { force: true });
     expect(getWal(status)).toMatchObject({ status, stderr: '' });
+    expect(existsSync(mark)).toBe(false);
   });
 
   test.each([[101, 'service: an HTTP 5xx'], [49, 'host-connect'], [99, 'any other']])('turns an error (%i, %s) into 126, which stops recovery instead of ending it, and says so', (status) => {
+    rmSync(mark, { force: true });
     const r = getWal(status);
     expect(r.status).toBe(126);
+    // The mark cemetery-db restore starts PostgreSQL again for.
+    expect(existsSync(mark)).toBe(true);
     expect(r.stderr).toBe(`cemetery-archive-get: pgBackRest could not read 000000020000000000000009 from the archive (exit ${status}; see /var/log/pgbackrest): recovery stops here instead of ending early, and goes on when PostgreSQL is started again\n`);
   });
 });

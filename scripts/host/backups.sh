@@ -59,7 +59,7 @@ write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
   cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
 )"
 # PostgreSQL's restore_command during a restore (pgBackRest's recovery-option above).
-write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\n' "$STANZA"; cat "$here/cemetery-archive-get.sh")"
+write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\nUNREADABLE_MARK=%q\n' "$STANZA" "$ARCHIVE_UNREADABLE_MARK"; cat "$here/cemetery-archive-get.sh")"
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
 
@@ -88,7 +88,13 @@ if [ -n "${RESTORE_FROM:-}" ] && [ ! -e "$marker" ]; then
   # The empty cluster never archives (it is stopped before archive_mode applies), and the restored one promotes
   # with archiving on, so its new timeline's history reaches the repository.
   archive_conf
-  if [ "$RESTORE_FROM" = latest ]; then cemetery-db restore --new-host; else cemetery-db restore --new-host --time "$RESTORE_FROM"; fi
+  if [ "$RESTORE_FROM" = latest ]; then restore=(--latest); else restore=(--time "$RESTORE_FROM"); fi
+  if ! cemetery-db restore --new-host "${restore[@]}"; then
+    # The empty database must not archive into the lost host's repository (pushes refused, WAL piling up).
+    rm -f "$PG_CONF_DIR/cemetery-backups.conf"
+    if [ "$(psql_admin -c 'SHOW archive_mode' 2>/dev/null)" = on ]; then systemctl restart "$PG_UNIT"; fi
+    fail "restoring from s3://$S3_BUCKET$REPO_PATH failed (see above); archiving stays off: fix what it says, then pulumi up again"
+  fi
   # The restored role has the lost host's password: this stack's takes its place (SQL on stdin, never argv).
   psql_admin <<<"ALTER ROLE \"$DB_USER\" PASSWORD '$DB_PASSWORD';"
 fi

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # STANZA is set by the line backups.sh writes above this file
+# shellcheck disable=SC2154 # STANZA and UNREADABLE_MARK are set by the lines backups.sh writes above this file
 # cemetery-archive-get WAL_NAME PATH: PostgreSQL's restore_command during a restore (pgBackRest's recovery-option,
 # written by backups.sh; installed as /usr/local/sbin/cemetery-archive-get, run as postgres).
 #
@@ -17,4 +17,6 @@ pgbackrest --stanza="$STANZA" archive-get "$1" "$2" || status=$?
 # 0 and 1 as they are; so is a signal's status (a fast shutdown's SIGTERM, 143, makes PostgreSQL exit cleanly).
 if [ "$status" -le 1 ] || [ "$status" -gt 125 ]; then exit "$status"; fi
 echo "cemetery-archive-get: pgBackRest could not read $1 from the archive (exit $status; see /var/log/pgbackrest): recovery stops here instead of ending early, and goes on when PostgreSQL is started again" >&2
+# For cemetery-db restore, which starts PostgreSQL again only for this reason (postgres owns /run/postgresql).
+touch "$UNREADABLE_MARK" 2>/dev/null || true
 exit 126

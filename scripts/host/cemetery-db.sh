@@ -106,24 +106,30 @@ restore() {
     fi
     fail "pgBackRest's restore failed (see above) after it began to replace the data directory; PostgreSQL is stopped and maintenance stays on: run the restore again"
   fi
+  rm -f "$ARCHIVE_UNREADABLE_MARK"
   systemctl start "$PG_UNIT" || true
   # Replaying a week of WAL can take long: an hour before giving up. An archive that cannot be read stops PostgreSQL
-  # (cemetery-archive-get) rather than end recovery early: it is started again until the archive answers.
+  # (cemetery-archive-get) rather than end recovery early: it is started again until the archive answers
+  # (systemd's Restart=on-failure usually does it first). It stopping for another reason ends the wait.
   local ready=0 down=0 deadline=$(($(date +%s) + 3600))
   while [ "$(date +%s)" -lt "$deadline" ]; do
     if pg_isready -q -h 127.0.0.1 && [ "$(psql_admin -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then ready=1; break; fi
     if pg_lsclusters --no-header "$PG_VERSION" "$PG_NAME" 2>/dev/null | grep -qw down; then down=$((down + 1)); else down=0; fi
-    if [ "$down" -ge 10 ]; then
-      say "PostgreSQL stopped during recovery, $(($(date +%s) - started)) s into the restore (the archive could not be read: /var/log/pgbackrest, /var/log/postgresql): starting it again"
+    if [ "$down" -ge 10 ] && [ -e "$ARCHIVE_UNREADABLE_MARK" ]; then
+      rm -f "$ARCHIVE_UNREADABLE_MARK"
+      say "PostgreSQL stopped during recovery, $(($(date +%s) - started)) s into the restore: the archive could not be read (see /var/log/pgbackrest); starting it again"
       systemctl start "$PG_UNIT" || true
       down=0
+    elif [ "$down" -ge 10 ]; then
+      break
     fi
     sleep 1
   done
+  rm -f "$ARCHIVE_UNREADABLE_MARK"
   if [ "$ready" = 0 ]; then
     audit failed
     # A time after the newest archived WAL ends recovery short of its target, and PostgreSQL refuses to start.
-    fail "PostgreSQL did not finish recovering within an hour after the restore: see journalctl -u $PG_UNIT and /var/log/postgresql (a time later than the newest archived WAL cannot be reached: restore an earlier time)"
+    fail "PostgreSQL did not finish recovering after the restore (it stopped, or an hour passed): see journalctl -u $PG_UNIT and /var/log/postgresql (a time later than the newest archived WAL cannot be reached: restore an earlier time)"
   fi
   [ "$maintenance" = 0 ] || cemetery-maintenance off >/dev/null
   audit ok

@@ -13,6 +13,9 @@ pg_cluster() {
   PG_UNIT=postgresql@$PG_VERSION-$PG_NAME
 }
 
+# Left by cemetery-archive-get when the archive could not be read during a restore's recovery (see cemetery-db).
+ARCHIVE_UNREADABLE_MARK=/run/postgresql/cemetery-archive-unreadable
+
 # psql as postgres, from / (the caller's directory may be closed to postgres); SQL on stdin keeps secrets out of argv.
 psql_admin() { (cd / && sudo -u postgres psql -v ON_ERROR_STOP=1 -qAt "$@"); }
 

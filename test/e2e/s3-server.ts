@@ -96,6 +96,10 @@ export async function startS3Server(bucket: string) {
         outage = o;
       });
     },
+    /** Drops an outage that has not begun (one that has runs its course). */
+    disarm() {
+      if (outage?.until === undefined) outage = undefined;
+    },
     close: () => server.close(),
   };
 }
