@@ -35,19 +35,21 @@ backup() {
   pgbackrest_ --type="$1" backup || fail "the $1 backup failed (see above; pgBackRest's log: /var/log/pgbackrest)"
 }
 
-# push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory.
+# push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory. The
+# archiver may have a backlog (after an outage, or on a slow host each push takes seconds): it waits while the
+# archive moves on, and gives up after 60 s without progress.
 push_current_wal() {
-  local segment
+  local segment archived last='' still=0
   segment=$(psql_admin -c 'SELECT pg_walfile_name(pg_switch_wal())')
-  local archived
-  for _ in $(seq 1 60); do
+  while [ "$still" -lt 60 ]; do
     # Segment names (24 upper-case hex digits, which every locale orders as ASCII does) sort in the order they are
     # written, timeline first; a .history or .partial file the archiver may have pushed last is not one.
     archived=$(psql_admin -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
     if [[ "$archived" =~ ^[0-9A-F]{24}$ ]] && ! [[ "$archived" < "$segment" ]]; then return 0; fi
+    if [ "$archived" != "$last" ]; then last=$archived; still=0; else still=$((still + 1)); fi
     sleep 1
   done
-  fail "PostgreSQL could not archive its current WAL ($segment) within 60 s, so a restore now would lose the writes since the last archived one; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
+  fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for 60 s (last archived: ${last:-none}), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
 }
 
 restore() {
