@@ -102,7 +102,7 @@ fi
 # The repository's stanza: made once, checked each time (before archiving starts, so no WAL is pushed to a
 # repository that cannot take it). One that holds another database's backups (a lost host's, and no
 # restoreFrom) is refused, never overwritten.
-if ! created=$(cd / && sudo -u postgres pgbackrest --stanza="$STANZA" --log-level-console=warn stanza-create 2>&1); then
+if ! created=$(pgbackrest_as_postgres --log-level-console=warn stanza-create 2>&1); then
   if grep -q 'do not match the database' <<<"$created"; then
     fail "s3://$S3_BUCKET$REPO_PATH holds the backups of another database (a lost host's?), and this host's is new: set restoreFrom latest (or a time) to restore them here, or point backupBucket elsewhere. pgBackRest said: $created"
   fi
@@ -116,7 +116,7 @@ if [ "$(psql_admin -c 'SHOW archive_mode')" != on ]; then
 elif [ "$archive_conf_written" = 1 ] || [ "$conf_written" = 1 ]; then
   psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
 fi
-(cd / && sudo -u postgres pgbackrest --stanza="$STANZA" --log-level-console=warn check) ||
+pgbackrest_as_postgres --log-level-console=warn check ||
   fail "pgBackRest's check failed: PostgreSQL cannot archive WAL to s3://$S3_BUCKET$REPO_PATH (see above)"
 
 write_file /etc/systemd/system/cemetery-db-backup@.service 0644 root:root <<'UNIT'

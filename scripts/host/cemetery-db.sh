@@ -15,12 +15,11 @@ usage() { sed -n 's/^#   //p' "$0"; }
 fail() { echo "cemetery-db: $*" >&2; exit 1; }
 say() { echo "cemetery-db: $*"; }
 [ "$(id -u)" = 0 ] || fail "run it with sudo"
-pgbackrest_() { (cd / && sudo -u postgres pgbackrest --stanza="$STANZA" "$@"); }
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 pg_cluster
 
 info() {
-  pgbackrest_ info
+  pgbackrest_as_postgres info
   echo "restore points (the newest 5; cemetery-db restore --time <its time> returns to one):"
   { grep -h 'action=db-restore-point outcome=ok' "$AUDIT_LOG" 2>/dev/null || true; } | tail -n 5 | sed 's/.*detail="\(.*\)"$/  \1/'
 
@@ -32,7 +31,7 @@ info() {
 backup() {
   case "${1:-}" in full | incr | diff) ;; *) usage >&2; exit 2 ;; esac
   say "$1 backup of $STANZA"
-  pgbackrest_ --type="$1" backup || fail "the $1 backup failed (see above; pgBackRest's log: /var/log/pgbackrest)"
+  pgbackrest_as_postgres --type="$1" backup || fail "the $1 backup failed (see above; pgBackRest's log: /var/log/pgbackrest)"
 }
 
 # push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory. The
@@ -67,7 +66,7 @@ restore() {
   [ "$latest" = 0 ] || [ -z "$time" ] || { echo "cemetery-db: --latest or --time, not both" >&2; exit 2; }
 
   local json count oldest
-  json=$(pgbackrest_ --output=json info) || fail "cannot read the backup repository (see above)"
+  json=$(pgbackrest_as_postgres --output=json info) || fail "cannot read the backup repository (see above)"
   count=$(jq --arg s "$STANZA" '[.[] | select(.name == $s) | .backup[]] | length' <<<"$json")
   [ "$count" -gt 0 ] || fail "the repository has no backup of $STANZA: nothing to restore (pgBackRest: $(jq -r '.[0].status.message // "no stanza"' <<<"$json"))"
   oldest=$(jq --arg s "$STANZA" '[.[] | select(.name == $s) | .backup[].timestamp.stop] | min' <<<"$json")
@@ -98,7 +97,7 @@ restore() {
   fi
   say "stopping PostgreSQL ($PG_UNIT) to restore $STANZA as of ${time:-the newest archived WAL}"
   systemctl stop "$PG_UNIT"
-  if ! pgbackrest_ --delta "${target[@]}" restore; then
+  if ! pgbackrest_as_postgres --delta "${target[@]}" restore; then
     audit failed
     # pgBackRest writes backup.manifest into the data directory only once it has begun to replace it.
     if [ ! -e "$PG_DATA/backup.manifest" ]; then

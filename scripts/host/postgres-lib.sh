@@ -19,6 +19,9 @@ ARCHIVE_UNREADABLE_MARK=/run/postgresql/cemetery-archive-unreadable
 # psql as postgres, from / (the caller's directory may be closed to postgres); SQL on stdin keeps secrets out of argv.
 psql_admin() { (cd / && sudo -u postgres psql -v ON_ERROR_STOP=1 -qAt "$@"); }
 
+# pgBackRest as postgres for the register's stanza ($STANZA), from / like psql_admin.
+pgbackrest_as_postgres() { (cd / && sudo -u postgres pgbackrest --stanza="$STANZA" "$@"); }
+
 # pg_wait_ready [SECONDS]: until the server accepts connections on 127.0.0.1 (60 s unless told).
 pg_wait_ready() {
   local _

@@ -99,6 +99,13 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     VM_HTTPS_PORT: String(httpsPort),
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
+  /** The same, without blocking this process: a second VM boots while the first one's scenarios (and their load) go on. */
+  const vmAsync = (...args: string[]) =>
+    new Promise<void>((resolve, reject) =>
+      spawn('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' })
+        .on('error', reject)
+        .on('close', (code) => (code === 0 ? resolve() : reject(new Error(`scripts/local-vm.sh ${args.join(' ')} exited with ${code}`)))),
+    );
   const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
   /** A command as root on the VM; `fresh: true` logs in anew instead of riding the shared connection (vm-ssh.ts). */
   const root = (command: string, opts: { fresh?: boolean } = {}) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`, undefined, opts);
@@ -111,7 +118,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   vm('build');
   report.imageSeconds = seconds(t);
   t = Date.now();
-  vm('start');
+  await vmAsync('start');
   report.bootToSshSeconds = seconds(t);
   // From here on the VM runs: a failure before the stack is handed over stops it, or nothing would.
   let mirror: Awaited<ReturnType<typeof startNodeMirror>>;

@@ -22,6 +22,7 @@ import { MOCK_PASSWORD } from '../support/pulumi-mocks';
 import { TAMPERED_VERSION } from './node-mirror';
 import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
+import type { UpResult } from '../standin/engine';
 import { S3_TEST_NAME, startS3Server, type S3Server } from './s3-server';
 import { parseLogfmt } from '../support/logfmt';
 import { tempDir } from '../support/temp-dir';
@@ -880,7 +881,7 @@ const sql = async (query: string) => (await registerHost().rootScript(`cd / && s
 /** The WAL segment being written now (holding the last commit, or later), named as the archive names it. */
 const currentSegment = () => sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
 /** What the register host's archiver has done, as one line for a failure message or the log. */
-const archiverState = () => sql("SELECT 'last archived ' || coalesce(last_archived_wal, 'none') || ' at ' || coalesce(last_archived_time::text, '-') || ', ' || failed_count || ' failed (last ' || coalesce(last_failed_wal, 'none') || ' at ' || coalesce(last_failed_time::text, '-') || '), writing ' || pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver");
+const archiverState = async () => `${(await registerHost().root("cemetery-db info | grep '^archiving:'")).trim()}; writing ${await currentSegment()}`;
 /**
  * Waits until the register host has archived `segment` (by itself: archive_timeout) and returns when it did (epoch s).
  * A timeout names the archiver's state and the end of pgBackRest's archive-push log.
@@ -898,6 +899,8 @@ async function archivedThrough(segment: string, what: string, timeoutMs = 300000
     throw new Error(`${(err as Error).message}\n${await archiverState().catch((e: Error) => e.message)}\n${log}`);
   }
 }
+/** pgBackRest's retry window on the lost host's replacement (see lose the host). */
+const PGBACKREST_IO_TIMEOUT_SECONDS = 10;
 /** The names of the sections whose name starts with `prefix`, and a checksum of them. */
 async function sectionsNamed(prefix: string) {
   const names = (await sql(`SELECT name FROM sections WHERE name LIKE '${prefix}-%' ORDER BY name`)).split('\n').filter(Boolean);
@@ -908,6 +911,12 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   let s3: S3Server;
   /** The lost host's replacement, from the moment it boots (stopped after the tests). */
   let newHost: LocalStack | undefined;
+  /**
+   * The replacement's provisioning from nothing, up to the operator's first try (restoreFrom forgotten): begun once
+   * the lost host's backups exist, it runs beside the scenarios below (on this machine's second VM) instead of after
+   * the crash, which only the restore must follow. lose the host checks what it found.
+   */
+  let replacementFirstTry: Promise<{ host: LocalStack; refused: UpResult }> | undefined;
   let writer = '';
   const REPO = '/cemetery-backend/local';
 
@@ -915,6 +924,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   afterEach(() => Promise.all([...writers].map((w) => w.stop())));
   afterAll(async () => {
     try {
+      await replacementFirstTry?.catch(() => undefined); // a VM still booting is stopped too
       await newHost?.stop();
     } finally {
       await s3?.close();
@@ -956,7 +966,23 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(ran(await up('backups unchanged'))).toEqual([]);
     writer = (await root('cemetery-admin token create --name backups-writer')).trim();
     tokensMade.push(writer);
+    replacementFirstTry = provisionReplacement();
+    replacementFirstTry.catch(() => undefined); // lose the host reports it
   });
+
+  /** A new VM for the lost host's stack (its backup settings, its bucket), booted and provisioned as an operator's first `up` would. */
+  async function provisionReplacement() {
+    const host = await startLocalStack({
+      report: (report.lostHost = {}) as Record<string, unknown>,
+      log: (line) => process.stdout.write(`[new host] ${line}\n`),
+      overrides: {
+        ...Object.fromEntries(Object.entries(stack.config).filter(([k]) => k.startsWith('cemetery-backend:backup') || k === 'cemetery-backend:rateLimitPerMinute')),
+      },
+    });
+    newHost = host;
+    await host.trustTestService(S3_TEST_NAME, s3.caPem);
+    return { host, refused: await host.tryUp('new host, restoreFrom forgotten') };
+  }
 
   test('a write acknowledged through the API reaches the archive by itself (archive_timeout): the RPO measured', async () => {
     requireBackups();
@@ -1053,39 +1079,37 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
 
   test('lose the host: a fresh VM provisioned from nothing is refused the lost host\'s bucket until restoreFrom latest is set; then, through a bucket outage during recovery, it has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
     requireBackups();
+    // The replacement (provisionReplacement), provisioned from nothing meanwhile: the operator's first try forgot
+    // restoreFrom. The bucket holds the lost host's backups, which a new database must not overwrite: the up stopped
+    // at the backups step, saying what to set, and PostgreSQL does not archive.
+    const { host: replacement, refused } = await replacementFirstTry!;
+    expect(refused.failed?.name).toMatch(/-backups$/);
+    expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
+    expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
+
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
     // A segment holding writes that must survive: the archive fails as the new host's recovery asks for it.
     const lostFrom = await currentSegment();
-    // The new VM boots meanwhile (its own ports and state); its stack restores when it is provisioned, after the crash.
-    const lostStack = stack;
-    const booting = startLocalStack({
-      report: (report.lostHost = {}) as Record<string, unknown>,
-      log: (line) => process.stdout.write(`[new host] ${line}\n`),
-      overrides: {
-        ...Object.fromEntries(Object.entries(lostStack.config).filter(([k]) => k.startsWith('cemetery-backend:backup') || k === 'cemetery-backend:rateLimitPerMinute')),
-      },
-    });
     // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
-    const [replacement] = await Promise.all([booting, sleep((BACKUP_RPO_SECONDS + 15) * 1000)]);
-    newHost = replacement;
+    await sleep((BACKUP_RPO_SECONDS + 15) * 1000);
+    const lostStack = stack;
     const archiverAtCrash = await archiverState();
     const crashAt = Date.now();
     lostStack.crash();
     const { acked } = await w.stop();
     const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
     dbHost = replacement;
-    await replacement.trustTestService(S3_TEST_NAME, s3.caPem);
-    // The operator's first try forgets restoreFrom: the bucket holds the lost host's backups, which a new database
-    // must not overwrite. The up stops at the backups step, saying what to set, and PostgreSQL does not archive.
-    const refused = await replacement.tryUp('new host, restoreFrom forgotten');
-    expect(refused.failed?.name).toMatch(/-backups$/);
-    expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
-    expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
     replacement.config['cemetery-backend:restoreFrom'] = 'latest';
-    // An outage of the bucket longer than pgBackRest's retries (io-timeout 60 s), from the new host's first request
-    // for that segment: the restore waits it out instead of ending recovery early (cemetery-archive-get).
-    const outage = s3.outageFrom(new RegExp(`^(GET|HEAD) .*/archive/cemetery/.*${lostFrom}`), 100000);
+    // An outage of the bucket longer than pgBackRest's retries, from the new host's first request for that segment:
+    // the restore waits it out instead of ending recovery early (cemetery-archive-get). The test shortens the retries
+    // (io-timeout, 60 s by default, in pgBackRest's include directory) so the outage can be short: the same path.
+    await replacement.rootScript(`set -e
+mkdir -p /etc/pgbackrest/conf.d
+printf '[global]\\nio-timeout=${PGBACKREST_IO_TIMEOUT_SECONDS}\\n' > /etc/pgbackrest/conf.d/e2e-io-timeout.conf
+chown root:postgres /etc/pgbackrest/conf.d/e2e-io-timeout.conf
+chmod 0640 /etc/pgbackrest/conf.d/e2e-io-timeout.conf`);
+    const outage = s3.outageFrom(new RegExp(`^(GET|HEAD) .*/archive/cemetery/.*${lostFrom}`), 3 * PGBACKREST_IO_TIMEOUT_SECONDS * 1000);
     const started = Date.now();
     try {
       await replacement.up('new host, restoreFrom latest');
@@ -1103,7 +1127,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(outageSeen?.refused).toBeGreaterThan(1);
     const unreadable = await replacement.rootScript(`grep -cF 'cemetery-archive-get: pgBackRest could not read ${lostFrom} from the archive' /var/log/postgresql/postgresql-*-main.log || true`);
     expect(Number(unreadable.trim())).toBeGreaterThan(0);
-    const names = new Set((await replacement.rootScript("cd / && sudo -u postgres psql -d cemetery -qAt -c \"SELECT name FROM sections WHERE name LIKE 'lost-%'\"")).trim().split('\n'));
+    const names = new Set((await sectionsNamed('lost')).names);
     const missing = mustSurvive.filter((n) => !names.has(n));
     const lostAcked = acked.filter((n) => !names.has(n));
     Object.assign(report.backups as object, { lostHost: { acknowledged: acked.length, mustSurvive: mustSurvive.length, present: acked.length - lostAcked.length, lostAcknowledged: lostAcked.length, upSeconds, outageRefused: outageSeen?.refused ?? 0 } });

@@ -130,7 +130,7 @@ type StackOutputs = Record<string, pulumi.Output<unknown> | unknown>;
  * Runs `program` as stack `stack` with `config` (full keys, e.g. "aws:region").
  * `program` defaults to the real one: validate the config, then create the stack.
  */
-export async function runProgram(
+async function runProgramNow(
   stack: string,
   config: Record<string, string>,
   program?: (cfg?: StackConfig) => StackOutputs,
@@ -201,4 +201,15 @@ export async function runProgram(
   // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
   await pulumi.runtime.disconnect();
   return { resources, dependencies, ignoreChanges, retainedOnDelete, outputs: resolved };
+}
+
+/**
+ * The program under the mocks, as `pulumi up` runs it. The mocks are one per process (setMocks swaps a global
+ * monitor), so runs queue: the VM tier's two stacks may ask at once.
+ */
+let programsBefore: Promise<unknown> = Promise.resolve();
+export function runProgram(...args: Parameters<typeof runProgramNow>): ReturnType<typeof runProgramNow> {
+  const run = programsBefore.then(() => runProgramNow(...args));
+  programsBefore = run.catch(() => undefined);
+  return run;
 }
