@@ -57,6 +57,8 @@ type Defaults = {
   deletionProtection: boolean;
   /** Identical hosts; more than one stand behind an Application Load Balancer (infra/balancer.ts). */
   hosts: number;
+  /** target aws, on-host PostgreSQL: GiB of the EBS volume that holds the register and outlives the host (infra/host.ts). */
+  dataVolumeSizeGiB: number;
 };
 
 const DEV_DEFAULTS: Defaults = {
@@ -72,6 +74,7 @@ const DEV_DEFAULTS: Defaults = {
   multiAz: false,
   deletionProtection: false,
   hosts: 1,
+  dataVolumeSizeGiB: 20,
 };
 
 const DEFAULTS: Record<Environment, Defaults> = {
@@ -94,6 +97,7 @@ const DEFAULTS: Record<Environment, Defaults> = {
     deletionProtection: true,
     // One host's outage or replacement is not an outage of the register.
     hosts: 2,
+    dataVolumeSizeGiB: 100,
   },
 };
 
@@ -169,10 +173,12 @@ export type SchemaContext = {
   backupRetentionSet: boolean;
   /** The stack sets snapshotBeforeMigrations itself. */
   snapshotsSet?: boolean;
+  /** The stack sets dataVolumeSizeGiB itself. */
+  dataVolumeSizeSet?: boolean;
 };
 
 /** Why on-host PostgreSQL without backups is not where a register that must survive belongs. */
-const ON_HOST_UNSAFE = "on-host PostgreSQL without backupBucket has no backups, and its data dies with the host's disk (on AWS the root volume, deleted with the instance)";
+const ON_HOST_UNSAFE = 'on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register';
 
 /**
  * On-host backups (scripts/host/backups.sh): PostgreSQL switches to a new WAL segment at the latest this long after a
@@ -182,13 +188,17 @@ const ON_HOST_UNSAFE = "on-host PostgreSQL without backupBucket has no backups, 
 export const BACKUP_ARCHIVE_TIMEOUT_SECONDS = 30;
 export const BACKUP_RPO_SECONDS = 60;
 
+/** Whether the stack's on-host PostgreSQL keeps its files on a disk of their own (an EBS volume on aws, dataVolumeDevice on ssh). */
+export const onHostDataVolume = (c: { databaseMode: string; target: string; dataVolumeDevice?: string }) =>
+  c.databaseMode === 'onHost' && (c.target === 'aws' || c.dataVolumeDevice !== undefined);
+
 /** Whether the stack's on-host PostgreSQL is backed up (to backupBucket, with pgBackRest). */
 export const onHostBackups = (c: { databaseMode: string; backupBucket?: string }) => c.databaseMode === 'onHost' && c.backupBucket !== undefined;
 
 /** An environment's default for every key that has one. */
 const defaultsOf = (env: Environment) => ({ ...DEFAULTS[env], ...COMMON_DEFAULTS });
 
-function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snapshotsSet = false }: SchemaContext) {
+function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snapshotsSet = false, dataVolumeSizeSet = false }: SchemaContext) {
   const d = defaultsOf(env);
   return z
     .object({
@@ -244,6 +254,10 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         .optional(),
       restoreSourceDatabase: str('an RDS instance identifier').regex(RDS_IDENTIFIER, 'expected an RDS instance identifier such as cemetery-prod-pg-1a2b3c4').optional(),
       snapshotBeforeMigrations: bool.default(d.snapshotBeforeMigrations),
+      // On-host PostgreSQL's files on a disk of their own (scripts/host/data-volume.sh): target aws attaches an EBS
+      // volume of this size; target ssh names a disk the host already has.
+      dataVolumeSizeGiB: intIn(1, 16384).default(d.dataVolumeSizeGiB),
+      dataVolumeDevice: str('a stable device path').regex(/^\/dev\/disk\/by-(id|uuid|label|path)\/[A-Za-z0-9._:+@-]+$/, 'expected a stable name of the disk, such as /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0 (ls /dev/disk/by-id): /dev/sdX can change between boots').optional(),
       // On-host PostgreSQL's continuous backups (pgBackRest, WAL archived as it is written) to an S3 bucket you keep
       // (README: Backups of on-host PostgreSQL). The credentials reach the host on stdin, never a command line.
       backupBucket: str('an S3 bucket name').regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name such as cemetery-backups (3-63 lower-case letters, digits, dots and hyphens)').optional(),
@@ -393,6 +407,11 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       } else {
         for (const key of s3Keys) if (c[key] !== undefined) at(key, 'describes where backupBucket is: set backupBucket too, or remove it');
       }
+      if (c.dataVolumeDevice !== undefined && c.target === 'aws') at('dataVolumeDevice', 'target aws attaches a data volume of its own (dataVolumeSizeGiB): remove dataVolumeDevice');
+      else if (c.dataVolumeDevice !== undefined && c.databaseMode !== 'onHost') at('dataVolumeDevice', 'RDS keeps the register: remove dataVolumeDevice, or use databaseMode onHost');
+      if (dataVolumeSizeSet && (c.target !== 'aws' || c.databaseMode !== 'onHost')) {
+        at('dataVolumeSizeGiB', c.target !== 'aws' ? 'target ssh uses a disk the host has (dataVolumeDevice): remove dataVolumeSizeGiB' : 'RDS keeps the register (allocatedStorageGiB): remove dataVolumeSizeGiB, or use databaseMode onHost');
+      }
       if (c.databaseMode === 'onHost' && c.snapshotBeforeMigrations && snapshotsSet) {
         at('snapshotBeforeMigrations', 'RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds');
       }
@@ -450,7 +469,7 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     }
   }
   const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
-  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined, snapshotsSet: raw.snapshotBeforeMigrations !== undefined };
+  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined, snapshotsSet: raw.snapshotBeforeMigrations !== undefined, dataVolumeSizeSet: raw.dataVolumeSizeGiB !== undefined };
   const parsed = schemaFor(env, context).safeParse(input);
   if (parsed.success) return parsed.data;
 
@@ -510,6 +529,8 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   backupRetentionDays: '0–35 days of RDS automated backups, or of on-host full backups (`backupBucket`, 1–35); prod ≥ 7; refused with `onHost` without `backupBucket`, where it would keep nothing',
   restoreFrom: 'create the database from backups, `latest` or a UTC time (`2026-11-29T03:00:00Z`): RDS from `restoreSourceDatabase`\'s; on-host from `backupBucket`, on a host whose database is still empty (see Restoring the database)',
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
+  dataVolumeSizeGiB: '`onHost`, `target: aws`: GiB of the encrypted EBS volume that holds the register; it outlives the instance, and a replacement host mounts it (see The register\'s own disk)',
+  dataVolumeDevice: '`onHost`, `target: ssh`: a disk of the host\'s own for the register, by a stable name (`/dev/disk/by-id/…`); a blank one is formatted, one holding anything but ext4 refused (see The register\'s own disk)',
   backupBucket: '`onHost`, `target: ssh`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
   backupS3Region: 'required with `backupBucket`: the bucket\'s region',
   backupS3Endpoint: '`host` or `host:port` of an S3-compatible store, always HTTPS, addressed path-style; unset: AWS S3 in `backupS3Region`',

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
-import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, balanced, onHostBackups, type StackConfig } from './config';
+import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, balanced, onHostBackups, onHostDataVolume, type StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER, HOST_PATHS, shellQuote } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
@@ -120,11 +120,25 @@ export function provisioningLayout(sshUser: string, release: string) {
 }
 export type ProvisioningLayout = ReturnType<typeof provisioningLayout>;
 
+/**
+ * A step argument AWS decides: the device of the stack's EBS data volume, named by the volume's id, which exists
+ * only once the volume does (provision.ts fills it in with stepCommand's `late`).
+ */
+export const EBS_DATA_DEVICE = { late: 'dataVolumeId' } as const;
+/**
+ * Where udev puts an EBS volume on a Nitro instance: NVMe, model "Amazon Elastic Block Store", serial the volume id
+ * without its hyphen (AWS EC2 User Guide, "Amazon EBS and NVMe"; systemd's 60-persistent-storage.rules names NVMe
+ * disks nvme-<model>_<serial>).
+ */
+export const ebsDeviceById = (volumeId: string) => `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace('-', '')}`;
+/** Where the data volume is mounted; PostgreSQL's directories are bound from it (scripts/host/data-volume.sh). */
+export const DATA_MOUNT = '/srv/cemetery-data';
+
 export type HostStep = {
   /** The resource name, as a preview shows it. */
   name: string;
   script: string;
-  args: Record<string, string | number | boolean>;
+  args: Record<string, string | number | boolean | typeof EBS_DATA_DEVICE>;
   /** Secret-bearing steps read their secret from stdin; their output is hidden unless `printsNoSecret`. */
   stdin?: 'databasePassword' | 'appEnvironment' | 'backupCredentials';
   /** A step with a secret on stdin whose output is shown as it runs: it prints none (a VM test greps for them). */
@@ -176,8 +190,22 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       uses: ['pm2-module-setting.cjs', 'pm2-logrotate-module/package.json', 'pm2-logrotate-module/package-lock.json'],
     },
   ];
+  if (onHostDataVolume(cfg)) {
+    // Before PostgreSQL is installed: a new host that mounts a used volume gets its cluster, not an empty one.
+    steps.push({
+      name: 'data-volume',
+      script: 'data-volume.sh',
+      args: {
+        DEVICE: cfg.dataVolumeDevice ?? EBS_DATA_DEVICE,
+        DATA_MOUNT,
+        // A bigger volume runs the step again, which grows the filesystem onto it.
+        ...(cfg.target === 'aws' ? { SIZE_GIB: cfg.dataVolumeSizeGiB } : {}),
+      },
+      after: ['app-user'],
+    });
+  }
   if (cfg.databaseMode === 'onHost') {
-    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword', after: ['app-user'], uses: ['postgres-lib.sh'] });
+    steps.push({ name: 'postgres', script: 'postgres.sh', args: { DB_NAME: DATABASE_NAME, DB_USER: DATABASE_USER }, stdin: 'databasePassword', after: [onHostDataVolume(cfg) ? 'data-volume' : 'app-user'], uses: ['postgres-lib.sh'] });
   }
   if (onHostBackups(cfg)) steps.push(backupStep(cfg, stack));
   const databaseStep = steps.at(-1)!.name;
@@ -264,9 +292,18 @@ function backupStep(cfg: StackConfig, stack: string): HostStep {
  */
 export const appTrustProxy = (balancerRanges: readonly string[]) => [DEFAULT_LIMITS.trustProxy, ...balancerRanges].join(',');
 
-/** The command line of a step: `sudo bash <scriptsDir>/<script> KEY=VALUE ...`; never a secret. */
-export const stepCommand = (layout: ProvisioningLayout, step: HostStep) =>
-  ['sudo', 'bash', `${layout.scriptsDir}/${step.script}`, ...Object.entries(step.args).map(([k, v]) => shellQuote(`${k}=${v}`))].join(' ');
+/** Whether a step has an argument only AWS can tell (EBS_DATA_DEVICE). */
+export const stepNeedsLate = (step: HostStep) => Object.values(step.args).includes(EBS_DATA_DEVICE);
+
+/** The command line of a step: `sudo bash <scriptsDir>/<script> KEY=VALUE ...`; never a secret. `late`: what AWS decided. */
+export function stepCommand(layout: ProvisioningLayout, step: HostStep, late: { dataVolumeId?: string } = {}) {
+  const value = (v: HostStep['args'][string]) => {
+    if (v !== EBS_DATA_DEVICE) return v;
+    if (!late.dataVolumeId) throw new Error(`host step ${step.name} needs the data volume's id`);
+    return ebsDeviceById(late.dataVolumeId);
+  };
+  return ['sudo', 'bash', `${layout.scriptsDir}/${step.script}`, ...Object.entries(step.args).map(([k, v]) => shellQuote(`${k}=${value(v)}`))].join(' ');
+}
 
 /** What a step runs, for its triggers: its script and the helpers it uses (lib.sh has a trigger of its own). */
 export const stepScriptHash = (step: HostStep) => hashFiles([step.script, ...(step.uses ?? [])].map((f) => path.join(HOST_SCRIPTS_DIR, f)));

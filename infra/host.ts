@@ -26,6 +26,8 @@ export type HostArgs = {
   https: boolean;
   /** Behind a load balancer: the web port (80) admits its security group alone, and 443 stays closed (the balancer holds the certificate). */
   balancerSecurityGroupId?: pulumi.Input<string>;
+  /** On-host PostgreSQL: an EBS volume per host for the register, which outlives the instance; `protect`: pulumi destroy refuses it. */
+  dataVolume?: { sizeGiB: number; protect: boolean };
   tags: Record<string, string>;
 };
 
@@ -48,6 +50,8 @@ export type Machine = {
   publicIp: pulumi.Output<string>;
   /** The host's SSH public key (`ssh-ed25519 AAAA...`): every connection's hostKey. */
   sshHostKey: pulumi.Output<string>;
+  /** The register's EBS volume (HostArgs.dataVolume), and its attachment to this instance. */
+  dataVolume?: { id: pulumi.Output<string>; attachment: pulumi.Resource };
 };
 
 /**
@@ -143,14 +147,45 @@ export class Host extends pulumi.ComponentResource {
         { ...parent, ignoreChanges: ['ami', 'keyName'] },
       );
 
+      const dataVolume = args.dataVolume && this.dataVolume(host, instance, args.subnetIds[i % args.subnetIds.length], args.dataVolume, args.tags);
       const publicIp =
         args.publicAddress === 'elastic'
           ? new aws.ec2.Eip(`${host}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${host}-ip` } }, parent).publicIp
           : instance.publicIp;
-      return { instanceId: instance.id, publicIp, sshHostKey: hostKey.publicKeyOpenssh.apply((key) => key.trim()) };
+      return { instanceId: instance.id, publicIp, sshHostKey: hostKey.publicKeyOpenssh.apply((key) => key.trim()), dataVolume };
     });
 
     this.securityGroupId = securityGroup.id;
     this.registerOutputs({ securityGroupId: this.securityGroupId, machines: this.machines });
+  }
+
+  /**
+   * The register's volume: in the instance's zone (from its subnet, not from the instance, so a new instance changes
+   * nothing here), encrypted, gp3. Only its attachment follows the instance: replaced, the old one is detached first
+   * (deleteBeforeReplace; the volume attaches to one instance at a time), after the old instance is stopped, so
+   * PostgreSQL shuts down cleanly; the new host's data-volume step then mounts it.
+   */
+  private dataVolume(host: string, instance: aws.ec2.Instance, subnetId: pulumi.Input<string>, volume: { sizeGiB: number; protect: boolean }, tags: Record<string, string>) {
+    const parent = { parent: this };
+    const data = new aws.ebs.Volume(
+      `${host}-data`,
+      {
+        availabilityZone: aws.ec2.getSubnetOutput({ id: subnetId }, parent).availabilityZone,
+        size: volume.sizeGiB,
+        type: 'gp3',
+        encrypted: true,
+        tags: { ...tags, Name: `${host}-data` },
+      },
+      { ...parent, protect: volume.protect },
+    );
+    const attachment = new aws.ec2.VolumeAttachment(
+      `${host}-data-attachment`,
+      { instanceId: instance.id, volumeId: data.id, deviceName: '/dev/sdf', stopInstanceBeforeDetaching: true },
+      { ...parent, deleteBeforeReplace: true },
+    );
+    if (pulumi.runtime.isDryRun()) {
+      pulumi.log.info(`${host}: the register is on the EBS volume ${host}-data, which a replaced or destroyed instance leaves as it is: only ${host}-data-attachment follows the instance, and the next host mounts the volume`, this);
+    }
+    return { id: data.id, attachment };
   }
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { shippedMigrations } from '../app/src/release';
 import { balanced, type StackConfig } from './config';
 import type { Database } from './database';
-import { APP_DIST_DIR, appTrustProxy, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepScriptHash } from './host-steps';
+import { APP_DIST_DIR, appTrustProxy, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepNeedsLate, stepScriptHash } from './host-steps';
 import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 
 export type ProvisioningArgs = {
@@ -41,6 +41,8 @@ export type ProvisioningArgs = {
   after?: pulumi.Resource;
   /** The release every host runs (currentRelease: built once for the whole stack). */
   releaseId: string;
+  /** target aws, on-host PostgreSQL: the EBS volume that holds the register, and its attachment to this host. */
+  dataVolume?: { id: pulumi.Input<string>; attachment: pulumi.Resource };
 };
 
 /** The release built from the sources as they are now, once for every host (a preview shows the id that will deploy). */
@@ -122,11 +124,14 @@ ${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${c
             return commands[n];
           })
         : [previous];
+      // The data volume's step names the device by the volume's id, and waits for its attachment.
+      const volume = stepNeedsLate(step) ? args.dataVolume : undefined;
+      if (stepNeedsLate(step) && !volume) throw new Error(`host step ${step.name} needs the host's data volume, and it has none`);
       previous = commands[step.name] = new remote.Command(
         `${name}-${step.name}`,
         {
           connection,
-          create: stepCommand(layout, step),
+          create: volume ? pulumi.output(volume.id).apply((id) => stepCommand(layout, step, { dataVolumeId: id })) : stepCommand(layout, step),
           stdin: step.stdin ? pulumi.secret(stdinFor[step.stdin]) : undefined,
           // What the step does: its script, the shared library, and the machine.
           triggers: [stepScriptHash(step), lib, args.machineId],
@@ -135,7 +140,7 @@ ${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${c
         },
         // A step that reads the release upload (the release, which applies its migrations) also waits for its copies,
         // and for what comes before migrations.
-        { ...parent, dependsOn: [...(step.reads ? [...after, ...Object.values(copies), ...(beforeMigrations ? [beforeMigrations] : [])] : after), ...previousHost] },
+        { ...parent, dependsOn: [...(step.reads ? [...after, ...Object.values(copies), ...(beforeMigrations ? [beforeMigrations] : [])] : after), ...(volume ? [volume.attachment] : []), ...previousHost] },
       );
     }
     if (!commands.release) throw new Error('the host steps have no release step');

@@ -2,9 +2,9 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { Alarms } from './alarms';
 import { Balancer } from './balancer';
-import { balanced, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
+import { balanced, onHostDataVolume, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
 import { Database } from './database';
-import { Host, machineName } from './host';
+import { Host, machineName, type Machine } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
 import { currentRelease, Provisioning } from './provision';
 import { knownHostsFile, knownHostsLine, sshCommandWords } from './ssh-access';
@@ -85,6 +85,7 @@ function createAppStack(cfg: StackConfig) {
         beforeMigrations: i === 0 && cfg.snapshotBeforeMigrations ? (newest) => database.snapshotBefore(newest) : undefined,
         after: previousRelease,
         releaseId,
+        dataVolume: machine.dataVolume,
       },
       // `transformations` run in the SDK (mocks included); they reach the component's children.
       keyless ? { transformations: [({ props, opts }) => ({ props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ['connection'] }) })] } : {},
@@ -138,7 +139,7 @@ function createAppStack(cfg: StackConfig) {
 }
 
 /** One host as provisioning reaches it. */
-type Reachable = { id: pulumi.Output<string>; address: pulumi.Output<string>; sshHostKey: pulumi.Input<string> };
+type Reachable = { id: pulumi.Output<string>; address: pulumi.Output<string>; sshHostKey: pulumi.Input<string>; dataVolume?: Machine['dataVolume'] };
 
 type Fleet = {
   machines: Reachable[];
@@ -167,6 +168,7 @@ function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>):
     publicAddress: cfg.network === 'shared' ? 'launch' : 'elastic',
     https: cfg.domainName !== undefined,
     balancerSecurityGroupId: balancer?.securityGroupId,
+    dataVolume: onHostDataVolume(cfg) ? { sizeGiB: cfg.dataVolumeSizeGiB, protect: cfg.deletionProtection } : undefined,
     tags,
   });
   if (cfg.hostedZoneId) {
@@ -177,7 +179,7 @@ function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>):
     new aws.route53.Record(`${name}-dns`, { zoneId: cfg.hostedZoneId, name: cfg.domainName!, type: 'A', ...target });
   }
   return {
-    machines: hosts.machines.map((m) => ({ id: m.instanceId, address: m.publicIp, sshHostKey: m.sshHostKey })),
+    machines: hosts.machines.map((m) => ({ id: m.instanceId, address: m.publicIp, sshHostKey: m.sshHostKey, dataVolume: m.dataVolume })),
     vpcId: network.vpcId,
     privateSubnetIds: network.privateSubnetIds,
     securityGroupId: hosts.securityGroupId,

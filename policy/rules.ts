@@ -142,6 +142,15 @@ export const securityRules: SecurityRule[] = [
         : [`the volumes must carry the instance's Environment tag (volumeTags.Environment: ${vm.tags?.Environment ?? '<its Environment>'}), got ${vm.volumeTags?.Environment ?? 'none'}`],
   },
   {
+    name: 'data-volume-encrypted-and-tagged',
+    description: "The register's EBS volume (on-host PostgreSQL) is encrypted and carries its Environment tag, which the deploy roles (infra/bootstrap) go by.",
+    resourceType: 'aws:ebs/volume:Volume',
+    check: (volume) => [
+      ...(volume.encrypted === true ? [] : ['the volume must be encrypted (encrypted: true)']),
+      ...(volume.tags?.Environment ? [] : ["the volume must carry its stack's Environment tag"]),
+    ],
+  },
+  {
     name: 'prod-database-protected',
     description: 'The prod database has deletion protection and keeps a final snapshot.',
     resourceType: 'aws:rds/instance:Instance',

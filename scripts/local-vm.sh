@@ -19,7 +19,9 @@
 # VM_STATE (this VM's overlay, pid, console; default .vm), VM_SSH_PORT (2222),
 # VM_HTTP_PORT (8080) and VM_HTTPS_PORT (8443) for the guest's 80 and 443,
 # VM_APP_PORT (host port for the guest's 3000; default 3080), VM_CPUS (2),
-# VM_MEMORY (2048), VM_DISK_CACHE (unsafe), DEBIAN_MIRROR (http://deb.debian.org/debian).
+# VM_MEMORY (2048), VM_DISK_CACHE (unsafe), DEBIAN_MIRROR (http://deb.debian.org/debian),
+# VM_DATA_DISK_SIZE (4G: a blank second disk, /dev/disk/by-id/virtio-cemetery-data, the `local` stack's
+# dataVolumeDevice), VM_DATA_DISK (a data disk file to attach instead, e.g. a lost VM's: it is used as it is).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,9 @@ MEMORY=${VM_MEMORY:-2048}
 # The overlay is thrown away with the VM; a crash of this machine loses the VM, nothing else.
 DISK_CACHE=${VM_DISK_CACHE:-unsafe}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
+# The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
+DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
 IMAGE_VERSION=3 # bump when the image recipe below changes
 
@@ -105,11 +110,18 @@ start() {
   rm -f "$STATE/run.qcow2" "$STATE/console.log"
   # A throwaway overlay: the cached base image stays clean.
   qemu-img create -q -f qcow2 -F raw -b "$CACHE/debian-13-v$IMAGE_VERSION.raw" "$STATE/run.qcow2"
+  # The register's disk, as an EBS data volume: raw, so a VM killed at once leaves it as a lost host leaves its
+  # volume (whatever qemu wrote is in the file; a qcow2's own tables could be half-written). The root disk's PCI
+  # slot comes first, so the root stays /dev/vda.
+  local data=${VM_DATA_DISK:-$STATE/data.raw}
+  if [ -z "${VM_DATA_DISK:-}" ]; then rm -f "$data" && truncate -s "$DATA_DISK_SIZE" "$data"; fi
+  [ -f "$data" ] || die "no data disk at $data (VM_DATA_DISK)"
   # Software emulation: /dev/kvm on these machines does not work (see README).
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
-    -drive "file=$STATE/run.qcow2,if=virtio,format=qcow2,cache=$DISK_CACHE" \
+    -drive "file=$STATE/run.qcow2,if=none,id=root,format=qcow2,cache=$DISK_CACHE" -device virtio-blk-pci,drive=root,addr=0x4 \
+    -drive "file=$data,if=none,id=data,format=raw,cache=$DISK_CACHE" -device "virtio-blk-pci,drive=data,addr=0x5,serial=$DATA_DISK_SERIAL" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:80,hostfwd=tcp:127.0.0.1:$HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=net0 \
     -display none -serial "file:$STATE/console.log" \
@@ -127,7 +139,7 @@ stop() {
   ssh $(ssh_opts) admin@127.0.0.1 sudo systemctl poweroff >/dev/null 2>&1 || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   kill "$pid" 2>/dev/null || true
-  rm -f "$STATE/qemu.pid" "$STATE/run.qcow2"
+  rm -f "$STATE/qemu.pid" "$STATE/run.qcow2" "$STATE/data.raw"
   echo "local-vm: stopped"
 }
 

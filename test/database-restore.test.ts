@@ -66,7 +66,7 @@ describe('a restore that cannot work fails the preview, naming the key', () => {
 
   test('on a stack whose PostgreSQL is on the host: nothing to restore from', async () => {
     await expect(runProgram('staging', { ...withUserSecrets(STACKS.staging), ...restoreKeys('latest') })).rejects.toThrow(
-      /cemetery-backend:restoreFrom = "latest": on-host PostgreSQL without backupBucket has no backups,[^\n]*: there is nothing to restore from \(set backupBucket, or use databaseMode rds\)/,
+      /cemetery-backend:restoreFrom = "latest": on-host PostgreSQL without backupBucket has no backups[^\n]*: there is nothing to restore from \(set backupBucket, or use databaseMode rds\)/,
     );
   });
 

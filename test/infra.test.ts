@@ -178,7 +178,7 @@ describe('provisioning over SSH', () => {
       'nodejs',
       'pm2',
       'pm2-logrotate',
-      ...(stack === 'local' ? ['postgres'] : []),
+      ...(stack === 'local' ? ['data-volume', 'postgres'] : []),
       'proxy',
       'release',
     ].sort());
@@ -197,7 +197,7 @@ describe('provisioning over SSH', () => {
       nodejs: ['app-user'],
       pm2: ['nodejs'],
       'pm2-logrotate': ['pm2'],
-      ...(stack === 'local' ? { postgres: ['app-user'], proxy: ['postgres'] } : { proxy: ['app-user'] }),
+      ...(stack === 'local' ? { 'data-volume': ['app-user'], postgres: ['data-volume'], proxy: ['postgres'] } : { proxy: ['app-user'] }),
       release: ['pm2-logrotate', 'proxy'],
     });
   });
@@ -332,6 +332,57 @@ describe('environment differences', () => {
   });
 });
 
+describe('the register on a volume of its own (on-host PostgreSQL)', () => {
+  const volumes = (run: Awaited<ReturnType<typeof runProgram>>) => ofType(run.resources, 'aws:ebs/volume:Volume');
+  const step = (run: Awaited<ReturnType<typeof runProgram>>, name: string) => ofType(run.resources, 'command:remote:Command').find((c) => c.name.endsWith(`-${name}`));
+
+  test('target aws: an encrypted gp3 volume of dataVolumeSizeGiB in the host\'s zone, attached to the instance; nothing of it follows the instance but the attachment, detached first from a stopped instance', async () => {
+    const run = runs.staging;
+    const [volume] = volumes(run);
+    expect(volume).toMatchObject({ name: 'cemetery-staging-data', inputs: { size: 20, type: 'gp3', encrypted: true, availabilityZone: 'eu-central-1a', tags: { Environment: 'staging', Name: 'cemetery-staging-data' } } });
+    const [attachment] = ofType(run.resources, 'aws:ec2/volumeAttachment:VolumeAttachment');
+    expect(attachment).toMatchObject({ name: 'cemetery-staging-data-attachment', inputs: { instanceId: 'cemetery-staging-vm-id', volumeId: 'cemetery-staging-data-id', stopInstanceBeforeDetaching: true } });
+    // A replaced instance (a new user data, --replace) changes none of the volume's inputs, nor does it wait for the instance.
+    expect(JSON.stringify(volume.inputs)).not.toContain('cemetery-staging-vm');
+    expect(run.dependencies['cemetery-staging-data']).not.toContain('cemetery-staging-vm');
+    expect(run.deletedBeforeReplace).toContain('cemetery-staging-data-attachment');
+    // pulumi destroy of a staging stack takes it; deletionProtection (prod's default) protects it.
+    expect(run.protectedResources).not.toContain('cemetery-staging-data');
+    const kept = await runWith('dev', { 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:deletionProtection': 'true', 'cemetery-backend:dataVolumeSizeGiB': '50' });
+    expect(volumes(kept)[0].inputs.size).toBe(50);
+    expect(kept.protectedResources).toContain('cemetery-dev-data');
+    // RDS keeps the register: no volume.
+    expect(volumes(runs.dev)).toEqual([]);
+    expect(volumes(runs.prod)).toEqual([]);
+  });
+
+  test('the data-volume step runs before PostgreSQL is installed, after the attachment, naming the EBS device by the volume id', () => {
+    const run = runs.staging;
+    const create = step(run, 'data-volume')!.inputs.create as string;
+    expect(create).toMatch(/\/data-volume\.sh DEVICE=\/dev\/disk\/by-id\/nvme-Amazon_Elastic_Block_Store_cemeterystaging-data-id DATA_MOUNT=\/srv\/cemetery-data SIZE_GIB=20$/);
+    expect(run.dependencies['cemetery-staging-data-volume']).toEqual(expect.arrayContaining(['cemetery-staging-app-user', 'cemetery-staging-data-attachment']));
+    expect(run.dependencies['cemetery-staging-postgres']).toContain('cemetery-staging-data-volume');
+  });
+
+  test('target ssh: the disk dataVolumeDevice names, if any; without it PostgreSQL stays on the host\'s disk', async () => {
+    expect(step(runs.local, 'data-volume')!.inputs.create).toMatch(/DEVICE=\/dev\/disk\/by-id\/virtio-cemetery-data DATA_MOUNT=\/srv\/cemetery-data$/);
+    const { 'cemetery-backend:dataVolumeDevice': _, ...withoutVolume } = withUserSecrets(STACKS.local);
+    const run = await runProgram('local', withoutVolume);
+    expect(step(run, 'data-volume')).toBeUndefined();
+    expect(run.dependencies['cemetery-dev-postgres']).toContain('cemetery-dev-app-user');
+  });
+
+  test.each([
+    ['a device on target aws', 'dev', { 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:dataVolumeDevice': '/dev/disk/by-id/nvme-x' }, /cemetery-backend:dataVolumeDevice = "\/dev\/disk\/by-id\/nvme-x": target aws attaches a data volume of its own \(dataVolumeSizeGiB\): remove dataVolumeDevice/],
+    ['a device name that can change between boots', 'local', { 'cemetery-backend:dataVolumeDevice': '/dev/vdb' }, /cemetery-backend:dataVolumeDevice = "\/dev\/vdb": expected a stable name of the disk/],
+    ['a size on target ssh', 'local', { 'cemetery-backend:dataVolumeSizeGiB': '30' }, /cemetery-backend:dataVolumeSizeGiB = "30": target ssh uses a disk the host has \(dataVolumeDevice\): remove dataVolumeSizeGiB/],
+    ['a size with RDS', 'dev', { 'cemetery-backend:dataVolumeSizeGiB': '30' }, /cemetery-backend:dataVolumeSizeGiB = "30": RDS keeps the register \(allocatedStorageGiB\)/],
+    ['a size of 0', 'staging', { 'cemetery-backend:dataVolumeSizeGiB': '0' }, /cemetery-backend:dataVolumeSizeGiB = "0": expected a whole number from 1 to 16384/],
+  ])('refused: %s', async (_what, stack, override, message) => {
+    await expect(runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override })).rejects.toThrow(message);
+  });
+});
+
 describe('the front door: the proxy, the host key, the web ports', () => {
   const hostSg = (resources: RecordedResource[]) => ofType(resources, 'aws:ec2/securityGroup:SecurityGroup').find((s) => s.name.endsWith('-host-sg'))!;
   const ingress = (resources: RecordedResource[]) =>
@@ -461,7 +512,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
     ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
     // The register: only RDS backs it up.
-    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL without backupBucket has no backups, and its data dies with the host's disk \(on AWS the root volume, deleted with the instance\): expected rds/],
+    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register: expected rds/],
     ['prod on an existing host', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:target = "ssh": prod keeps its register in RDS[^\n]*: expected aws/],
     ['prod with backups off', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": prod keeps at least 7 days of backups/],
   ])('%s', async (_what, override, message) => {
@@ -471,7 +522,7 @@ describe('bad configuration fails the program with a message naming the key', ()
   test('backupRetentionDays on a stack whose PostgreSQL is on the host, where it would keep nothing, is refused; the default is not', async () => {
     const staging = () => withUserSecrets(STACKS.staging);
     await expect(runProgram('staging', { ...staging(), 'cemetery-backend:backupRetentionDays': '7' })).rejects.toThrow(
-      /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL without backupBucket has no backups,[^\n]*, so backupRetentionDays would keep nothing: remove it, set backupBucket, or use databaseMode rds/,
+      /cemetery-backend:backupRetentionDays = "7": on-host PostgreSQL without backupBucket has no backups[^\n]*, so backupRetentionDays would keep nothing: remove it, set backupBucket, or use databaseMode rds/,
     );
     await expect(runProgram('staging', staging())).resolves.toBeDefined();
   });
@@ -504,6 +555,16 @@ describe('CrossGuard rules (policy/)', () => {
     expect(violations(resources, 'prod')).toEqual([
       'no-public-ssh-in-prod: cemetery-prod-host-sg: SSH in prod (port 22): 0.0.0.0/0 admits more public IPv4 addresses than a /16: open to the world',
       'prod-database-protected: cemetery-prod-pg: the prod database must have deletionProtection: true',
+    ]);
+  });
+
+  test("the register's volume: unencrypted, or without its Environment tag, is refused", () => {
+    const rule = securityRules.find((r) => r.name === 'data-volume-encrypted-and-tagged')!;
+    const [volume] = ofType(runs.staging.resources, 'aws:ebs/volume:Volume');
+    expect(rule.check(volume.inputs, { stack: 'staging', type: volume.type })).toEqual([]);
+    expect(rule.check({ ...volume.inputs, encrypted: false, tags: { Project: 'cemetery-backend' } }, { stack: 'staging', type: volume.type })).toEqual([
+      'the volume must be encrypted (encrypted: true)',
+      "the volume must carry its stack's Environment tag",
     ]);
   });
 

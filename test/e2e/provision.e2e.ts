@@ -84,6 +84,15 @@ async function checkHost() {
   for (const pid of [daemonPid, ...running.map((w) => String(w.pid))]) {
     expect(await root(`grep 'Max open files' /proc/${pid}/limits`)).toMatch(new RegExp(`Max open files\\s+${nofile}\\s+${nofile}\\s+files`));
   }
+  // The register on the VM's second disk (dataVolumeDevice), its cluster's files and settings bound from it; PostgreSQL
+  // starts only with them mounted.
+  expect((await root('findmnt -n -o SOURCE /srv/cemetery-data; findmnt -n -o SOURCE /var/lib/postgresql; findmnt -n -o SOURCE /etc/postgresql')).trim().split('\n')).toEqual([
+    '/dev/vdb',
+    '/dev/vdb[/postgresql/lib]',
+    '/dev/vdb[/postgresql/etc]',
+  ]);
+  expect((await root('systemctl show -p Requires --value postgresql@17-main')).split(/\s+/)).toEqual(expect.arrayContaining(['var-lib-postgresql.mount', 'etc-postgresql.mount']));
+  expect((await root('systemctl is-enabled postgresql@17-main')).trim()).toBe('enabled');
   // Node.js, PM2, pm2-logrotate
   expect((await ssh(stack.target, 'node --version')).trim()).toBe(`v${stack.stackConfig.nodeVersion}`);
   // PM2 and pm2-logrotate from the repository's lockfiles: PM2 in a root-owned prefix named by its lockfile, the unit running it;
@@ -136,7 +145,7 @@ test('the first up creates every remote resource the program registers, in depen
   provisioned = true;
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
-    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'postgres', 'proxy', 'release']
+    ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'data-volume', 'postgres', 'proxy', 'release']
       .map((n) => `create ${n}`)
       .sort(),
   );
@@ -396,7 +405,7 @@ describe('trust boundaries', () => {
     stack.config['cemetery-backend:sshPrivateKey'] = readFileSync(keyFile, 'utf8');
     delete stack.config['cemetery-backend:sshNextPublicKey'];
     const steps = await up('switched to the new key, links planted');
-    expect(steps.filter((s) => s.op === 'update')).toHaveLength(13);
+    expect(steps.filter((s) => s.op === 'update')).toHaveLength(14);
     expect(steps.filter((s) => s.op !== 'update')).toEqual([]);
     const oldTarget = { ...stack.target };
     stack.target.keyFile = keyFile;

@@ -142,12 +142,17 @@ async function runProgramNow(
   ignoreChanges: Record<string, string[]>;
   /** The resources registered with retainOnDelete (Pulumi forgets them without deleting them). */
   retainedOnDelete: string[];
+  /** The resources registered with protect (pulumi destroy refuses them), and with deleteBeforeReplace. */
+  protectedResources: string[];
+  deletedBeforeReplace: string[];
   outputs: Record<string, { value: unknown; secret: boolean }>;
 }> {
   const resources: RecordedResource[] = [];
   const dependencies: Record<string, string[]> = {};
   const ignoreChanges: Record<string, string[]> = {};
   const retainedOnDelete: string[] = [];
+  const protectedResources: string[] = [];
+  const deletedBeforeReplace: string[] = [];
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -158,6 +163,7 @@ async function runProgramNow(
         if (args.token === 'aws:index/getAvailabilityZones:getAvailabilityZones') return { names: ['eu-central-1a', 'eu-central-1b', 'eu-central-1c'] };
         if (args.token === 'aws:index/getCallerIdentity:getCallerIdentity') return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/admin`, userId: 'AIDAMOCK' };
         if (args.token === 'aws:rds/getInstance:getInstance') return mockRdsGetInstance(args.inputs);
+        if (args.token === 'aws:ec2/getSubnet:getSubnet') return { id: args.inputs.id, availabilityZone: 'eu-central-1a' };
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
@@ -183,6 +189,8 @@ async function runProgramNow(
     dependencies[req.getName()] = (req.getDependenciesList() as string[]).map((urn) => urn.split('::').pop()!);
     ignoreChanges[req.getName()] = req.getIgnorechangesList() as string[];
     if (req.getRetainondelete()) retainedOnDelete.push(req.getName());
+    if (req.getProtect()) protectedResources.push(req.getName());
+    if (req.getDeletebeforereplace()) deletedBeforeReplace.push(req.getName());
     return register(req, cb);
   };
 
@@ -200,7 +208,7 @@ async function runProgramNow(
   }
   // Let the components' late registerOutputs calls land before the next run swaps the mock monitor.
   await pulumi.runtime.disconnect();
-  return { resources, dependencies, ignoreChanges, retainedOnDelete, outputs: resolved };
+  return { resources, dependencies, ignoreChanges, retainedOnDelete, protectedResources, deletedBeforeReplace, outputs: resolved };
 }
 
 /**
