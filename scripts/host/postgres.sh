@@ -27,8 +27,9 @@ UNIT
 systemctl is-enabled --quiet postgresql || systemctl enable postgresql
 # The cluster's own unit too: Debian's generator wants the clusters it finds in /etc/postgresql when systemd starts,
 # before a data volume's /etc/postgresql is mounted (postgresql-common's postgresql-generator), so at boot it would
-# find none. Enabled, the unit starts once its directories are mounted (its RequiresMountsFor).
-systemctl is-enabled --quiet "$PG_UNIT" || systemctl enable --quiet "$PG_UNIT"
+# find none. Enabled, the unit starts once its directories are mounted (its RequiresMountsFor). Only "enabled" will
+# do: after a daemon-reload the generator's link makes it "enabled-runtime", which the next boot forgets.
+[ "$(systemctl is-enabled "$PG_UNIT" 2>/dev/null || true)" = enabled ] || systemctl enable --quiet "$PG_UNIT"
 if [ "$restart" = 1 ] || ! systemctl is-active --quiet "$PG_UNIT"; then systemctl restart postgresql; fi
 pg_wait_ready 60 || fail "PostgreSQL does not accept connections on 127.0.0.1"
 if [ -z "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" ]; then
