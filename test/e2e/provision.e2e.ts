@@ -921,9 +921,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   /** The lost host's replacement, from the moment it boots (stopped after the tests). */
   let newHost: LocalStack | undefined;
   /**
-   * The replacement's provisioning from nothing, up to the operator's first try (restoreFrom forgotten): begun once
-   * the lost host's backups exist, it runs beside the scenarios below (on this machine's second VM) instead of after
-   * the crash, which only the restore must follow. lose the host checks what it found.
+   * The replacement's provisioning from nothing, up to the operator's first try (restoreFrom forgotten): lose the host
+   * begins it as the lost host's last writes go on (only the restore must follow the crash), and checks what it found.
    */
   let replacementFirstTry: Promise<{ host: LocalStack; refused: UpResult }> | undefined;
   let writer = '';
@@ -975,8 +974,6 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(ran(await up('backups unchanged'))).toEqual([]);
     writer = (await root('cemetery-admin token create --name backups-writer')).trim();
     tokensMade.push(writer);
-    replacementFirstTry = provisionReplacement();
-    replacementFirstTry.catch(() => undefined); // lose the host reports it
   });
 
   /** A new VM for the lost host's stack (its backup settings, its bucket), booted and provisioned as an operator's first `up` would. */
@@ -1088,18 +1085,13 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
 
   test('lose the host: a fresh VM provisioned from nothing is refused the lost host\'s bucket until restoreFrom latest is set; then, through a bucket outage during recovery, it has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
     requireBackups();
-    // The replacement (provisionReplacement), provisioned from nothing meanwhile: the operator's first try forgot
-    // restoreFrom. The bucket holds the lost host's backups, which a new database must not overwrite: the up stopped
-    // at the backups step, saying what to set, and PostgreSQL does not archive.
-    const { host: replacement, refused } = await replacementFirstTry!;
-    expect(refused.failed?.name).toMatch(/-backups$/);
-    expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
-    expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
-
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
     // A segment holding writes that must survive: the archive fails as the new host's recovery asks for it.
     const lostFrom = await currentSegment();
+    // The new VM boots and is provisioned meanwhile (its own ports and state), up to the operator's first try.
+    replacementFirstTry = provisionReplacement();
+    replacementFirstTry.catch(() => undefined); // awaited below
     // Writes go on while the host dies: the ones acknowledged a whole RPO before the crash must survive.
     await sleep((BACKUP_RPO_SECONDS + 15) * 1000);
     const lostStack = stack;
@@ -1108,6 +1100,12 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     lostStack.crash();
     const { acked } = await w.stop();
     const mustSurvive = w.acked.filter((a) => a.at <= crashAt - BACKUP_RPO_SECONDS * 1000).map((a) => a.name);
+    // The operator's first try forgot restoreFrom: the bucket holds the lost host's backups, which a new database must
+    // not overwrite. The up stopped at the backups step, saying what to set, and PostgreSQL does not archive.
+    const { host: replacement, refused } = await replacementFirstTry;
+    expect(refused.failed?.name).toMatch(/-backups$/);
+    expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
+    expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
     dbHost = replacement;
     replacement.config['cemetery-backend:restoreFrom'] = 'latest';
     // An outage of the bucket longer than pgBackRest's retries, from the new host's first request for that segment:
