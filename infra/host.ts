@@ -120,6 +120,7 @@ export class Host extends pulumi.ComponentResource {
     this.machines = Array.from({ length: args.count }, (_, i) => {
       const host = machineName(name, i);
       // Kept in the state as a secret; replaced only with the instance (a new key needs a new first boot).
+      const subnetId = args.subnetIds[i % args.subnetIds.length];
       const hostKey = new tls.PrivateKey(`${host}-ssh-host-key`, { algorithm: 'ED25519' }, parent);
 
       const instance = new aws.ec2.Instance(
@@ -127,7 +128,7 @@ export class Host extends pulumi.ComponentResource {
         {
           ami: ami.id,
           instanceType: args.instanceType,
-          subnetId: args.subnetIds[i % args.subnetIds.length],
+          subnetId,
           vpcSecurityGroupIds: [securityGroup.id],
           keyName: keyPair.keyName,
           associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
@@ -147,7 +148,7 @@ export class Host extends pulumi.ComponentResource {
         { ...parent, ignoreChanges: ['ami', 'keyName'] },
       );
 
-      const dataVolume = args.dataVolume && this.dataVolume(host, instance, args.subnetIds[i % args.subnetIds.length], args.dataVolume, args.tags);
+      const dataVolume = args.dataVolume && this.dataVolume(host, instance, subnetId, args.dataVolume, args.tags);
       const publicIp =
         args.publicAddress === 'elastic'
           ? new aws.ec2.Eip(`${host}-ip`, { domain: 'vpc', instance: instance.id, tags: { ...args.tags, Name: `${host}-ip` } }, parent).publicIp

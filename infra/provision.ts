@@ -125,8 +125,9 @@ ${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${c
           })
         : [previous];
       // The data volume's step names the device by the volume's id, and waits for its attachment.
-      const volume = stepNeedsLate(step) ? args.dataVolume : undefined;
-      if (stepNeedsLate(step) && !volume) throw new Error(`host step ${step.name} needs the host's data volume, and it has none`);
+      const needsVolume = stepNeedsLate(step);
+      const volume = needsVolume ? args.dataVolume : undefined;
+      if (needsVolume && !volume) throw new Error(`host step ${step.name} needs the host's data volume, and it has none`);
       previous = commands[step.name] = new remote.Command(
         `${name}-${step.name}`,
         {
