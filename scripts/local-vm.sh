@@ -7,6 +7,8 @@
 #
 #   scripts/local-vm.sh build     build the base image once (mmdebstrap; cached)
 #   scripts/local-vm.sh start     boot a fresh VM on a throwaway overlay
+#   scripts/local-vm.sh snapshot FILE
+#                                 keep the root disk as it is now in FILE, for VM_ROOT_FROM; the VM runs on
 #   scripts/local-vm.sh ssh [cmd] a shell (or a command) on the VM as admin
 #   scripts/local-vm.sh host-key  the VM's SSH host key, for sshHostKey
 #   scripts/local-vm.sh stop      power it off
@@ -21,7 +23,9 @@
 # VM_APP_PORT (host port for the guest's 3000; default 3080), VM_CPUS (2),
 # VM_MEMORY (2048), VM_DISK_CACHE (unsafe), DEBIAN_MIRROR (http://deb.debian.org/debian),
 # VM_DATA_DISK_SIZE (4G: a blank second disk, /dev/disk/by-id/virtio-cemetery-data, the `local` stack's
-# dataVolumeDevice), VM_DATA_DISK (a data disk file to attach instead, e.g. a lost VM's: it is used as it is).
+# dataVolumeDevice), VM_DATA_DISK (a data disk file to attach instead, e.g. a lost VM's: it is used as it is),
+# VM_ROOT_FROM (a root disk kept by `snapshot` to start from instead of the base image: a provisioned host's
+# packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +45,7 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 # The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=3 # bump when the image recipe below changes
+IMAGE_VERSION=4 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -66,6 +70,17 @@ build() {
   trap 'rm -rf "$work"' RETURN
   local pubkey
   pubkey=$(cat "$KEY.pub")
+  # Each start passes an identity of its own on the kernel command line; a disk that booted with another one (a copy,
+  # VM_ROOT_FROM) makes new SSH host keys, so no two VMs share one.
+  cat >"$work/vm-identity" <<'SH'
+#!/bin/sh
+id=$(sed -n 's/.*cemetery\.identity=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
+if [ "$(cat /etc/ssh/cemetery-identity 2>/dev/null)" != "$id" ]; then
+  rm -f /etc/ssh/ssh_host_*
+  echo "$id" >/etc/ssh/cemetery-identity
+fi
+[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A
+SH
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
@@ -78,7 +93,9 @@ build() {
     --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
     --customize-hook='echo "nameserver 10.0.2.3" > "$1/etc/resolv.conf"' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
-    --customize-hook='printf "[Unit]\nDescription=SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service" && chroot "$1" systemctl enable ssh-hostkeys' \
+    --customize-hook="copy-in $work/vm-identity /usr/local/sbin" \
+    --customize-hook='chmod 0755 "$1/usr/local/sbin/vm-identity"' \
+    --customize-hook='printf "[Unit]\nDescription=SSH host keys of this VM\nBefore=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/vm-identity\n\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service" && chroot "$1" systemctl enable ssh-hostkeys' \
     --customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
     trixie "$work/rootfs.tar" "$MIRROR"
   mkdir "$work/rootfs"
@@ -107,24 +124,35 @@ start() {
   build
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)"
   mkdir -p "$STATE"
-  rm -f "$STATE/run.qcow2" "$STATE/console.log"
-  # A throwaway overlay: the cached base image stays clean.
-  qemu-img create -q -f qcow2 -F raw -b "$CACHE/debian-13-v$IMAGE_VERSION.raw" "$STATE/run.qcow2"
+  chmod 0700 "$STATE"
+  rm -f "$STATE"/run*.qcow2 "$STATE/console.log"
+  # A throwaway overlay: the cached base image (or the kept disk) stays clean.
+  if [ -n "${VM_ROOT_FROM:-}" ]; then
+    [ -f "$VM_ROOT_FROM" ] || die "no root disk at $VM_ROOT_FROM (VM_ROOT_FROM)"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$(readlink -f "$VM_ROOT_FROM")" "$STATE/run.qcow2"
+  else
+    qemu-img create -q -f qcow2 -F raw -b "$CACHE/debian-13-v$IMAGE_VERSION.raw" "$STATE/run.qcow2"
+  fi
+  # The file the VM writes its root disk to (snapshot moves it on).
+  echo "$STATE/run.qcow2" >"$STATE/root-top"
   # The register's disk, as an EBS data volume: raw, so a VM killed at once leaves it as a lost host leaves its
   # volume (whatever qemu wrote is in the file; a qcow2's own tables could be half-written). The root disk's PCI
   # slot comes first, so the root stays /dev/vda.
   local data=${VM_DATA_DISK:-$STATE/data.raw}
   if [ -z "${VM_DATA_DISK:-}" ]; then rm -f "$data" && truncate -s "$DATA_DISK_SIZE" "$data"; fi
   [ -f "$data" ] || die "no data disk at $data (VM_DATA_DISK)"
-  # Software emulation: /dev/kvm on these machines does not work (see README).
+  local identity
+  identity=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  # Software emulation: /dev/kvm on these machines does not work (see README). The monitor (QMP) is a socket in
+  # the state directory, this user's alone.
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 cemetery.identity=$identity" \
     -drive "file=$STATE/run.qcow2,if=none,id=root,format=qcow2,cache=$DISK_CACHE" -device virtio-blk-pci,drive=root,addr=0x4 \
     -drive "file=$data,if=none,id=data,format=raw,cache=$DISK_CACHE" -device "virtio-blk-pci,drive=data,addr=0x5,serial=$DATA_DISK_SERIAL" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:80,hostfwd=tcp:127.0.0.1:$HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=net0 \
-    -display none -serial "file:$STATE/console.log" \
+    -display none -serial "file:$STATE/console.log" -qmp "unix:$STATE/qmp.sock,server=on,wait=off" \
     -daemonize -pidfile "$STATE/qemu.pid"
   local started=$SECONDS
   wait_for_ssh 300
@@ -139,14 +167,56 @@ stop() {
   ssh $(ssh_opts) admin@127.0.0.1 sudo systemctl poweroff >/dev/null 2>&1 || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   kill "$pid" 2>/dev/null || true
-  rm -f "$STATE/qemu.pid" "$STATE/run.qcow2" "$STATE/data.raw"
+  rm -f "$STATE/qemu.pid" "$STATE"/run*.qcow2 "$STATE/root-top" "$STATE/qmp.sock" "$STATE/data.raw"
   echo "local-vm: stopped"
+}
+
+# qmp COMMAND...: QMP commands (JSON) to the running VM's monitor, in order; the first error answer fails.
+qmp() {
+  # shellcheck disable=SC2016 # the JavaScript below has template literals of its own
+  node -e '
+    const [sock, ...commands] = process.argv.slice(1);
+    const queue = [{ execute: "qmp_capabilities" }, ...commands.map((c) => JSON.parse(c))];
+    const socket = require("net").connect(sock);
+    const next = () => { const c = queue.shift(); c ? socket.write(JSON.stringify(c) + "\n") : socket.end(); };
+    let buffered = "";
+    socket.on("data", (data) => {
+      buffered += data;
+      for (let i; (i = buffered.indexOf("\n")) >= 0; buffered = buffered.slice(i + 1)) {
+        const answer = JSON.parse(buffered.slice(0, i));
+        if (answer.error) { console.error(`local-vm: qemu refused: ${answer.error.desc}`); process.exit(1); }
+        if (answer.QMP || "return" in answer) next();
+      }
+    });
+    socket.on("error", (e) => { console.error(`local-vm: no QMP monitor: ${e.message}`); process.exit(1); });
+  ' "$STATE/qmp.sock" "$@"
+}
+
+# The root disk as it is now, kept in FILE for VM_ROOT_FROM: the guest's writes are flushed, then qemu freezes the
+# file the VM wrote to (an external snapshot) and the VM writes on to a new overlay. A start from FILE boots as after
+# a power cut at that moment; the data disk is not part of it.
+snapshot() {
+  local dest=${1:-}
+  [ -n "$dest" ] || die "usage: $0 snapshot FILE"
+  running || die "not running"
+  [ ! -e "$dest" ] || die "$dest exists"
+  local frozen next
+  frozen=$(cat "$STATE/root-top")
+  next="$STATE/run.$(date +%s%N).qcow2"
+  # shellcheck disable=SC2046
+  ssh $(ssh_opts) admin@127.0.0.1 sudo sync
+  qmp "{\"execute\":\"blockdev-snapshot-sync\",\"arguments\":{\"device\":\"root\",\"snapshot-file\":\"$next\",\"format\":\"qcow2\"}}"
+  echo "$next" >"$STATE/root-top"
+  # The VM's own name for the frozen file goes with the VM (stop); FILE stays.
+  ln "$frozen" "$dest" 2>/dev/null || cp --sparse=always "$frozen" "$dest"
+  echo "local-vm: the root disk as it was is kept in $dest (VM_ROOT_FROM=$dest starts a VM from it)"
 }
 
 case "${1:-}" in
   build) build ;;
   start) start ;;
   stop) stop ;;
+  snapshot) snapshot "${2:-}" ;;
   ssh) shift; running || die "not running"
     # shellcheck disable=SC2046
     exec ssh $(ssh_opts) -t admin@127.0.0.1 "$@" ;;
@@ -157,5 +227,5 @@ case "${1:-}" in
   # trusting the first answer is sound): the value for the stack's sshHostKey.
   host-key) running || die "not running"
     ssh-keyscan -t ed25519 -p "$SSH_PORT" 127.0.0.1 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on 127.0.0.1:$SSH_PORT" ;;
-  *) die "usage: $0 build|start|stop|ssh [command]|status|key|host-key" ;;
+  *) die "usage: $0 build|start|stop|snapshot FILE|ssh [command]|status|key|host-key" ;;
 esac

@@ -8,7 +8,24 @@ require DB_NAME DB_USER
 IFS= read -r DB_PASSWORD || true
 [[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on stdin"
 
+# A register on a data volume (the data-volume step's binds in /etc/fstab) that is not mounted: this step would
+# otherwise work on the root disk's empty directories, and make a new, empty cluster there.
+for dir in /var/lib/postgresql /etc/postgresql; do
+  if grep -qE "^[^#[:space:]]+[[:space:]]+${dir}[[:space:]]+none[[:space:]]+bind" /etc/fstab && ! mountpoint -q "$dir"; then
+    fail "$dir is not mounted from the data volume (/etc/fstab binds it): nothing was changed. Is the volume attached? Then mount -a, or pulumi up --replace the data-volume step"
+  fi
+done
+
 apt_install postgresql
+# Debian's package makes the main cluster at its first install only (postgresql-common's maintscripts-functions,
+# configure_version). A host that has the package and no cluster (a new data volume on a kept host, a host started
+# from an image) gets it here, made as the package makes it. The data-volume step has mounted the volume by now.
+if [ -z "$(pg_lsclusters --no-header 2>/dev/null)" ]; then
+  version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+  [ -n "$version" ] || fail "the postgresql package is installed, but no server is under /usr/lib/postgresql"
+  pg_createcluster -u postgres --quiet "$version" main
+  log "made PostgreSQL $version's cluster main: the package was installed, and this host had no cluster (a new data volume?)"
+fi
 pg_cluster
 write_file "$PG_CONF_DIR/cemetery-backend.conf" 0644 postgres:postgres <<'CONF'
 # cemetery-backend: the app connects over loopback only
@@ -30,7 +47,7 @@ systemctl is-enabled --quiet postgresql || systemctl enable postgresql
 # find none. Enabled, the unit starts once its directories are mounted (its RequiresMountsFor). Only "enabled" will
 # do: after a daemon-reload the generator's link makes it "enabled-runtime", which the next boot forgets.
 [ "$(systemctl is-enabled "$PG_UNIT" 2>/dev/null || true)" = enabled ] || systemctl enable --quiet "$PG_UNIT"
-if [ "$restart" = 1 ] || ! systemctl is-active --quiet "$PG_UNIT"; then systemctl restart postgresql; fi
+if [ "$restart" = 1 ] || ! systemctl is-active --quiet "$PG_UNIT"; then systemctl restart "$PG_UNIT"; fi
 pg_wait_ready 60 || fail "PostgreSQL does not accept connections on 127.0.0.1"
 if [ -z "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" ]; then
   # SQL through stdin: the password never shows in a process list.

@@ -82,7 +82,12 @@ export function rebuildCheckedOut() {
   return spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
 }
 
-export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void }) {
+/**
+ * A VM of its own, provisioned as the `local` stack. `rootFrom`: a root disk kept by another VM's keepRootDisk to boot
+ * from instead of Debian's bare image (scripts/local-vm.sh VM_ROOT_FROM): that host's packages, a blank data disk, and
+ * SSH host keys of its own.
+ */
+export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void; rootFrom?: string }) {
   const { report } = opts;
   const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
   const sshPort = await freePort();
@@ -97,6 +102,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     VM_APP_PORT: String(appPort),
     VM_HTTP_PORT: String(httpPort),
     VM_HTTPS_PORT: String(httpsPort),
+    ...(opts.rootFrom ? { VM_ROOT_FROM: opts.rootFrom } : {}),
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
   /** The same, without blocking this process: a second VM boots while the first one's scenarios (and their load) go on. */
@@ -323,6 +329,11 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     async trustTestService(name: string, caPem: string) {
       await ssh(target, `sudo tee /usr/local/share/ca-certificates/${name}.crt >/dev/null`, caPem);
       await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
+    },
+
+    /** The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on. */
+    keepRootDisk(file: string) {
+      vm('snapshot', file);
     },
 
     /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */

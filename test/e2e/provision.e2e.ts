@@ -42,6 +42,12 @@ const requireProvisioned = () => {
 const root = (command: string, opts: { fresh?: boolean } = {}) => stack.root(command, opts);
 const asApp = (command: string) => stack.asApp(command);
 const up = (label: string, opts: { replace?: 'all' } = {}) => stack.up(label, opts);
+/**
+ * The first host's root disk as its first up left it: the lost host's replacement boots from it (its own SSH host
+ * keys, a blank data disk) instead of provisioning Debian's bare image a second time. The first up is the one run
+ * from nothing.
+ */
+const provisionedRoot = path.join(tempDir('e2e-disk'), 'provisioned-root.qcow2');
 
 beforeAll(async () => {
   mkdirSync(path.join(ROOT, '.bench'), { recursive: true });
@@ -143,6 +149,7 @@ test('the first up creates every remote resource the program registers, in depen
   const steps = await up('first');
   report.firstRunSeconds = seconds(started);
   provisioned = true;
+  stack.keepRootDisk(provisionedRoot);
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
     ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'data-volume', 'postgres', 'proxy', 'release']
@@ -921,7 +928,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
   /** The lost host's replacement, from the moment it boots (stopped after the tests). */
   let newHost: LocalStack | undefined;
   /**
-   * The replacement's provisioning from nothing, up to the operator's first try (restoreFrom forgotten): lose the host
+   * The replacement's provisioning, up to the operator's first try (restoreFrom forgotten): lose the host
    * begins it as the lost host's last writes go on (only the restore must follow the crash), and checks what it found.
    */
   let replacementFirstTry: Promise<{ host: LocalStack; refused: UpResult }> | undefined;
@@ -981,6 +988,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const host = await startLocalStack({
       report: (report.lostHost = {}) as Record<string, unknown>,
       log: (line) => process.stdout.write(`[new host] ${line}\n`),
+      rootFrom: provisionedRoot,
       overrides: {
         ...Object.fromEntries(Object.entries(stack.config).filter(([k]) => k.startsWith('cemetery-backend:backup') || k === 'cemetery-backend:rateLimitPerMinute')),
       },
@@ -1083,7 +1091,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect((await ssh(stack.target, `sudo sh -c 'exec 3<&0; journalctl --no-pager | grep -cF -f /dev/fd/3 || true'`, `${s3.secretAccessKey}\n`)).trim()).toBe('0');
   });
 
-  test('lose the host: a fresh VM provisioned from nothing is refused the lost host\'s bucket until restoreFrom latest is set; then, through a bucket outage during recovery, it has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
+  test('lose the host: a new VM (the first host\'s packages, a blank data disk, host keys of its own) is refused the lost host\'s bucket until restoreFrom latest is set; then, through a bucket outage during recovery, it has every section acknowledged before the crash (but the last RPO\'s), and serves', async () => {
     requireBackups();
     const w = startWriter('lost', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
@@ -1103,6 +1111,9 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     // The operator's first try forgot restoreFrom: the bucket holds the lost host's backups, which a new database must
     // not overwrite. The up stopped at the backups step, saying what to set, and PostgreSQL does not archive.
     const { host: replacement, refused } = await replacementFirstTry;
+    // Its disk had PostgreSQL installed and its new data disk no cluster: the postgres step made one, on that disk.
+    expect(refused.output?.map((o) => o.line).join('\n')).toMatch(/made PostgreSQL 17's cluster main: the package was installed, and this host had no cluster/);
+    expect((await replacement.root('grep -c " /srv/cemetery-data " /etc/fstab; findmnt -n -o SOURCE /var/lib/postgresql')).trim().split('\n')).toEqual(['1', '/dev/vdb[/postgresql/lib]']);
     expect(refused.failed?.name).toMatch(/-backups$/);
     expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
     expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
