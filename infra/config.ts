@@ -365,10 +365,14 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if (!networkOnly && !c.domainName) at('domainName', 'prod serves HTTPS: expected its DNS name, pulumi config set domainName cemetery.example.org');
         if (c.certificateIssuer !== 'acme') at('certificateIssuer', "prod's certificate comes from Let's Encrypt: expected acme");
         if (!networkOnly && c.target === 'aws' && !c.alertEmail) at('alertEmail', "prod's alarms must reach someone: expected the on-call address, pulumi config set alertEmail oncall@example.org");
-        if (c.databaseMode === 'rds' && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
-        // The register is what cannot be lost: only RDS backs it up today (automated backups, point-in-time restore).
-        if (!networkOnly && c.target !== 'aws') at('target', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected aws`);
-        else if (!networkOnly && c.databaseMode !== 'rds') at('databaseMode', `prod keeps its register in RDS, with backups and point-in-time restore; ${ON_HOST_UNSAFE}: expected rds`);
+        if ((c.databaseMode === 'rds' || onHostBackups(c)) && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
+        // The register is what cannot be lost: in RDS (automated backups, point-in-time restore), or on the host with
+        // continuous backups (backupBucket) on a disk that outlives the host. Target aws has no on-host backups yet.
+        if (!networkOnly && c.databaseMode === 'onHost') {
+          if (c.target === 'aws') at('databaseMode', `prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet; ${ON_HOST_UNSAFE}: expected rds`);
+          else if (!onHostBackups(c)) at('backupBucket', `prod keeps its register in RDS, or on the host with continuous backups; ${ON_HOST_UNSAFE}: expected the bucket's name (README: Backups of on-host PostgreSQL)`);
+          else if (!onHostDataVolume(c)) at('dataVolumeDevice', "prod keeps an on-host register on a disk of its own, which outlives the host's: expected that disk's /dev/disk/by-id/... name");
+        }
       }
       if (c.hosts > 1 && c.loadBalancer === false) at('loadBalancer', `${c.hosts} hosts are reached through the load balancer: remove loadBalancer, or set hosts 1`);
       if (balanced(c)) {
@@ -509,7 +513,7 @@ function valueAt(input: Record<string, unknown>, path: PropertyKey[]): unknown {
  */
 export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, string> = {
   environment: '`dev` or `staging` for a non-prod stack (the name decides: `prod*` is prod, `staging*` staging); never contradicts prod-ness',
-  target: '`aws` (a new EC2 host) or `ssh` (an existing Debian 12/13 host: `onHost` database, so not prod)',
+  target: '`aws` (a new EC2 host) or `ssh` (an existing Debian 12/13 host: `onHost` database; prod only with `backupBucket` and `dataVolumeDevice`)',
   sshHost: '`target: ssh`: the host name or address',
   sshPort: 'the host\'s SSH port, 1–65535',
   region: 'an AWS region, e.g. `eu-central-1`; required for `target: aws` (`pulumi config set aws:region eu-central-1`)',
@@ -521,7 +525,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   sshPrivateKey: 'required for `up`, `--secret`: the deploy key\'s private half; a preview runs without it',
   sshUser: 'the login `pulumi up` uses (Debian\'s AMI: `admin`)',
   network: '`own`; staging: `shared` (the shared network) or `provideShared` (stack `staging-shared`)',
-  databaseMode: '`rds` or `onHost` (not prod; backed up with `backupBucket`)',
+  databaseMode: '`rds` or `onHost` (backed up with `backupBucket`; prod: only with `backupBucket` and `dataVolumeDevice`, on target ssh)',
   rdsInstanceClass: 'the RDS class, `db.<family>.<size>`',
   postgresVersion: 'the PostgreSQL major, 14–17 (or a full version such as 17.6)',
   allocatedStorageGiB: 'GiB of RDS storage to start with, 20–65536',

@@ -198,14 +198,34 @@ export type StackRule = {
 /** A stack that runs the app: a host of its own, or provisioning steps on an existing one. */
 const runsTheApp = (resources: ReadonlyArray<{ type: string }>) => resources.some((r) => r.type === 'aws:ec2/instance:Instance' || r.type === 'command:remote:Command');
 
+/** The host steps that run `script` (scripts/host/<script>), with the arguments their command passes it. */
+const hostSteps = (resources: ReadonlyArray<{ type: string; name: string; props: Record<string, any> }>, script: string) =>
+  resources
+    .filter((r) => r.type === 'command:remote:Command' && new RegExp(`/${script.replace('.', '\\.')}( |$)`).test(String(r.props.create ?? '')))
+    .map((r) => ({ name: r.name, args: Object.fromEntries([...String(r.props.create).matchAll(/'?([A-Z][A-Z0-9_]*)=([^' ]*)'?/g)].map((m) => [m[1], m[2]])) }));
+
 export const stackRules: StackRule[] = [
   {
     name: 'prod-register-in-backed-up-database',
-    description: `A prod stack that runs the app keeps its data in RDS with at least ${PROD_MIN_BACKUP_DAYS} days of automated backups (point-in-time restore): PostgreSQL on the host has no backups and dies with the host's disk.`,
+    description: `A prod stack that runs the app keeps its data in RDS with at least ${PROD_MIN_BACKUP_DAYS} days of automated backups (point-in-time restore), or in PostgreSQL on the host backed up continuously for as long (backupBucket) on a data volume that outlives the host.`,
     check: (resources, context) => {
       const prod = isProdStack(context.stack) || resources.some((r) => isProd(r.props, context));
       if (!prod || !runsTheApp(resources)) return [];
       const databases = resources.filter((r) => r.type === 'aws:rds/instance:Instance');
+      const onHost = hostSteps(resources, 'postgres.sh');
+      if (databases.length === 0 && onHost.length > 0) {
+        const backups = hostSteps(resources, 'backups.sh');
+        const problems = [
+          ...(backups.length ? [] : ['prod keeps PostgreSQL on the host without continuous backups: a lost disk, or a mistake made in it, loses the register (cemetery-backend:backupBucket)']),
+          ...(hostSteps(resources, 'data-volume.sh').length ? [] : ["prod keeps PostgreSQL on the host's own disk, which dies with the host (cemetery-backend:dataVolumeDevice)"]),
+        ];
+        return [
+          ...problems,
+          ...backups
+            .filter((b) => !(Number(b.args.RETENTION_DAYS) >= PROD_MIN_BACKUP_DAYS))
+            .map((b) => `${b.name}: keeps ${b.args.RETENTION_DAYS ?? 0} days of backups; prod keeps at least ${PROD_MIN_BACKUP_DAYS} (cemetery-backend:backupRetentionDays)`),
+        ];
+      }
       if (databases.length === 0) return ['prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)'];
       return databases
         .filter((db) => !((db.props.backupRetentionPeriod ?? 0) >= PROD_MIN_BACKUP_DAYS))

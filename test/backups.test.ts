@@ -4,16 +4,9 @@
  * configuration it refuses. The VM tier (test/e2e) runs the step against a local S3 server.
  */
 import { parseProjectConfig } from '../infra/config';
-import { MOCK_PASSWORD, runProgram, SECRET_SIG, SECRET_SIG_VALUE, stackFiles, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
+import { BACKUPS_CONFIG, changed, MOCK_PASSWORD, prodOnHostConfig, runProgram, S3_TEST_SECRET, SECRET_SIG, SECRET_SIG_VALUE, stackFiles, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
 
-const S3_SECRET = 'wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY0';
-const BACKUPS = {
-  'cemetery-backend:backupBucket': 'cemetery-backups',
-  'cemetery-backend:backupS3Region': 'eu-central-1',
-  'cemetery-backend:backupS3AccessKeyId': 'AKIAEXAMPLE0123456',
-  'cemetery-backend:backupS3SecretAccessKey': S3_SECRET,
-};
-const local = (extra: Record<string, string> = {}): Record<string, string> => ({ ...withUserSecrets(stackFiles().local), ...BACKUPS, ...extra });
+const local = (extra: Record<string, string> = {}): Record<string, string> => ({ ...withUserSecrets(stackFiles().local), ...BACKUPS_CONFIG, ...extra });
 const commands = (resources: RecordedResource[]) => resources.filter((r) => r.type === 'command:remote:Command');
 const step = (resources: RecordedResource[], name: string) => commands(resources).find((c) => c.name === `cemetery-dev-${name}`);
 
@@ -36,13 +29,13 @@ describe('the backups step', () => {
       expect(create.split(' ')).toContain(arg);
     }
     expect(create).not.toContain('RESTORE_FROM');
-    for (const secret of [S3_SECRET, BACKUPS['cemetery-backend:backupS3AccessKeyId'], MOCK_PASSWORD]) expect(create).not.toContain(secret);
+    for (const secret of [S3_TEST_SECRET, BACKUPS_CONFIG['cemetery-backend:backupS3AccessKeyId'], MOCK_PASSWORD]) expect(create).not.toContain(secret);
   });
 
   test('the password and the key pair reach it on stdin, a secret; its output is shown (it prints none of them: the VM tier checks)', () => {
     const backups = step(run.resources, 'backups')!;
     expect(backups.inputs.stdin[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
-    expect(backups.inputs.stdin.value).toBe(`${MOCK_PASSWORD}\nAKIAEXAMPLE0123456\n${S3_SECRET}\n`);
+    expect(backups.inputs.stdin.value).toBe(`${MOCK_PASSWORD}\nAKIAEXAMPLE0123456\n${S3_TEST_SECRET}\n`);
     expect(backups.inputs.logging).toBe('stdoutAndStderr');
   });
 
@@ -70,12 +63,7 @@ describe('backup configuration that cannot work is refused, naming the key', () 
     ['no retention', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": on-host backups keep their full backups this many days: expected 1 or more/],
     ['an RDS instance to restore from', { 'cemetery-backend:restoreFrom': 'latest', 'cemetery-backend:restoreSourceDatabase': 'cemetery-prod-pg-1a2b3c4' }, /cemetery-backend:restoreSourceDatabase = "cemetery-prod-pg-1a2b3c4": on-host PostgreSQL restores from its own backupBucket/],
   ])('%s', async (_what, change, message) => {
-    const config = local();
-    for (const [k, v] of Object.entries(change)) {
-      if (v === undefined) delete config[k];
-      else config[k] = v;
-    }
-    await expect(runProgram('local', config)).rejects.toThrow(message);
+    await expect(runProgram('local', changed(local(), change))).rejects.toThrow(message);
   });
 
   test('the secret key is never quoted in an error', () => {
@@ -95,10 +83,31 @@ describe('backup configuration that cannot work is refused, naming the key', () 
     await expect(runProgram('dev', { ...withUserSecrets(stackFiles().dev), 'cemetery-backend:backupBucket': 'cemetery-backups' })).rejects.toThrow(
       /cemetery-backend:backupBucket = "cemetery-backups": RDS keeps its own automated backups/,
     );
-    await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), ...BACKUPS })).rejects.toThrow(/cemetery-backend:backupBucket = "cemetery-backups": not yet for target aws/);
+    await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), ...BACKUPS_CONFIG })).rejects.toThrow(/cemetery-backend:backupBucket = "cemetery-backups": not yet for target aws/);
   });
 
   test('with a bucket, backupRetentionDays and restoreFrom are accepted on on-host PostgreSQL', async () => {
     await expect(runProgram('local', local({ 'cemetery-backend:backupRetentionDays': '14', 'cemetery-backend:restoreFrom': 'latest' }))).resolves.toBeDefined();
+  });
+});
+
+describe("prod's register on its own host: backups and a data volume, or RDS", () => {
+  test('accepted with backupBucket and dataVolumeDevice: the volume, PostgreSQL and backups steps run', async () => {
+    const run = await runProgram('prod', prodOnHostConfig());
+    expect(commands(run.resources).map((c) => c.name)).toEqual(expect.arrayContaining(['cemetery-prod-data-volume', 'cemetery-prod-postgres', 'cemetery-prod-backups']));
+  });
+
+  test.each([
+    ['without backupBucket', { 'cemetery-backend:backupBucket': undefined, 'cemetery-backend:backupS3Region': undefined, 'cemetery-backend:backupS3AccessKeyId': undefined, 'cemetery-backend:backupS3SecretAccessKey': undefined }, /cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups; on-host PostgreSQL without backupBucket has no backups[^\n]*: expected the bucket's name/],
+    ['on the root disk', { 'cemetery-backend:dataVolumeDevice': undefined }, /cemetery-backend:dataVolumeDevice = undefined: prod keeps an on-host register on a disk of its own, which outlives the host's: expected that disk's \/dev\/disk\/by-id\/... name/],
+    ['keeping 3 days', { 'cemetery-backend:backupRetentionDays': '3' }, /cemetery-backend:backupRetentionDays = "3": prod keeps at least 7 days of backups/],
+  ])('refused %s, naming the key', async (_what, change, message) => {
+    await expect(runProgram('prod', prodOnHostConfig(change))).rejects.toThrow(message);
+  });
+
+  test('on target aws, which has no on-host backups yet, databaseMode onHost is refused', async () => {
+    await expect(runProgram('prod', { ...withUserSecrets(stackFiles().prod), 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:hosts': '1' })).rejects.toThrow(
+      /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet/,
+    );
   });
 });

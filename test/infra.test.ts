@@ -18,6 +18,7 @@ import {
   MOCK_PUBLIC_IP,
   MOCK_SHARED_SUBNETS,
   MOCK_SHARED_VPC,
+  prodOnHostConfig,
   runProgram,
   SECRET_SIG,
   SECRET_SIG_VALUE,
@@ -511,9 +512,9 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['SSH from 0.0.0.0/0 in prod', { 'cemetery-backend:sshAllowedCidrs': '["0.0.0.0/0"]' }, /cemetery-backend:sshAllowedCidrs = \["0.0.0.0\/0"\]: prod does not open SSH to the whole internet/],
     ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
     ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
-    // The register: only RDS backs it up.
-    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, with backups and point-in-time restore; on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register: expected rds/],
-    ['prod on an existing host', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:target = "ssh": prod keeps its register in RDS[^\n]*: expected aws/],
+    // The register: in RDS, or on the host with backups on a data volume (target ssh: test/backups.test.ts).
+    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet; on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register: expected rds/],
+    ['prod on an existing host without backups', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups/],
     ['prod with backups off', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": prod keeps at least 7 days of backups/],
   ])('%s', async (_what, override, message) => {
     await expect(runProgram('prod', { ...prodConfig(), ...override })).rejects.toThrow(message);
@@ -573,13 +574,26 @@ describe('CrossGuard rules (policy/)', () => {
     const run = async (stack: string, bad: Record<string, unknown>) =>
       violations((await runProgram(stack, withUserSecrets(STACKS[stack]), () => createStack({ ...parseProjectConfig(withUserSecrets(STACKS[stack]), stack), ...bad }))).resources, stack);
     expect(await run('prod', { databaseMode: 'onHost' })).toEqual([
-      'prod-register-in-backed-up-database: prod runs the app without an RDS database: its register would have no backups (cemetery-backend:databaseMode: rds, target: aws)',
+      'prod-register-in-backed-up-database: prod keeps PostgreSQL on the host without continuous backups: a lost disk, or a mistake made in it, loses the register (cemetery-backend:backupBucket)',
       'fleet-shares-one-database: 2 hosts (cemetery-prod-vm, cemetery-prod-2-vm) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)',
     ]);
     expect(await run('prod', { backupRetentionDays: 3 })).toEqual([
       'prod-register-in-backed-up-database: cemetery-prod-pg: keeps 3 days of automated backups; prod keeps at least 7 (cemetery-backend:backupRetentionDays)',
     ]);
     expect(await run('dev', { databaseMode: 'onHost' })).toEqual([]);
+  });
+
+  test("prod's register on its own host: passed with backups and a data volume; refused without either, or keeping too few days", async () => {
+    const { createStack } = await import('../infra/stack');
+    const good = prodOnHostConfig();
+    const run = async (bad: Record<string, unknown>) =>
+      violations((await runProgram('prod', good, () => createStack({ ...parseProjectConfig(good, 'prod'), ...bad }))).resources, 'prod').filter((v) => v.startsWith('prod-register'));
+    expect(await run({})).toEqual([]);
+    expect(await run({ backupBucket: undefined, dataVolumeDevice: undefined })).toEqual([
+      'prod-register-in-backed-up-database: prod keeps PostgreSQL on the host without continuous backups: a lost disk, or a mistake made in it, loses the register (cemetery-backend:backupBucket)',
+      "prod-register-in-backed-up-database: prod keeps PostgreSQL on the host's own disk, which dies with the host (cemetery-backend:dataVolumeDevice)",
+    ]);
+    expect(await run({ backupRetentionDays: 3 })).toEqual(['prod-register-in-backed-up-database: cemetery-prod-backups: keeps 3 days of backups; prod keeps at least 7 (cemetery-backend:backupRetentionDays)']);
   });
 
   test.each([

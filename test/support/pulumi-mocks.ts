@@ -67,6 +67,45 @@ export const withUserSecrets = (config: Record<string, string>): Record<string, 
   ...config,
 });
 
+/** Backups of on-host PostgreSQL to S3 (backupBucket), as a stack on target ssh sets them. */
+export const S3_TEST_SECRET = 'wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY0';
+export const BACKUPS_CONFIG: Record<string, string> = {
+  [`${PROJECT}:backupBucket`]: 'cemetery-backups',
+  [`${PROJECT}:backupS3Region`]: 'eu-central-1',
+  [`${PROJECT}:backupS3AccessKeyId`]: 'AKIAEXAMPLE0123456',
+  [`${PROJECT}:backupS3SecretAccessKey`]: S3_TEST_SECRET,
+};
+
+/** `config` with the keys in `change` set, or removed where undefined. */
+export function changed(config: Record<string, string>, change: Record<string, string | undefined>): Record<string, string> {
+  const out = { ...config };
+  for (const [k, v] of Object.entries(change)) {
+    if (v === undefined) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Prod on an existing host (target ssh): its register in PostgreSQL on that host, backed up (backupBucket), on a disk
+ * of its own (dataVolumeDevice); the prod stack file's aws-only keys left out. `change` as in changed().
+ */
+export function prodOnHostConfig(change: Record<string, string | undefined> = {}): Record<string, string> {
+  const prod = changed(stackFiles().prod, { [`${PROJECT}:sshAllowedCidrs`]: undefined, [`${PROJECT}:hostedZoneId`]: undefined, [`${PROJECT}:alertEmail`]: undefined });
+  return changed(
+    withUserSecrets({
+      ...prod,
+      ...BACKUPS_CONFIG,
+      [`${PROJECT}:target`]: 'ssh',
+      [`${PROJECT}:hosts`]: '1',
+      [`${PROJECT}:databaseMode`]: 'onHost',
+      [`${PROJECT}:sshHost`]: 'register.example.org',
+      [`${PROJECT}:dataVolumeDevice`]: stackFiles().local[`${PROJECT}:dataVolumeDevice`],
+    }),
+    change,
+  );
+}
+
 function mockState(type: string, name: string, inputs: Record<string, any>): Record<string, any> {
   switch (type) {
     case 'aws:ec2/eip:Eip':
