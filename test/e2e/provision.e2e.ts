@@ -1070,13 +1070,20 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const backSeconds = seconds(killedAt);
     const ackedAtRestart = w.acked.length;
     await waitUntil('writes acknowledged again', () => w.acked.length >= ackedAtRestart + 5, { timeoutMs: 300000, intervalMs: 200 });
+    const writingAgainSeconds = seconds(killedAt);
     const { acked, attempted, failures } = await w.stop();
+    const writerStoppedSeconds = seconds(killedAt);
     // Archiving goes on after the crash: the segment written now reaches the bucket by itself.
-    await archivedThrough(await currentSegment(), 'the WAL written after the restart');
+    const segment = await currentSegment();
+    await archivedThrough(segment, 'the WAL written after the restart');
+    const archivedSeconds = seconds(killedAt);
     const stored = new Set((await sectionsNamed('crash')).names);
     const lost = acked.filter((name) => !stored.has(name));
-    Object.assign(report.backups as object, { postmasterKill: { acknowledged: acked.length, attempted, lost: lost.length, failures, backSeconds } });
-    console.log(`kill -9 of the postmaster: back in ${backSeconds} s; ${acked.length} of ${attempted} writes acknowledged, ${lost.length} lost; failures ${JSON.stringify(failures)}`);
+    Object.assign(report.backups as object, { postmasterKill: { acknowledged: acked.length, attempted, lost: lost.length, failures, backSeconds, writingAgainSeconds, writerStoppedSeconds, archivedSeconds } });
+    console.log(`kill -9 of the postmaster: back in ${backSeconds} s, writes acknowledged again at ${writingAgainSeconds} s, the writer stopped at ${writerStoppedSeconds} s, ${segment} archived at ${archivedSeconds} s; ${acked.length} of ${attempted} writes acknowledged, ${lost.length} lost; failures ${JSON.stringify(failures)}`);
+    if (archivedSeconds - writerStoppedSeconds > BACKUP_RPO_SECONDS) {
+      console.log(`kill -9 of the postmaster: archiving took ${Math.round(archivedSeconds - writerStoppedSeconds)} s after the writes:\n${await registerHost().rootScript("grep -hE 'ERROR|WARN|archive-push command (begin|end)' /var/log/pgbackrest/*archive-push*.log | tail -n 20; grep -hiE 'archiv|terminat|ready to accept|checkpoint' /var/log/postgresql/postgresql-*-main.log | tail -n 25")}`);
+    }
     expect(lost).toEqual([]);
   });
 
@@ -1111,9 +1118,13 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     // The operator's first try forgot restoreFrom: the bucket holds the lost host's backups, which a new database must
     // not overwrite. The up stopped at the backups step, saying what to set, and PostgreSQL does not archive.
     const { host: replacement, refused } = await replacementFirstTry;
-    // Its disk had PostgreSQL installed and its new data disk no cluster: the postgres step made one, on that disk.
-    expect(refused.output?.map((o) => o.line).join('\n')).toMatch(/made PostgreSQL 17's cluster main: the package was installed, and this host had no cluster/);
-    expect((await replacement.root('grep -c " /srv/cemetery-data " /etc/fstab; findmnt -n -o SOURCE /var/lib/postgresql')).trim().split('\n')).toEqual(['1', '/dev/vdb[/postgresql/lib]']);
+    // Its disk had PostgreSQL installed and its new data disk no cluster: the postgres step made one (its output is not
+    // shown: it reads the password), on that disk, which replaced the first host's in fstab.
+    expect((await replacement.rootScript("pg_lsclusters --no-header | awk '{ print $1, $2, $4, $6 }'; grep -c ' /srv/cemetery-data ' /etc/fstab; findmnt -n -o SOURCE /var/lib/postgresql")).trim().split('\n')).toEqual([
+      '17 main online /var/lib/postgresql/17/main',
+      '1',
+      '/dev/vdb[/postgresql/lib]',
+    ]);
     expect(refused.failed?.name).toMatch(/-backups$/);
     expect(refused.failed?.message).toMatch(/holds the backups of another database \(a lost host's\?\), and this host's is new: set restoreFrom latest/);
     expect((await replacement.rootScript("cd / && sudo -u postgres psql -qAt -c 'SHOW archive_mode'; ls /etc/postgresql/*/main/conf.d/ | grep -c cemetery-backups || true")).trim().split('\n')).toEqual(['off', '0']);
