@@ -896,6 +896,14 @@ const registerHost = () => dbHost ?? stack;
 const sql = async (query: string) => (await registerHost().rootScript(`cd / && sudo -u postgres psql -d cemetery -v ON_ERROR_STOP=1 -qAt <<'SQL'\n${query}\nSQL`)).trim();
 /** The WAL segment being written now (holding the last commit, or later), named as the archive names it. */
 const currentSegment = () => sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+/**
+ * The WAL segment of a record written now, after every write before it: one that archive_timeout will switch and
+ * archive by itself. The insert position alone may name a segment that archive_timeout just began and that holds only
+ * what PostgreSQL marks unimportant (its own switch, standby snapshots), which no timeout switches before the next
+ * checkpoint writes something (checkpoint_timeout, 5 min: xlog.c RequestXLogSwitch(true), checkpointer.c
+ * CheckArchiveTimeout). A logical message is an important record; pg_walfile_name names the segment of its last byte.
+ */
+const segmentOfNewWal = () => sql("SELECT pg_walfile_name(pg_logical_emit_message(false, 'cemetery-e2e', 'archived by itself?'))");
 /** What the register host's archiver has done, as one line for a failure message or the log. */
 const archiverState = async () => `${(await registerHost().root("cemetery-db info | grep '^archiving:'")).trim()}; writing ${await currentSegment()}`;
 /**
@@ -1003,7 +1011,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const before = await root('date +%s.%N');
     const r = await stack.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'rpo-1' }) });
     expect(r.status).toBe(201);
-    const segment = await currentSegment();
+    const segment = await segmentOfNewWal();
     const archivedAt = await archivedThrough(segment, 'the write\'s WAL segment');
     const rpo = Math.round((archivedAt - Number(before)) * 10) / 10;
     (report.backups as Record<string, unknown>).rpoSeconds = rpo;
@@ -1074,7 +1082,7 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     const { acked, attempted, failures } = await w.stop();
     const writerStoppedSeconds = seconds(killedAt);
     // Archiving goes on after the crash: the segment written now reaches the bucket by itself.
-    const segment = await currentSegment();
+    const segment = await segmentOfNewWal();
     await archivedThrough(segment, 'the WAL written after the restart');
     const archivedSeconds = seconds(killedAt);
     const stored = new Set((await sectionsNamed('crash')).names);
