@@ -1180,6 +1180,28 @@ chmod 0640 /etc/pgbackrest/conf.d/e2e-io-timeout.conf`);
     expect(audit).toMatch(/action=db-restore-point outcome=ok detail="before-r-[0-9a-f]{12} at \S+Z"/);
   });
 
+  test('backups go on across a reboot of the new host: its data disk mounted again, PostgreSQL archiving, a write in the archive by itself, the backup timers waiting for their next run', async () => {
+    requireBackups();
+    const host = dbHost!;
+    expect(host).toBeDefined();
+    const started = Date.now();
+    await host.reboot();
+    await waitUntil('/readyz through the proxy after the reboot', async () => (await host.web('/readyz').catch(() => ({ status: 0 }))).status === 200, { timeoutMs: 300000, intervalMs: 500 });
+    const servingSeconds = seconds(started);
+    expect((await host.root('findmnt -n -o SOURCE /var/lib/postgresql')).trim()).toBe('/dev/vdb[/postgresql/lib]');
+    expect(await sql('SHOW archive_mode')).toBe('on');
+    const r = await host.web('/api/sections', { method: 'POST', headers: { authorization: `Bearer ${writer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'rebooted-1' }) });
+    expect(r.status).toBe(201);
+    const written = Date.now() / 1000;
+    const archivedAt = await archivedThrough(await segmentOfNewWal(), 'a write after the reboot');
+    const archivedSeconds = Math.round((archivedAt - written) * 10) / 10;
+    // Enabled, active, and with a next run: systemd's NextElapseUSecRealtime is empty for a timer that will not fire.
+    const timers = (await host.rootScript('for t in full incr; do u=cemetery-db-backup-$t.timer; echo "$u $(systemctl is-enabled $u) $(systemctl is-active $u) $([ -n "$(systemctl show -p NextElapseUSecRealtime --value $u)" ] && echo next-run-set)"; done')).trim().split('\n');
+    expect(timers).toEqual(['cemetery-db-backup-full.timer enabled active next-run-set', 'cemetery-db-backup-incr.timer enabled active next-run-set']);
+    Object.assign(report.backups as object, { newHostReboot: { servingSeconds, archivedSeconds } });
+    console.log(`backups across a reboot: the new host served again ${servingSeconds} s after the reboot began; a write was in the archive ${archivedSeconds} s after it was acknowledged`);
+  });
+
   test('the disk under the register full: writes answer 503 saying so, reads are served, PostgreSQL runs on, nothing is lost; once space is freed writes work again', async () => {
     requireBackups();
     // On the new host (the lost-host scenario's): no restore replays this host's tablespace afterwards.
