@@ -63,6 +63,19 @@ write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
 
+# archive_timeout acts only once PostgreSQL's checkpointer is woken after recovery has ended: at a start it reckons
+# its first sleep while recovery is still in progress, leaving archive_timeout out, and sleeps checkpoint_timeout
+# (5 min) unless woken (checkpointer.c, CheckpointerMain's loop). So every start wakes it with a reload, once
+# pg_ctlcluster's start has returned (pg_ctl waits until the server is ready, which a primary is once recovery has
+# ended); and a crash ends the postmaster (restart_after_crash, below) so that systemd starts it again (Restart= from
+# the postgres step) instead of the postmaster restarting itself, unseen. '-': a start that failed has nothing to wake.
+write_file /etc/systemd/system/postgresql@.service.d/cemetery-archive-timeout.conf 0644 root:root <<'UNIT'
+# cemetery-backend: written by provisioning (scripts/host/backups.sh)
+[Service]
+ExecStartPost=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i reload
+UNIT
+[ "$WROTE" = 0 ] || systemctl daemon-reload
+
 # Archiving's settings: written once the repository is known to take this database's WAL (before a restore, or
 # after the stanza's check), so a refused bucket leaves PostgreSQL as it was, not piling up WAL it cannot push.
 archive_conf_written=0
@@ -72,6 +85,8 @@ archive_conf() {
 archive_mode = on
 archive_command = 'pgbackrest --stanza=$STANZA archive-push %p'
 archive_timeout = ${ARCHIVE_TIMEOUT}s
+# A backend's crash (the OOM killer's pick) ends the postmaster, which systemd starts again: see the unit's drop-in.
+restart_after_crash = off
 CONF
   [ "$WROTE" = 0 ] || archive_conf_written=1
 }
