@@ -20,9 +20,10 @@ async function passwordFor(stateDir) {
 
 /**
  * Starts a cluster in `stateDir/data` (initialised on first use) on `port`.
+ * `settings`: more server settings (name: value), as `-c` flags.
  * Returns the server and a URL factory for a database on it.
  */
-export async function startEmbeddedPostgres({ stateDir, port, persistent = true, log = () => {} }) {
+export async function startEmbeddedPostgres({ stateDir, port, persistent = true, settings = {}, log = () => {} }) {
   await mkdir(stateDir, { recursive: true });
   // The server runs as another user when we are root: it must reach its data dir.
   await chmod(stateDir, 0o755);
@@ -36,7 +37,8 @@ export async function startEmbeddedPostgres({ stateDir, port, persistent = true,
     persistent,
     createPostgresUser: process.getuid?.() === 0,
     // Listen on loopback only; fsync off is fine for throwaway local data.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...(persistent ? [] : ['-c', 'fsync=off'])],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', ...(persistent ? [] : ['-c', 'fsync=off']),
+      ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
     onLog: log,
     onError: log,
   });

@@ -1,0 +1,87 @@
+/**
+ * What the backups step's drop-in and restart_after_crash = off rely on (scripts/host/backups.sh), on a real
+ * PostgreSQL (18 here; the host's 17 has the same code):
+ * - at a start, the checkpointer reckons its first sleep while recovery is in progress, leaving archive_timeout out
+ *   (checkpointer.c, CheckpointerMain's loop; the postmaster starts it before the startup process, postmaster.c
+ *   PostmasterMain), so a write waits for checkpoint_timeout; a reload once the server is ready wakes it, and
+ *   archive_timeout acts from then on;
+ * - with restart_after_crash off, a backend's crash ends the postmaster (postmaster.c PostmasterStateMachine:
+ *   "shutting down because restart_after_crash is off", exit 1), which systemd's Restart=on-failure sees.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import pg from 'pg';
+import { tempDir } from './support/temp-dir';
+
+const ARCHIVE_TIMEOUT_SECONDS = 1;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function startArchiving(extra: Record<string, string> = {}) {
+  const stateDir = tempDir('pg-start');
+  const archive = path.join(stateDir, 'archive');
+  mkdirSync(archive);
+  chmodSync(archive, 0o777); // as root, the server runs as the postgres user
+  const settings = {
+    archive_mode: 'on',
+    archive_command: `cp %p ${archive}/%f`,
+    archive_timeout: String(ARCHIVE_TIMEOUT_SECONDS),
+    // Its longest: a switch within the test can only come from archive_timeout.
+    checkpoint_timeout: '1d',
+    ...extra,
+  };
+  const server = spawn(process.execPath, [path.join(__dirname, 'support', 'postgres-process.mjs'), stateDir, JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(createInterface({ input: server.stdout! }), 'line')) as [string];
+  const db = JSON.parse(line) as { url: string; dataDir: string };
+  const client = new pg.Client({ connectionString: db.url });
+  client.on('error', () => undefined); // a crash test ends the server under it
+  await client.connect();
+  const one = async (sql: string) => Object.values((await client.query(sql)).rows[0] ?? {})[0] as string;
+  /** The segment of a record written now (an important record: one archive_timeout switches out). */
+  const write = () => one("SELECT pg_walfile_name(pg_logical_emit_message(false, 'cemetery-test', 'archived?'))");
+  /** Whether `segment` was archived within `ms`. */
+  const archivedWithin = async (segment: string, ms: number) => {
+    for (const until = Date.now() + ms; Date.now() < until; await sleep(100)) {
+      const last = await one('SELECT last_archived_wal FROM pg_stat_archiver');
+      if (last && last >= segment) return true;
+    }
+    return false;
+  };
+  const postmasterPid = () => Number(readFileSync(path.join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  return { db, client, one, write, archivedWithin, postmasterPid, stop: async () => { await client.end().catch(() => undefined); server.kill('SIGTERM'); await once(server, 'exit'); } };
+}
+
+test('after a start, archive_timeout does nothing until the checkpointer is woken; a reload wakes it, and the write is archived', async () => {
+  const pgs = await startArchiving();
+  try {
+    const segment = await pgs.write();
+    // Ten archive_timeouts go by: the checkpointer sleeps on (checkpoint_timeout, a day).
+    expect(await pgs.archivedWithin(segment, 10 * ARCHIVE_TIMEOUT_SECONDS * 1000)).toBe(false);
+    expect(await pgs.one('SELECT num_timed FROM pg_stat_checkpointer')).toBe('0');
+    await pgs.one('SELECT pg_reload_conf()');
+    expect(await pgs.archivedWithin(segment, 30000)).toBe(true);
+    // From then on it acts by itself.
+    expect(await pgs.archivedWithin(await pgs.write(), 30000)).toBe(true);
+  } finally {
+    await pgs.stop();
+  }
+});
+
+test('with restart_after_crash off, a backend killed with SIGKILL ends the postmaster instead of its restarting itself', async () => {
+  const pgs = await startArchiving({ restart_after_crash: 'off' });
+  try {
+    const postmaster = pgs.postmasterPid();
+    const victim = new pg.Client({ connectionString: pgs.db.url });
+    victim.on('error', () => undefined);
+    await victim.connect();
+    const backend = Number((await victim.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+    process.kill(backend, 'SIGKILL');
+    const alive = () => { try { process.kill(postmaster, 0); return true; } catch { return false; } };
+    for (const until = Date.now() + 30000; alive() && Date.now() < until; await sleep(100));
+    expect(alive()).toBe(false);
+  } finally {
+    await pgs.stop();
+  }
+});
