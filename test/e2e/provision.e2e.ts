@@ -1060,43 +1060,50 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     console.log(`point in time: ${acked.length} sections deleted and restored in ${restoreSeconds} s; the one written after ${target} is gone`);
   });
 
-  test('kill -9 of a backend under write load, as the OOM killer would: PostgreSQL ends and systemd starts it again; every acknowledged write is there, and the next write reaches the archive by itself', async () => {
+  test('kill -9 under write load, of a backend (the OOM killer\'s pick) and then of the postmaster: each time PostgreSQL ends and systemd starts it again; every acknowledged write is there, and the next write reaches the archive by itself', async () => {
     requireBackups();
     const w = startWriter('crash', writer);
     await waitUntil('writes under way', () => w.acked.length >= 5, { timeoutMs: 300000, intervalMs: 200 });
     const pgData = (await stack.rootScript("pg_lsclusters --no-header | awk '{ print $6 }'")).trim();
-    const postmaster = (await root(`head -n 1 ${pgData}/postmaster.pid`)).trim();
-    // One of the app's connections (the OOM killer spares the postmaster: Debian's unit sets its OOMScoreAdjust=-900).
-    const backend = await sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'postgres' ORDER BY backend_start LIMIT 1");
-    expect(backend).toMatch(/^\d+$/);
+    const postmasterPid = async () => (await root(`head -n 1 ${pgData}/postmaster.pid 2>/dev/null || true`)).trim();
+    const crashes: Record<string, { backSeconds: number; writingAgainSeconds: number }> = {};
     const killedAt = Date.now();
-    await root(`kill -9 ${backend}`);
-    await waitUntil('a new postmaster', async () => {
-      const pid = (await root(`head -n 1 ${pgData}/postmaster.pid 2>/dev/null || true`)).trim();
-      return pid !== '' && pid !== postmaster && (await stack.rootScript('pg_isready -q -h 127.0.0.1; echo "$?"')).trim() === '0';
-    }, { timeoutMs: 180000, intervalMs: 500 });
-    const backSeconds = seconds(killedAt);
-    // The postmaster did not restart itself (restart_after_crash off): it ended, and systemd started it.
+    // A backend first (one of the app's connections; the OOM killer spares the postmaster: Debian's unit sets its
+    // OOMScoreAdjust=-900), then the postmaster itself.
+    for (const victim of ['backend', 'postmaster'] as const) {
+      const postmaster = await postmasterPid();
+      const pid = victim === 'postmaster' ? postmaster : await sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'postgres' ORDER BY backend_start LIMIT 1");
+      expect(pid).toMatch(/^\d+$/);
+      const ackedBefore = w.acked.length;
+      const at = Date.now();
+      await root(`kill -9 ${pid}`);
+      await waitUntil(`a new postmaster after the ${victim}'s kill`, async () => {
+        const now = await postmasterPid();
+        return now !== '' && now !== postmaster && (await stack.rootScript('pg_isready -q -h 127.0.0.1; echo "$?"')).trim() === '0';
+      }, { timeoutMs: 180000, intervalMs: 500 });
+      const backSeconds = seconds(at);
+      await waitUntil(`writes acknowledged again after the ${victim}'s kill`, () => w.acked.length >= ackedBefore + 5, { timeoutMs: 300000, intervalMs: 200 });
+      crashes[victim] = { backSeconds, writingAgainSeconds: seconds(at) };
+    }
+    // After the backend's crash the postmaster did not restart itself (restart_after_crash off): it ended, and systemd
+    // started it, which reloaded it once ready.
     expect(await stack.rootScript("grep -cF 'shutting down because \"restart_after_crash\" is off' /var/log/postgresql/postgresql-*-main.log || true")).not.toMatch(/^0\s*$/);
     const timedAtStart = await timedCheckpoints();
-    const ackedAtRestart = w.acked.length;
-    await waitUntil('writes acknowledged again', () => w.acked.length >= ackedAtRestart + 5, { timeoutMs: 300000, intervalMs: 200 });
-    const writingAgainSeconds = seconds(killedAt);
     const { acked, attempted, failures } = await w.stop();
     const writerStoppedSeconds = seconds(killedAt);
-    // Archiving goes on after the crash: the segment written now reaches the bucket by itself.
+    // Archiving goes on after the crashes: the segment written now reaches the bucket by itself.
     const segment = await segmentOfNewWal();
-    await archivedThrough(segment, 'the WAL written after the restart');
+    await archivedThrough(segment, 'the WAL written after the restarts');
     const archivedSeconds = seconds(killedAt);
     const stored = new Set((await sectionsNamed('crash')).names);
     const lost = acked.filter((name) => !stored.has(name));
-    Object.assign(report.backups as object, { backendKill: { acknowledged: acked.length, attempted, lost: lost.length, failures, backSeconds, writingAgainSeconds, writerStoppedSeconds, archivedSeconds } });
-    console.log(`kill -9 of a backend: PostgreSQL back in ${backSeconds} s, writes acknowledged again at ${writingAgainSeconds} s, the writer stopped at ${writerStoppedSeconds} s, ${segment} archived at ${archivedSeconds} s; ${acked.length} of ${attempted} writes acknowledged, ${lost.length} lost; failures ${JSON.stringify(failures)}`);
+    Object.assign(report.backups as object, { crashes: { ...crashes, acknowledged: acked.length, attempted, lost: lost.length, failures, writerStoppedSeconds, archivedSeconds } });
+    console.log(`kill -9: ${Object.entries(crashes).map(([v, c]) => `the ${v}'s: PostgreSQL back in ${c.backSeconds} s, writes acknowledged again at ${c.writingAgainSeconds} s`).join('; ')}; the writer stopped at ${writerStoppedSeconds} s, ${segment} archived at ${archivedSeconds} s; ${acked.length} of ${attempted} writes acknowledged, ${lost.length} lost; failures ${JSON.stringify(failures)}`);
     if (archivedSeconds - writerStoppedSeconds > BACKUP_RPO_SECONDS) {
-      console.log(`kill -9 of a backend: archiving took ${Math.round(archivedSeconds - writerStoppedSeconds)} s after the writes:\n${await registerHost().rootScript("grep -hE 'ERROR|WARN|archive-push command (begin|end)' /var/log/pgbackrest/*archive-push*.log | tail -n 20; grep -hiE 'archiv|terminat|ready to accept|checkpoint|SIGHUP' /var/log/postgresql/postgresql-*-main.log | tail -n 25")}`);
+      console.log(`kill -9: archiving took ${Math.round(archivedSeconds - writerStoppedSeconds)} s after the writes:\n${await registerHost().rootScript("grep -hE 'ERROR|WARN|archive-push command (begin|end)' /var/log/pgbackrest/*archive-push*.log | tail -n 20; grep -hiE 'archiv|terminat|ready to accept|checkpoint|SIGHUP' /var/log/postgresql/postgresql-*-main.log | tail -n 25")}`);
     }
     expect(lost).toEqual([]);
-    // archive_timeout switched it, before the checkpointer's first timed wake.
+    // archive_timeout switched it, before the checkpointer's first timed wake since the last start.
     expect(await timedCheckpoints()).toBe(timedAtStart);
   });
 
