@@ -54,19 +54,31 @@ async function startArchiving(extra: Record<string, string> = {}) {
 }
 
 test('after a start, archive_timeout does nothing until the checkpointer is woken; a reload wakes it, and the write is archived', async () => {
-  const pgs = await startArchiving();
-  try {
-    const segment = await pgs.write();
-    // Ten archive_timeouts go by: the checkpointer sleeps on (checkpoint_timeout, a day).
-    expect(await pgs.archivedWithin(segment, 10 * ARCHIVE_TIMEOUT_SECONDS * 1000)).toBe(false);
-    expect(await pgs.one('SELECT num_timed FROM pg_stat_checkpointer')).toBe('0');
-    await pgs.one('SELECT pg_reload_conf()');
-    expect(await pgs.archivedWithin(segment, 30000)).toBe(true);
-    // From then on it acts by itself.
-    expect(await pgs.archivedWithin(await pgs.write(), 30000)).toBe(true);
-  } finally {
-    await pgs.stop();
+  // A race in principle: a checkpointer that reaches its first sleep after recovery has ended counts archive_timeout.
+  // It starts first and has far less to do than the startup process, so that is rare (never seen in 10 starts here,
+  // idle or loaded); a start where it happened proves nothing either way, and a new server is started instead.
+  const starts: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const pgs = await startArchiving();
+    try {
+      const segment = await pgs.write();
+      // Ten archive_timeouts go by: the checkpointer sleeps on (checkpoint_timeout, a day).
+      if (await pgs.archivedWithin(segment, 10 * ARCHIVE_TIMEOUT_SECONDS * 1000)) {
+        starts.push('archived by itself');
+        continue;
+      }
+      starts.push('waited');
+      expect(await pgs.one('SELECT num_timed FROM pg_stat_checkpointer')).toBe('0');
+      await pgs.one('SELECT pg_reload_conf()');
+      expect(await pgs.archivedWithin(segment, 30000)).toBe(true);
+      // From then on it acts by itself.
+      expect(await pgs.archivedWithin(await pgs.write(), 30000)).toBe(true);
+      break;
+    } finally {
+      await pgs.stop();
+    }
   }
+  expect(starts).toContain('waited');
 });
 
 test('with restart_after_crash off, a backend killed with SIGKILL ends the postmaster instead of its restarting itself', async () => {
