@@ -5,6 +5,7 @@
  * value and what is allowed.
  */
 import { z } from 'zod';
+import { namedPrefix } from './bootstrap/access';
 import { parseCidr, worldOpenReason } from './cidr';
 import { nodeTarballSha256 } from './nodejs-releases';
 import { parsePublicKey, publicKeyOfPrivate, sameKey, type SshPublicKey } from './ssh-keys';
@@ -192,6 +193,9 @@ export const BACKUP_RPO_SECONDS = 60;
 export const onHostDataVolume = (c: { databaseMode: string; target: string; dataVolumeDevice?: string }) =>
   c.databaseMode === 'onHost' && (c.target === 'aws' || c.dataVolumeDevice !== undefined);
 
+/** Where a stack's pgBackRest repository is in backupBucket: one prefix per stack, so stacks may share a bucket, never a repository. */
+export const backupRepoPath = (stack: string) => `/cemetery-backend/${stack}`;
+
 /** Whether the stack's on-host PostgreSQL is backed up (to backupBucket, with pgBackRest). */
 export const onHostBackups = (c: { databaseMode: string; backupBucket?: string }) => c.databaseMode === 'onHost' && c.backupBucket !== undefined;
 
@@ -367,10 +371,9 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if (!networkOnly && c.target === 'aws' && !c.alertEmail) at('alertEmail', "prod's alarms must reach someone: expected the on-call address, pulumi config set alertEmail oncall@example.org");
         if ((c.databaseMode === 'rds' || onHostBackups(c)) && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
         // The register is what cannot be lost: in RDS (automated backups, point-in-time restore), or on the host with
-        // continuous backups (backupBucket) on a disk that outlives the host. Target aws has no on-host backups yet.
+        // continuous backups (backupBucket) on a disk that outlives the host (target aws always attaches one).
         if (!networkOnly && c.databaseMode === 'onHost') {
-          if (c.target === 'aws') at('databaseMode', `prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet; ${ON_HOST_UNSAFE}: expected rds`);
-          else if (!onHostBackups(c)) at('backupBucket', `prod keeps its register in RDS, or on the host with continuous backups; ${ON_HOST_UNSAFE}: expected the bucket's name (README: Backups of on-host PostgreSQL)`);
+          if (!onHostBackups(c)) at('backupBucket', `prod keeps its register in RDS, or on the host with continuous backups; ${ON_HOST_UNSAFE}: expected the bucket's name (README: Backups of on-host PostgreSQL)`);
           else if (!onHostDataVolume(c)) at('dataVolumeDevice', "prod keeps an on-host register on a disk of its own, which outlives the host's: expected that disk's /dev/disk/by-id/... name");
         }
       }
@@ -399,7 +402,12 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       const s3Keys = ['backupS3Region', 'backupS3Endpoint', 'backupS3AccessKeyId', 'backupS3SecretAccessKey'] as const;
       if (c.backupBucket !== undefined && c.databaseMode !== 'onHost') at('backupBucket', 'RDS keeps its own automated backups (backupRetentionDays): remove backupBucket, or use databaseMode onHost');
       else if (c.backupBucket !== undefined && c.target === 'aws') {
-        at('backupBucket', 'not yet for target aws, where the stack is to create the bucket and an instance profile for it: use databaseMode rds there');
+        // The stack creates the bucket in its own region, and the host reaches it through its instance profile.
+        for (const key of s3Keys) if (c[key] !== undefined) at(key, 'target aws creates backupBucket in the stack\'s region, and its host reaches it with its instance profile\'s credentials: remove it');
+        if (c.backupBucket.includes('.')) at('backupBucket', "a bucket name with dots does not match AWS's certificate for <bucket>.s3.<region>.amazonaws.com: expected one without dots");
+        else if (!c.backupBucket.startsWith(namedPrefix(c.environment))) {
+          at('backupBucket', `the deploy roles (infra/bootstrap) create and change only the buckets of their environment, named ${namedPrefix(c.environment)}*: expected e.g. ${namedPrefix(c.environment)}backups-<account id>`);
+        }
       } else if (c.backupBucket !== undefined) {
         if (!c.backupS3Region) at('backupS3Region', "required with backupBucket: the bucket's region, e.g. eu-central-1");
         // AWS is addressed as https://<bucket>.s3.<region>.amazonaws.com: a dot in the name breaks the certificate's match.
@@ -525,7 +533,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   sshPrivateKey: 'required for `up`, `--secret`: the deploy key\'s private half; a preview runs without it',
   sshUser: 'the login `pulumi up` uses (Debian\'s AMI: `admin`)',
   network: '`own`; staging: `shared` (the shared network) or `provideShared` (stack `staging-shared`)',
-  databaseMode: '`rds` or `onHost` (backed up with `backupBucket`; prod: only with `backupBucket` and `dataVolumeDevice`, on target ssh)',
+  databaseMode: '`rds` or `onHost` (backed up with `backupBucket`; prod: only with `backupBucket`, and on target ssh `dataVolumeDevice`)',
   rdsInstanceClass: 'the RDS class, `db.<family>.<size>`',
   postgresVersion: 'the PostgreSQL major, 14–17 (or a full version such as 17.6)',
   allocatedStorageGiB: 'GiB of RDS storage to start with, 20–65536',
@@ -535,11 +543,11 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
   dataVolumeSizeGiB: '`onHost`, `target: aws`: GiB of the encrypted EBS volume that holds the register; it outlives the instance, and a replacement host mounts it (see The register\'s own disk)',
   dataVolumeDevice: '`onHost`, `target: ssh`: a disk of the host\'s own for the register, by a stable name (`/dev/disk/by-id/…`); a blank one is formatted, one holding anything but ext4 refused (see The register\'s own disk)',
-  backupBucket: '`onHost`, `target: ssh`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
-  backupS3Region: 'required with `backupBucket`: the bucket\'s region',
-  backupS3Endpoint: '`host` or `host:port` of an S3-compatible store, always HTTPS, addressed path-style; unset: AWS S3 in `backupS3Region`',
-  backupS3AccessKeyId: 'required with `backupBucket`: the access key pgBackRest signs with',
-  backupS3SecretAccessKey: 'required with `backupBucket` for `up`, `--secret`: its secret key (reaches the host on stdin, kept in root\'s pgBackRest file, readable by postgres only)',
+  backupBucket: '`onHost`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; `target: aws` creates it (versioned, encrypted with a key of the stack\'s, reached through the host\'s instance profile), `target: ssh` uses it; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
+  backupS3Region: '`target: ssh`, required with `backupBucket`: the bucket\'s region',
+  backupS3Endpoint: '`target: ssh`: `host` or `host:port` of an S3-compatible store, always HTTPS, addressed path-style; unset: AWS S3 in `backupS3Region`',
+  backupS3AccessKeyId: '`target: ssh`, required with `backupBucket`: the access key pgBackRest signs with',
+  backupS3SecretAccessKey: '`target: ssh`, required with `backupBucket` for `up`, `--secret`: its secret key (reaches the host on stdin, kept in root\'s pgBackRest file, readable by postgres only)',
   snapshotBeforeMigrations: 'RDS only: a manual snapshot before a release with a new migration, named after it and kept in AWS when the next one comes (see Restoring the database)',
   multiAz: '`true`: RDS keeps a standby in another availability zone',
   deletionProtection: '`true` or `false`; prod keeps it on (the database, and the load balancer)',

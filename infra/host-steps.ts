@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
-import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, balanced, onHostBackups, onHostDataVolume, type StackConfig } from './config';
+import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, backupRepoPath, balanced, onHostBackups, onHostDataVolume, type StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER, HOST_PATHS, shellQuote } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
@@ -257,7 +257,9 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
  * restored from them first: after the postgres step, before the proxy and the release (which migrates).
  */
 function backupStep(cfg: StackConfig, stack: string): HostStep {
-  const [host, port = '443'] = (cfg.backupS3Endpoint ?? `s3.${cfg.backupS3Region}.amazonaws.com`).split(':');
+  // target aws: the stack's own bucket, in its region (infra/backup-bucket.ts); ssh: where backupS3* say.
+  const region = cfg.target === 'aws' ? cfg.region! : cfg.backupS3Region!;
+  const [host, port = '443'] = (cfg.backupS3Endpoint ?? `s3.${region}.amazonaws.com`).split(':');
   return {
     name: 'backups',
     script: 'backups.sh',
@@ -266,11 +268,13 @@ function backupStep(cfg: StackConfig, stack: string): HostStep {
       S3_BUCKET: cfg.backupBucket!,
       S3_ENDPOINT: host,
       S3_PORT: port,
-      S3_REGION: cfg.backupS3Region!,
+      S3_REGION: region,
+      // aws: the instance profile's credentials, read by root from the metadata service and renewed by a timer;
+      // ssh: the key pair on stdin.
+      S3_CREDENTIALS: cfg.target === 'aws' ? 'instance-profile' : 'stdin',
       // S3-compatible stores are addressed by path; AWS by the bucket's own host name.
       S3_URI_STYLE: host.endsWith('.amazonaws.com') ? 'host' : 'path',
-      // One prefix per stack: stacks may share a bucket, never a repository.
-      REPO_PATH: `/cemetery-backend/${stack}`,
+      REPO_PATH: backupRepoPath(stack),
       RETENTION_DAYS: cfg.backupRetentionDays,
       ARCHIVE_TIMEOUT: BACKUP_ARCHIVE_TIMEOUT_SECONDS,
       DB_NAME: DATABASE_NAME,
@@ -282,7 +286,7 @@ function backupStep(cfg: StackConfig, stack: string): HostStep {
     stdin: 'backupCredentials',
     // pgBackRest's progress and the restore's are shown as they happen; none prints a credential (a VM test checks).
     printsNoSecret: true,
-    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-archive-get.sh', 'cemetery-audit.sh'],
+    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-archive-get.sh', 'cemetery-audit.sh', ...(cfg.target === 'aws' ? ['cemetery-s3-credentials.sh'] : [])],
   };
 }
 

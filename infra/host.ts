@@ -28,6 +28,8 @@ export type HostArgs = {
   balancerSecurityGroupId?: pulumi.Input<string>;
   /** On-host PostgreSQL: an EBS volume per host for the register, which outlives the instance; `protect`: pulumi destroy refuses it. */
   dataVolume?: { sizeGiB: number; protect: boolean };
+  /** The instance profile the host's root reads credentials of (on-host backups: infra/backup-bucket.ts). */
+  instanceProfileName?: pulumi.Input<string>;
   tags: Record<string, string>;
 };
 
@@ -134,6 +136,8 @@ export class Host extends pulumi.ComponentResource {
           associatePublicIpAddress: args.publicAddress === 'launch' ? true : undefined,
           rootBlockDevice: { volumeType: 'gp3', volumeSize: args.rootVolumeSizeGiB, encrypted: true, deleteOnTermination: true },
           metadataOptions: { httpTokens: 'required', httpEndpoint: 'enabled', httpPutResponseHopLimit: 1 },
+          // Associated in place: a profile added or removed later does not replace the instance.
+          iamInstanceProfile: args.instanceProfileName,
           userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => cloudConfig({ privateKeyOpenssh, publicKeyOpenssh }))),
           // cloud-init reads user data at the first boot only: a host key the host never installed would lock every up out.
           userDataReplaceOnChange: true,

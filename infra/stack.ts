@@ -1,8 +1,9 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { Alarms } from './alarms';
+import { BackupBucket } from './backup-bucket';
 import { Balancer } from './balancer';
-import { balanced, onHostDataVolume, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
+import { backupRepoPath, balanced, onHostBackups, onHostDataVolume, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
 import { Database } from './database';
 import { Host, machineName, type Machine } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
@@ -157,6 +158,9 @@ function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>):
   const balancer = withBalancer
     ? new Balancer(name, { vpcId: network.vpcId, subnetIds: network.publicSubnetIds, domainName: cfg.domainName, hostedZoneId: cfg.hostedZoneId, deletionProtection: cfg.deletionProtection, tags })
     : undefined;
+  const backups = onHostBackups(cfg)
+    ? new BackupBucket(name, { bucketName: cfg.backupBucket!, repoPath: backupRepoPath(pulumi.getStack()), retentionDays: cfg.backupRetentionDays, protect: cfg.deletionProtection, environment: cfg.environment, tags })
+    : undefined;
   const hosts = new Host(name, {
     vpcId: network.vpcId,
     count: cfg.hosts,
@@ -169,6 +173,7 @@ function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>):
     https: cfg.domainName !== undefined,
     balancerSecurityGroupId: balancer?.securityGroupId,
     dataVolume: onHostDataVolume(cfg) ? { sizeGiB: cfg.dataVolumeSizeGiB, protect: cfg.deletionProtection } : undefined,
+    instanceProfileName: backups?.instanceProfileName,
     tags,
   });
   if (cfg.hostedZoneId) {

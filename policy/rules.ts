@@ -233,6 +233,29 @@ export const stackRules: StackRule[] = [
     },
   },
   {
+    name: 'buckets-private-versioned-encrypted',
+    description: "Every S3 bucket of the stack (on-host PostgreSQL's backups) blocks public access all four ways, keeps older versions, and is encrypted with a KMS key by default.",
+    check: (resources) => {
+      // The bucket's settings are resources of their own, each naming the bucket.
+      const settingsOf = (type: string, bucket: string) => resources.filter((r) => r.type === type && r.props.bucket === bucket).map((r) => r.props);
+      return resources
+        .filter((r) => r.type === 'aws:s3/bucket:Bucket')
+        .flatMap((b) => {
+          const name = b.props.bucket;
+          const blocks = settingsOf('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock', name);
+          const versioning = settingsOf('aws:s3/bucketVersioning:BucketVersioning', name);
+          const encryption = settingsOf('aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration', name);
+          return [
+            ...(blocks.some((p) => p.blockPublicAcls && p.blockPublicPolicy && p.ignorePublicAcls && p.restrictPublicBuckets) ? [] : [`${b.name}: public access must be blocked all four ways (an aws.s3.BucketPublicAccessBlock)`]),
+            ...(versioning.some((p) => p.versioningConfiguration?.status === 'Enabled') ? [] : [`${b.name}: must keep older versions (an aws.s3.BucketVersioning, status Enabled)`]),
+            ...(encryption.some((p) => (p.rules ?? []).some((r: any) => r.applyServerSideEncryptionByDefault?.sseAlgorithm === 'aws:kms' && r.applyServerSideEncryptionByDefault?.kmsMasterKeyId))
+              ? []
+              : [`${b.name}: must be encrypted with a KMS key by default (aws.s3.BucketServerSideEncryptionConfiguration, aws:kms)`]),
+          ];
+        });
+    },
+  },
+  {
     name: 'fleet-shares-one-database',
     description: 'A stack of more than one host keeps its register in one RDS database: PostgreSQL on each host would be a register of its own.',
     check: (resources) => {

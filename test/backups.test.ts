@@ -4,7 +4,8 @@
  * configuration it refuses. The VM tier (test/e2e) runs the step against a local S3 server.
  */
 import { parseProjectConfig } from '../infra/config';
-import { BACKUPS_CONFIG, changed, MOCK_PASSWORD, prodOnHostConfig, runProgram, S3_TEST_SECRET, SECRET_SIG, SECRET_SIG_VALUE, stackFiles, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
+import { stackRules } from '../policy/rules';
+import { BACKUPS_CONFIG, changed, MOCK_ACCOUNT_ID, MOCK_PASSWORD, prodOnHostConfig, runProgram, S3_TEST_SECRET, SECRET_SIG, SECRET_SIG_VALUE, stackFiles, withUserSecrets, type RecordedResource } from './support/pulumi-mocks';
 
 const local = (extra: Record<string, string> = {}): Record<string, string> => ({ ...withUserSecrets(stackFiles().local), ...BACKUPS_CONFIG, ...extra });
 const commands = (resources: RecordedResource[]) => resources.filter((r) => r.type === 'command:remote:Command');
@@ -77,13 +78,21 @@ describe('backup configuration that cannot work is refused, naming the key', () 
     }
   });
 
-  test('S3 settings without a bucket, a bucket for RDS, and a bucket on target aws (not built yet) are refused', async () => {
+  test('S3 settings without a bucket, a bucket for RDS, and where the bucket is or what signs for it on target aws (the stack makes the bucket; the instance profile signs) are refused', async () => {
     const { 'cemetery-backend:backupBucket': _bucket, ...noBucket } = local();
     await expect(runProgram('local', noBucket)).rejects.toThrow(/cemetery-backend:backupS3Region = "eu-central-1": describes where backupBucket is: set backupBucket too, or remove it/);
     await expect(runProgram('dev', { ...withUserSecrets(stackFiles().dev), 'cemetery-backend:backupBucket': 'cemetery-backups' })).rejects.toThrow(
       /cemetery-backend:backupBucket = "cemetery-backups": RDS keeps its own automated backups/,
     );
-    await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), ...BACKUPS_CONFIG })).rejects.toThrow(/cemetery-backend:backupBucket = "cemetery-backups": not yet for target aws/);
+    for (const key of ['backupS3Region', 'backupS3AccessKeyId', 'backupS3SecretAccessKey']) {
+      await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), ...BACKUPS_CONFIG })).rejects.toThrow(
+        new RegExp(`cemetery-backend:${key} = [^:]+: target aws creates backupBucket in the stack's region, and its host reaches it with its instance profile's credentials: remove it`),
+      );
+    }
+    await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), 'cemetery-backend:backupBucket': 'cemetery.backups' })).rejects.toThrow(/cemetery-backend:backupBucket = "cemetery.backups": a bucket name with dots/);
+    await expect(runProgram('staging', { ...withUserSecrets(stackFiles().staging), 'cemetery-backend:backupBucket': 'cemetery-prod-backups' })).rejects.toThrow(
+      /cemetery-backend:backupBucket = "cemetery-prod-backups": the deploy roles \(infra\/bootstrap\) create and change only the buckets of their environment, named cemetery-staging-\*: expected e.g. cemetery-staging-backups-<account id>/,
+    );
   });
 
   test('with a bucket, backupRetentionDays and restoreFrom are accepted on on-host PostgreSQL', async () => {
@@ -105,9 +114,95 @@ describe("prod's register on its own host: backups and a data volume, or RDS", (
     await expect(runProgram('prod', prodOnHostConfig(change))).rejects.toThrow(message);
   });
 
-  test('on target aws, which has no on-host backups yet, databaseMode onHost is refused', async () => {
-    await expect(runProgram('prod', { ...withUserSecrets(stackFiles().prod), 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:hosts': '1' })).rejects.toThrow(
-      /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet/,
+  test('on target aws: refused without backupBucket; with it, the volume, PostgreSQL and backups steps run, and bucket and key are protected', async () => {
+    const prodAws = { ...withUserSecrets(stackFiles().prod), 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:hosts': '1' };
+    await expect(runProgram('prod', prodAws)).rejects.toThrow(/cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups/);
+    const run = await runProgram('prod', { ...prodAws, 'cemetery-backend:backupBucket': 'cemetery-prod-backups-123456789012' });
+    expect(commands(run.resources).map((c) => c.name)).toEqual(expect.arrayContaining(['cemetery-prod-data-volume', 'cemetery-prod-postgres', 'cemetery-prod-backups']));
+    expect(run.protectedResources).toEqual(expect.arrayContaining(['cemetery-prod-backups', 'cemetery-prod-backups-key']));
+    expect(run.resources.find((r) => r.type === 'aws:s3/bucket:Bucket')!.inputs.forceDestroy).toBe(false);
+  });
+});
+
+describe('target aws: the stack\'s own bucket, reached through the host\'s instance profile', () => {
+  const BUCKET = 'cemetery-staging-backups-123456789012';
+  let run: Awaited<ReturnType<typeof runProgram>>;
+  const of = (type: string) => run.resources.filter((r) => r.type === `aws:${type}`);
+  const one = (type: string) => {
+    const found = of(type);
+    expect(found).toHaveLength(1);
+    return found[0].inputs;
+  };
+  beforeAll(async () => {
+    run = await runProgram('staging', { ...withUserSecrets(stackFiles().staging), 'cemetery-backend:backupBucket': BUCKET, 'cemetery-backend:backupRetentionDays': '10' });
+  });
+
+  test('the bucket: named as configured, closed to the public and to plain HTTP, versioned, encrypted with a key of the stack\'s that rotates; older versions kept backupRetentionDays', () => {
+    const bucket = one('s3/bucket:Bucket');
+    expect(bucket).toMatchObject({ bucket: BUCKET, forceDestroy: true, tags: expect.objectContaining({ Environment: 'staging' }) });
+    const key = one('kms/key:Key');
+    // Purpose: what the deploy roles may manage (infra/bootstrap/access.ts).
+    expect(key).toMatchObject({ enableKeyRotation: true, tags: expect.objectContaining({ Environment: 'staging', Purpose: 'backups' }) });
+    expect(one('s3/bucketPublicAccessBlock:BucketPublicAccessBlock')).toMatchObject({ bucket: BUCKET, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    expect(one('s3/bucketVersioning:BucketVersioning')).toMatchObject({ bucket: BUCKET, versioningConfiguration: { status: 'Enabled' } });
+    expect(one('s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration')).toMatchObject({
+      bucket: BUCKET,
+      rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: expect.stringMatching(/^arn:aws:kms:eu-central-1:\d+:key\//) }, bucketKeyEnabled: true }],
+    });
+    expect(one('s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration').rules).toEqual([
+      expect.objectContaining({ status: 'Enabled', noncurrentVersionExpiration: { noncurrentDays: 10 }, abortIncompleteMultipartUpload: { daysAfterInitiation: 7 } }),
+    ]);
+    const tlsOnly = JSON.parse(one('s3/bucketPolicy:BucketPolicy').policy);
+    expect(tlsOnly.Statement).toEqual([expect.objectContaining({ Effect: 'Deny', Principal: '*', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]);
+  });
+
+  test('the host\'s role: assumed by EC2 alone; it lists, reads and writes under the stack\'s prefix and nowhere else, and uses the bucket\'s key; the instance carries it', () => {
+    const role = one('iam/role:Role');
+    expect(JSON.parse(role.assumeRolePolicy).Statement).toEqual([{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }]);
+    // The environment's boundary, without which the deploy role may not create it (test/bootstrap.test.ts).
+    expect(role.permissionsBoundary).toBe(`arn:aws:iam::${MOCK_ACCOUNT_ID}:policy/cemetery-staging-host-boundary`);
+    const statements = JSON.parse(one('iam/rolePolicy:RolePolicy').policy).Statement as Array<{ Action: string | string[]; Resource: string; Condition?: object }>;
+    const arn = `arn:aws:s3:::${BUCKET}`;
+    expect(statements.map((st) => [st.Action, st.Resource, st.Condition])).toEqual([
+      ['s3:ListBucket', arn, { StringEquals: { 's3:prefix': ['', 'cemetery-backend/staging'], 's3:delimiter': ['/'] } }],
+      ['s3:ListBucket', arn, { StringLike: { 's3:prefix': ['cemetery-backend/staging/*'] } }],
+      [['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject'], `${arn}/cemetery-backend/staging/*`, undefined],
+      [['kms:GenerateDataKey', 'kms:Decrypt'], expect.stringMatching(/^arn:aws:kms:/), undefined],
+    ]);
+    expect(one('iam/instanceProfile:InstanceProfile').role).toMatch(/^cemetery-staging-host-role/);
+    expect(one('ec2/instance:Instance').iamInstanceProfile).toMatch(/^cemetery-staging-host-profile/);
+  });
+
+  test('the backups step: AWS S3 in the stack\'s region, by the bucket\'s host name, the instance profile\'s credentials; stdin holds the password alone', () => {
+    const backups = commands(run.resources).find((c) => c.name === 'cemetery-staging-backups')!;
+    expect((backups.inputs.create as string).split(' ')).toEqual(
+      expect.arrayContaining([`S3_BUCKET=${BUCKET}`, 'S3_ENDPOINT=s3.eu-central-1.amazonaws.com', 'S3_PORT=443', 'S3_REGION=eu-central-1', 'S3_URI_STYLE=host', 'S3_CREDENTIALS=instance-profile', 'REPO_PATH=/cemetery-backend/staging', 'RETENTION_DAYS=10']),
     );
+    expect(backups.inputs.stdin.value).toBe(`${MOCK_PASSWORD}\n\n\n`);
+  });
+
+  test('the policy pack passes the bucket, and refuses it without any one of its public access block, versioning or KMS encryption', () => {
+    const rule = stackRules.find((r) => r.name === 'buckets-private-versioned-encrypted')!;
+    const props = run.resources.map((r) => ({ type: r.type, name: r.name, props: r.inputs }));
+    expect(rule.check(props, { stack: 'staging' })).toEqual([]);
+    const without = (type: string, change?: Record<string, unknown>) =>
+      rule.check(props.flatMap((r) => (r.type !== `aws:s3/${type}` ? [r] : change ? [{ ...r, props: { ...r.props, ...change } }] : [])), { stack: 'staging' });
+    const bucket = 'cemetery-staging-backups';
+    expect(without('bucketPublicAccessBlock:BucketPublicAccessBlock')).toEqual([`${bucket}: public access must be blocked all four ways (an aws.s3.BucketPublicAccessBlock)`]);
+    expect(without('bucketPublicAccessBlock:BucketPublicAccessBlock', { restrictPublicBuckets: false })).toEqual([`${bucket}: public access must be blocked all four ways (an aws.s3.BucketPublicAccessBlock)`]);
+    expect(without('bucketVersioning:BucketVersioning', { versioningConfiguration: { status: 'Suspended' } })).toEqual([`${bucket}: must keep older versions (an aws.s3.BucketVersioning, status Enabled)`]);
+    expect(without('bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration', { rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'AES256' } }] })).toEqual([
+      `${bucket}: must be encrypted with a KMS key by default (aws.s3.BucketServerSideEncryptionConfiguration, aws:kms)`,
+    ]);
+    // Settings of another bucket do not count for this one.
+    expect(rule.check(props.map((r) => (r.type === 'aws:s3/bucketVersioning:BucketVersioning' ? { ...r, props: { ...r.props, bucket: 'someone-else' } } : r)), { stack: 'staging' })).toEqual([
+      `${bucket}: must keep older versions (an aws.s3.BucketVersioning, status Enabled)`,
+    ]);
+  });
+
+  test('without backupBucket: no bucket, no key, no role, and the instance has no profile', async () => {
+    const plain = await runProgram('staging', withUserSecrets(stackFiles().staging));
+    expect(plain.resources.filter((r) => /^aws:(s3|kms|iam)\//.test(r.type))).toEqual([]);
+    expect(plain.resources.find((r) => r.type === 'aws:ec2/instance:Instance')!.inputs.iamInstanceProfile).toBeUndefined();
   });
 });

@@ -164,6 +164,13 @@ describe('what each role can do', () => {
   const instance = (env: string) => ({ resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/i-0${env}`, context: { 'aws:ResourceTag/Environment': env } });
   const state = (key: string) => ({ resource: `{bucket}/.pulumi/${key}`, resourcePolicy: (a: Account) => a.bucketPolicy, context: { 'aws:SecureTransport': 'true', 'aws:PrincipalAccount': ACCOUNT } });
   const key = (env: string) => ({ resource: `{key:${env}}`, resourcePolicy: (a: Account) => a.keyPolicy[env] });
+  /** A host role named for `env`, carrying `boundaryEnv`'s boundary. */
+  const hostRole = (env: string, boundaryEnv: string) => ({
+    resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-${env}-host-role-3f2a1b9`,
+    context: { 'iam:PermissionsBoundary': `arn:aws:iam::${ACCOUNT}:policy/cemetery-${boundaryEnv}-host-boundary` },
+  });
+  // Created without a policy, it has KMS's default one, which leaves access to IAM (as keyPolicy does).
+  const backupKey = (env: string) => ({ resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-${env}`, resourcePolicy: (a: Account) => a.keyPolicy[env], context: { 'aws:ResourceTag/Environment': env, 'aws:ResourceTag/Purpose': 'backups' } });
 
   /** Sensitive requests, and which roles of the one-account layout may make them (the assertion and the printed table). */
   const TABLE: Array<[Row, GithubEnvironment[]]> = [
@@ -206,6 +213,28 @@ describe('what each role can do', () => {
     [{ what: "create CloudWatch's service-linked role (alarms that recover or reboot a host)", action: 'iam:CreateServiceLinkedRole', resource: `arn:aws:iam::${ACCOUNT}:role/aws-service-role/events.amazonaws.com/AWSServiceRoleForCloudWatchEvents`, context: { 'iam:AWSServiceName': 'events.amazonaws.com' } }, ['dev', 'staging', 'production']],
     [{ what: "create another service's linked role", action: 'iam:CreateServiceLinkedRole', resource: `arn:aws:iam::${ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS`, context: { 'iam:AWSServiceName': 'ecs.amazonaws.com' } }, []],
     [{ what: 'widen its own policy', action: 'iam:PutRolePolicy', resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-github-staging` }, []],
+    // On-host backups on target aws (infra/backup-bucket.ts): host roles only within the environment's boundary.
+    [{ what: "create a host role that carries prod's boundary", action: 'iam:CreateRole', ...hostRole('prod', 'prod') }, ['production']],
+    [{ what: "create a host role that carries staging's boundary", action: 'iam:CreateRole', ...hostRole('staging', 'staging') }, ['staging']],
+    [{ what: 'create a host role without a boundary', action: 'iam:CreateRole', resource: hostRole('prod', 'prod').resource }, []],
+    [{ what: "create a prod-named role with staging's boundary", action: 'iam:CreateRole', ...hostRole('prod', 'staging') }, []],
+    [{ what: "write a policy on prod's host role (it carries the boundary)", action: 'iam:PutRolePolicy', ...hostRole('prod', 'prod') }, ['production']],
+    [{ what: "remove the boundary from prod's host role", action: 'iam:DeleteRolePermissionsBoundary', resource: hostRole('prod', 'prod').resource }, []],
+    [{ what: "set another boundary on prod's host role", action: 'iam:PutRolePermissionsBoundary', ...hostRole('prod', 'prod') }, []],
+    [{ what: "attach a managed policy to prod's host role", action: 'iam:AttachRolePolicy', ...hostRole('prod', 'prod') }, []],
+    [{ what: "pass prod's host role to EC2", action: 'iam:PassRole', resource: hostRole('prod', 'prod').resource, context: { 'iam:PassedToService': 'ec2.amazonaws.com' } }, ['production']],
+    [{ what: "pass prod's host role to Lambda", action: 'iam:PassRole', resource: hostRole('prod', 'prod').resource, context: { 'iam:PassedToService': 'lambda.amazonaws.com' } }, []],
+    [{ what: "create prod's backup bucket", action: 's3:CreateBucket', resource: 'arn:aws:s3:::cemetery-prod-backups-1' }, ['production']],
+    [{ what: "delete an object of a staging stack's backups", action: 's3:DeleteObject', resource: 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/archive/x' }, ['staging']],
+    [{ what: "read dev's backups", action: 's3:GetObject', resource: 'arn:aws:s3:::cemetery-dev-backups-1/cemetery-backend/dev/backup/x' }, ['dev']],
+    [{ what: "read the settings of dev's backup bucket (refresh)", action: 's3:GetEncryptionConfiguration', resource: 'arn:aws:s3:::cemetery-dev-backups-1' }, ['preview', 'dev']],
+    [{ what: "change the state bucket's policy", action: 's3:PutBucketPolicy', resource: '{bucket}' }, []],
+    [{ what: 'create a key for prod\'s backups', action: 'kms:CreateKey', resource: '*', context: { 'aws:RequestTag/Environment': 'prod', 'aws:RequestTag/Purpose': 'backups' } }, ['production']],
+    [{ what: 'create an untagged key', action: 'kms:CreateKey', resource: '*' }, []],
+    [{ what: "schedule the deletion of prod's backup key", action: 'kms:ScheduleKeyDeletion', ...backupKey('prod') }, ['production']],
+    [{ what: "decrypt with prod's backup key", action: 'kms:Decrypt', ...backupKey('prod') }, []],
+    [{ what: "tag prod's secrets key as a backup key", action: 'kms:TagResource', ...key('prod'), context: { 'aws:RequestTag/Environment': 'prod', 'aws:RequestTag/Purpose': 'backups', 'aws:ResourceTag/Environment': 'prod' } }, []],
+    [{ what: "schedule the deletion of prod's secrets key", action: 'kms:ScheduleKeyDeletion', ...key('prod'), context: { 'aws:ResourceTag/Environment': 'prod' } }, []],
   ];
 
   async function allowedRoles(account: Account, row: Row): Promise<GithubEnvironment[]> {
@@ -226,7 +255,7 @@ describe('what each role can do', () => {
     return roles;
   }
 
-  test('in one account: each role reaches only its own environment, and nothing reaches IAM (table printed)', async () => {
+  test('in one account: each role reaches only its own environment, and in IAM only host roles that carry its boundary (table printed)', async () => {
     const printed = ['| request | preview | dev | staging | production |', '|---|---|---|---|---|'];
     for (const [row, expected] of TABLE) {
       const roles = await allowedRoles(single, row);
@@ -255,8 +284,41 @@ describe('what each role can do', () => {
     expect(await change('_x.example.org')).toBe('ImplicitlyDenied');
   });
 
+  test("a host role's boundary: whatever policy a deploy writes on it, pgBackRest's objects under its environment's stacks and its environment's backup keys through S3, nothing else", async () => {
+    const boundaries = Object.fromEntries(single.resources.filter((r) => r.type === 'aws:iam/policy:Policy').map((r) => [r.inputs.name, JSON.parse(r.inputs.policy)]));
+    expect(Object.keys(boundaries)).toEqual(['cemetery-dev-host-boundary', 'cemetery-staging-host-boundary', 'cemetery-prod-host-boundary']);
+    // The widest policy a deploy could write on the role.
+    const everything: PolicyDocument = { Version: '2012-10-17', Statement: [{ Sid: 'All', Effect: 'Allow', Action: '*', Resource: '*' }] };
+    const asHost = async (env: string, action: string, resource: string, context: Record<string, string> = {}) =>
+      decide({
+        identityPolicies: [{ name: 'written-by-a-deploy', policy: everything }],
+        permissionBoundaryPolicies: [{ name: `cemetery-${env}-host-boundary`, policy: boundaries[`cemetery-${env}-host-boundary`] }],
+        // A key created without a policy gets KMS's default one, which leaves access to IAM (as keyPolicy does).
+        resourcePolicy: action.startsWith('kms:') ? single.keyPolicy.prod : undefined,
+        request: { principal: `arn:aws:iam::${ACCOUNT}:role/cemetery-${env}-host-role-3f2a1b9`, action, resource: { accountId: ACCOUNT, resource }, contextVariables: context },
+      });
+    const viaS3 = { 'kms:ViaService': `s3.${REGION}.amazonaws.com` };
+    const cases: Array<[string, string, string, string, Record<string, string>, Decision]> = [
+      ['prod', 's3:PutObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/archive/cemetery/x', "push WAL to prod's repository", {}, 'Allowed'],
+      ['prod', 's3:ListBucket', 'arn:aws:s3:::cemetery-prod-backups-1', "list prod's bucket", {}, 'Allowed'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/backup/x', "read a staging stack's backup", {}, 'Allowed'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/backup/x', "read prod's backups", {}, 'ImplicitlyDenied'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/prod/backup/x', 'read a prod repository kept in a staging bucket', {}, 'ImplicitlyDenied'],
+      ['prod', 's3:PutBucketPolicy', 'arn:aws:s3:::cemetery-prod-backups-1', "open prod's bucket", {}, 'ImplicitlyDenied'],
+      ['prod', 's3:GetObject', `arn:aws:s3:::cemetery-pulumi-state-${ACCOUNT}-${REGION}/.pulumi/stacks/cemetery-backend/prod.json`, "read prod's state", {}, 'ImplicitlyDenied'],
+      ['prod', 'kms:GenerateDataKey', `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-prod`, "encrypt with prod's backup key through S3", { ...viaS3, 'aws:ResourceTag/Environment': 'prod', 'aws:ResourceTag/Purpose': 'backups' }, 'Allowed'],
+      ['prod', 'kms:Decrypt', `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-prod`, "decrypt with prod's backup key directly", { 'aws:ResourceTag/Environment': 'prod', 'aws:ResourceTag/Purpose': 'backups' }, 'ImplicitlyDenied'],
+      ['prod', 'kms:Decrypt', `arn:aws:kms:${REGION}:${ACCOUNT}:key/secrets-prod`, "decrypt prod's secrets through S3", { ...viaS3, 'aws:ResourceTag/Environment': 'prod' }, 'ImplicitlyDenied'],
+      ['prod', 'iam:CreateRole', `arn:aws:iam::${ACCOUNT}:role/backdoor`, 'create a role', {}, 'ImplicitlyDenied'],
+      ['prod', 'ec2:DescribeInstanceAttribute', `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/i-0prod`, "read prod's user data", {}, 'ImplicitlyDenied'],
+    ];
+    for (const [env, action, resource, what, context, expected] of cases) {
+      expect({ what, decision: await asHost(env, action, resource, context) }).toEqual({ what, decision: expected });
+    }
+  });
+
   test('the preview role writes nothing at all (a preview takes no lock)', () => {
-    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|^elasticloadbalancing:\*|^acm:(Request|Delete|Add|Remove)|^cloudwatch:(Put|Delete|Tag|Untag)|^sns:(Create|Delete|Set|Subscribe|Unsubscribe|Tag|Untag)|Encrypt|GenerateDataKey/.test(a));
+    const writes = single.permissions.preview!.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => [s.Action].flat()).filter((a) => /^s3:(Put|Delete)|^ec2:\*|^rds:\*|^elasticloadbalancing:\*|^acm:(Request|Delete|Add|Remove)|^cloudwatch:(Put|Delete|Tag|Untag)|^sns:(Create|Delete|Set|Subscribe|Unsubscribe|Tag|Untag)|^kms:(Encrypt|GenerateDataKey)/.test(a));
     expect(writes).toEqual([]);
   });
 

@@ -513,7 +513,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['a 2-vCPU host in prod', { 'cemetery-backend:instanceType': 't3.large' }, /cemetery-backend:instanceType = "t3.large": prod runs a multi-core cluster: expected 4 vCPU or more/],
     ['prod without deletion protection', { 'cemetery-backend:deletionProtection': 'false' }, /cemetery-backend:deletionProtection = "false": prod keeps deletion protection on/],
     // The register: in RDS, or on the host with backups on a data volume (target ssh: test/backups.test.ts).
-    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:databaseMode = "onHost": prod keeps its register in RDS, or on the host with backupBucket and a data volume, which target aws does not offer yet; on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register: expected rds/],
+    ['prod with PostgreSQL on the host', { 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups; on-host PostgreSQL without backupBucket has no backups: a lost disk, or a mistake made in it, loses the register/],
     ['prod on an existing host without backups', { 'cemetery-backend:target': 'ssh', 'cemetery-backend:sshHost': 'db.example.org', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups/],
     ['prod with backups off', { 'cemetery-backend:backupRetentionDays': '0' }, /cemetery-backend:backupRetentionDays = "0": prod keeps at least 7 days of backups/],
   ])('%s', async (_what, override, message) => {

@@ -63,10 +63,14 @@ describe('a failing host step names itself', () => {
   });
 
   test('the backups step without its credentials on stdin changes nothing and says which line is missing', () => {
-    const args = ['STANZA=cemetery', 'S3_BUCKET=b', 'S3_ENDPOINT=s3.example.org', 'S3_PORT=443', 'S3_REGION=eu-central-1', 'S3_URI_STYLE=path', 'REPO_PATH=/cemetery-backend/dev', 'RETENTION_DAYS=1', 'ARCHIVE_TIMEOUT=30', 'DB_NAME=cemetery', 'DB_USER=cemetery', 'AUDIT_LOG=/nonexistent/audit.log', 'MAINTENANCE_FLAG=/nonexistent/flag'];
+    const args = ['STANZA=cemetery', 'S3_BUCKET=b', 'S3_ENDPOINT=s3.example.org', 'S3_PORT=443', 'S3_REGION=eu-central-1', 'S3_URI_STYLE=path', 'S3_CREDENTIALS=stdin', 'REPO_PATH=/cemetery-backend/dev', 'RETENTION_DAYS=1', 'ARCHIVE_TIMEOUT=30', 'DB_NAME=cemetery', 'DB_USER=cemetery', 'AUDIT_LOG=/nonexistent/audit.log', 'MAINTENANCE_FLAG=/nonexistent/flag'];
     const r = runStep('backups.sh', args, 'Password0123456789Abc\nAKIAEXAMPLE\n');
     expect(r.status).toBe(1);
     expect(r.stderr).toBe('cemetery-backend host step "backups" failed: expected the S3 secret access key on the third line of stdin\n');
+    // With the instance profile's credentials (target aws), a key pair on stdin is a mistake, refused as one.
+    const aws = runStep('backups.sh', args.map((a) => (a === 'S3_CREDENTIALS=stdin' ? 'S3_CREDENTIALS=instance-profile' : a)), 'Password0123456789Abc\nAKIAEXAMPLE\nsecretsecret\n');
+    expect(aws.status).toBe(1);
+    expect(aws.stderr).toBe('cemetery-backend host step "backups" failed: S3_CREDENTIALS is instance-profile, and stdin holds an S3 key pair too: expected none\n');
   });
 
   test('a command that fails inside a step is reported with the step, the line and the command', () => {

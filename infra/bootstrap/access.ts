@@ -111,6 +111,43 @@ const TOPIC_ACTIONS = ['sns:CreateTopic', 'sns:DeleteTopic', 'sns:SetTopicAttrib
 /** A fleet's load balancer (infra/balancer.ts), and its certificate: tagged like the rest. */
 const BALANCER_ACTIONS = ['elasticloadbalancing:*', 'acm:RequestCertificate', 'acm:DeleteCertificate', 'acm:AddTagsToCertificate', 'acm:RemoveTagsFromCertificate'];
 const DEPLOY_ACTIONS = ['ec2:*', 'rds:*', ...ALARM_ACTIONS, ...TOPIC_ACTIONS, ...BALANCER_ACTIONS];
+/**
+ * On-host PostgreSQL's backups on target aws (infra/backup-bucket.ts): the stack's bucket, named cemetery-<env>-*,
+ * its key, tagged Purpose=backups, and its host's role and instance profile, named cemetery-<env>-*. The roles a
+ * deploy creates carry the environment's permissions boundary (hostBoundaryPolicy), so no policy written on them
+ * reaches further than its backups; they are passed to EC2 alone.
+ */
+export const BACKUPS_PURPOSE = 'backups';
+const BACKUP_KEY_MANAGEMENT = ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListResourceTags', 'kms:EnableKeyRotation', 'kms:ScheduleKeyDeletion', 'kms:UntagResource'];
+/** Everything that changes a key: never on an environment's secrets key, never on another environment's key. */
+const KEY_CHANGES = ['kms:CreateKey', 'kms:TagResource', 'kms:UntagResource', 'kms:ScheduleKeyDeletion', 'kms:EnableKeyRotation', 'kms:DisableKeyRotation', 'kms:DisableKey', 'kms:PutKeyPolicy', 'kms:CreateGrant'];
+const HOST_ROLE_READS = ['iam:GetRole', 'iam:GetRolePolicy', 'iam:ListRolePolicies', 'iam:ListAttachedRolePolicies', 'iam:ListInstanceProfilesForRole', 'iam:GetInstanceProfile'];
+/** The name of an environment's permissions boundary for the host roles its deploys create. */
+export const hostBoundaryName = (env: AppEnvironment) => `cemetery-${env}-host-boundary`;
+/** The prefix of everything of an environment's that is named, not tagged: roles, instance profiles, buckets. */
+export const namedPrefix = (env: AppEnvironment) => `cemetery-${env}-`;
+
+/**
+ * The most a host role of `env` may do, whatever policy its deploy writes on it: pgBackRest's reads and writes under
+ * the repositories of env's stacks (/cemetery-backend/<stack>/) in env's buckets, and env's backup keys used through
+ * S3 alone.
+ */
+export function hostBoundaryPolicy(env: AppEnvironment, region: string): PolicyDocument {
+  const buckets = `arn:aws:s3:::${namedPrefix(env)}*`;
+  const stacks = Object.values(ENVIRONMENT_ACCESS).find((a) => a.environment === env && a.writes)!.stacks;
+  return policy(
+    { Sid: 'ListOwnBuckets', Effect: 'Allow', Action: 's3:ListBucket', Resource: buckets },
+    { Sid: 'OwnRepositories', Effect: 'Allow', Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject'], Resource: `${buckets}/cemetery-backend/${stacks}/*` },
+    {
+      Sid: 'OwnBackupKeysThroughS3',
+      Effect: 'Allow',
+      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      Resource: '*',
+      Condition: { StringEquals: { 'kms:ViaService': `s3.${region}.amazonaws.com`, 'aws:ResourceTag/Environment': env, 'aws:ResourceTag/Purpose': BACKUPS_PURPOSE } },
+    },
+  );
+}
+
 /** What reads another environment's secrets from a host without touching it. */
 const HOST_DATA_READS = ['ec2:DescribeInstanceAttribute', 'ec2:GetConsoleOutput', 'ec2:GetConsoleScreenshot', 'ec2:GetLaunchTemplateData'];
 
@@ -126,6 +163,10 @@ export type RoleInputs = {
 export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleInputs): PolicyDocument {
   const access = ENVIRONMENT_ACCESS[environment];
   const tag = access.environment;
+  const named = namedPrefix(tag);
+  const hostRoles = `arn:aws:iam::*:role/${named}*`;
+  const hostProfiles = `arn:aws:iam::*:instance-profile/${named}*`;
+  const ownBackupKeys = { StringEquals: { 'aws:ResourceTag/Environment': tag, 'aws:ResourceTag/Purpose': BACKUPS_PURPOSE } };
   const statements: PolicyStatement[] = [
     { Sid: 'ListState', Effect: 'Allow', Action: 's3:ListBucket', Resource: state.arn, Condition: { StringLike: { 's3:prefix': ['.pulumi/*'] } } },
     { Sid: 'ReadBackendMeta', Effect: 'Allow', Action: 's3:GetObject', Resource: `${state.arn}/.pulumi/meta.yaml` },
@@ -157,21 +198,27 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
       ],
       Resource: '*',
     },
+    // The environment's backups as a preview reads them: the bucket's settings (never its objects), its key, its host's role.
+    { Sid: 'ReadBackupBuckets', Effect: 'Allow', Action: ['s3:GetBucket*', 's3:GetEncryptionConfiguration', 's3:GetLifecycleConfiguration', 's3:GetAccelerateConfiguration', 's3:GetReplicationConfiguration'], Resource: `arn:aws:s3:::${named}*` },
+    { Sid: 'ReadBackupKeys', Effect: 'Allow', Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListResourceTags'], Resource: 'arn:aws:kms:*:*:key/*', Condition: ownBackupKeys },
+    { Sid: 'ReadHostRoles', Effect: 'Allow', Action: HOST_ROLE_READS, Resource: [hostRoles, hostProfiles] },
     // Another environment's resources, by their Environment tag: never touched, never read for host data.
     {
       Sid: 'DenyOtherEnvironments',
       Effect: 'Deny',
-      Action: DEPLOY_ACTIONS,
+      Action: [...DEPLOY_ACTIONS, ...KEY_CHANGES],
       Resource: '*',
       Condition: { StringNotEquals: { 'aws:ResourceTag/Environment': tag }, Null: { 'aws:ResourceTag/Environment': 'false' } },
     },
     {
       Sid: 'DenyCreatingForOtherEnvironments',
       Effect: 'Deny',
-      Action: DEPLOY_ACTIONS,
+      Action: [...DEPLOY_ACTIONS, ...KEY_CHANGES],
       Resource: '*',
       Condition: { StringNotEquals: { 'aws:RequestTag/Environment': tag }, Null: { 'aws:RequestTag/Environment': 'false' } },
     },
+    // The environment's secrets key is the bootstrap's: no deploy changes it (its tags included).
+    { Sid: 'DenyChangingSecretsKey', Effect: 'Deny', Action: KEY_CHANGES, Resource: keyArn },
   ];
   if (access.writes) {
     statements.push(
@@ -188,6 +235,25 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
         Resource: '*',
         Condition: { StringEquals: { 'iam:AWSServiceName': ['rds.amazonaws.com', 'events.amazonaws.com', 'elasticloadbalancing.amazonaws.com'] } },
       },
+      // On-host backups (see BACKUPS_PURPOSE): the bucket, its key, and a host role that carries the boundary.
+      { Sid: 'BackupBuckets', Effect: 'Allow', Action: 's3:*', Resource: [`arn:aws:s3:::${named}*`, `arn:aws:s3:::${named}*/*`] },
+      { Sid: 'CreateBackupKeys', Effect: 'Allow', Action: ['kms:CreateKey', 'kms:TagResource'], Resource: '*', Condition: { StringEquals: { 'aws:RequestTag/Environment': tag, 'aws:RequestTag/Purpose': BACKUPS_PURPOSE } } },
+      { Sid: 'ManageBackupKeys', Effect: 'Allow', Action: BACKUP_KEY_MANAGEMENT, Resource: 'arn:aws:kms:*:*:key/*', Condition: ownBackupKeys },
+      {
+        Sid: 'HostRolesWithinBoundary',
+        Effect: 'Allow',
+        Action: ['iam:CreateRole', 'iam:PutRolePolicy', 'iam:DeleteRolePolicy'],
+        Resource: hostRoles,
+        Condition: { ArnLike: { 'iam:PermissionsBoundary': `arn:aws:iam::*:policy/${hostBoundaryName(tag)}` } },
+      },
+      { Sid: 'HostRoles', Effect: 'Allow', Action: ['iam:DeleteRole', 'iam:TagRole', 'iam:UntagRole', 'iam:UpdateRoleDescription'], Resource: hostRoles },
+      {
+        Sid: 'HostProfiles',
+        Effect: 'Allow',
+        Action: ['iam:CreateInstanceProfile', 'iam:DeleteInstanceProfile', 'iam:AddRoleToInstanceProfile', 'iam:RemoveRoleFromInstanceProfile', 'iam:TagInstanceProfile', 'iam:UntagInstanceProfile'],
+        Resource: hostProfiles,
+      },
+      { Sid: 'PassHostRolesToEc2', Effect: 'Allow', Action: 'iam:PassRole', Resource: hostRoles, Condition: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } } },
     );
     if (dnsNames.length) {
       statements.push({

@@ -15,6 +15,8 @@ import {
   ENVIRONMENT_ACCESS,
   GITHUB_ENVIRONMENTS,
   GITHUB_OIDC_HOST,
+  hostBoundaryName,
+  hostBoundaryPolicy,
   keyPolicy,
   permissionPolicy,
   stateBucketPolicy,
@@ -104,6 +106,11 @@ export function createBootstrap(cfg: BootstrapConfig) {
       { protect: true },
     );
     new aws.kms.Alias(`secrets-${env}`, { name: `alias/cemetery-${env}`, targetKeyId: keys[env].keyId });
+  }
+
+  // The most the host roles that deploys create may do (on-host backups): they must carry it.
+  for (const env of appEnvironments) {
+    new aws.iam.Policy(`host-boundary-${env}`, { name: hostBoundaryName(env), description: `Permissions boundary of cemetery-backend's ${env} host roles`, policy: JSON.stringify(hostBoundaryPolicy(env, cfg.region)), tags });
   }
 
   const github = new aws.iam.OpenIdConnectProvider('github', { url: `https://${GITHUB_OIDC_HOST}`, clientIdLists: ['sts.amazonaws.com'], tags });

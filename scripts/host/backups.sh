@@ -8,22 +8,64 @@
 #     of them needs, the WAL included.
 # Installs `cemetery-db` (backup, info, restore [--time]). With RESTORE_FROM (latest or a UTC time), a host
 # whose database is still empty (a lost host's replacement) is first restored from the repository.
-# On stdin: the app role's password (set again after a restore), then the S3 access key id and secret key,
-# which go into root's pgBackRest file, readable by postgres alone.
+# On stdin: the app role's password (set again after a restore), then (S3_CREDENTIALS stdin, target ssh) the S3
+# access key id and secret key, which go into root's pgBackRest file, readable by postgres alone; with
+# S3_CREDENTIALS instance-profile (target aws) those two lines are empty, and root renews the instance profile's
+# credentials into pgBackRest's include directory (cemetery-s3-credentials).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/postgres-lib.sh"
-require STANZA S3_BUCKET S3_ENDPOINT S3_PORT S3_REGION S3_URI_STYLE REPO_PATH RETENTION_DAYS ARCHIVE_TIMEOUT DB_NAME DB_USER AUDIT_LOG MAINTENANCE_FLAG
+require STANZA S3_BUCKET S3_ENDPOINT S3_PORT S3_REGION S3_URI_STYLE S3_CREDENTIALS REPO_PATH RETENTION_DAYS ARCHIVE_TIMEOUT DB_NAME DB_USER AUDIT_LOG MAINTENANCE_FLAG
 here=$(dirname "$0")
 
 IFS= read -r DB_PASSWORD || true
 IFS= read -r S3_KEY || true
 IFS= read -r S3_KEY_SECRET || true
 [[ "$DB_PASSWORD" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "expected the database password (16+ letters and digits) on the first line of stdin"
-[[ "$S3_KEY" =~ ^[A-Za-z0-9]{3,128}$ ]] || fail "expected the S3 access key id on the second line of stdin"
-[[ "$S3_KEY_SECRET" =~ ^[^[:space:]]{8,128}$ ]] || fail "expected the S3 secret access key on the third line of stdin"
+case "$S3_CREDENTIALS" in
+  stdin)
+    [[ "$S3_KEY" =~ ^[A-Za-z0-9]{3,128}$ ]] || fail "expected the S3 access key id on the second line of stdin"
+    [[ "$S3_KEY_SECRET" =~ ^[^[:space:]]{8,128}$ ]] || fail "expected the S3 secret access key on the third line of stdin"
+    key_lines=$(printf 'repo1-s3-key=%s\nrepo1-s3-key-secret=%s' "$S3_KEY" "$S3_KEY_SECRET")
+    ;;
+  instance-profile)
+    [ -z "$S3_KEY$S3_KEY_SECRET" ] || fail "S3_CREDENTIALS is instance-profile, and stdin holds an S3 key pair too: expected none"
+    key_lines="# the instance profile's credentials: conf.d/cemetery-s3-credentials.conf (cemetery-s3-credentials)"
+    ;;
+  *) fail "S3_CREDENTIALS: expected stdin or instance-profile, got $S3_CREDENTIALS" ;;
+esac
 
 apt_install pgbackrest jq
 pg_cluster
+
+if [ "$S3_CREDENTIALS" = instance-profile ]; then
+  write_file /usr/local/sbin/cemetery-s3-credentials 0755 root:root <"$here/cemetery-s3-credentials.sh"
+  write_file /etc/systemd/system/cemetery-s3-credentials.service 0644 root:root <<'UNIT'
+[Unit]
+Description=cemetery-backend: the instance profile's credentials for pgBackRest
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/cemetery-s3-credentials
+UNIT
+  credential_units=$WROTE
+  # AWS offers new credentials at least 5 minutes before the old ones expire: every 2 minutes never misses them.
+  write_file /etc/systemd/system/cemetery-s3-credentials.timer 0644 root:root <<'UNIT'
+[Unit]
+Description=cemetery-backend: renew the instance profile's credentials for pgBackRest
+
+[Timer]
+OnBootSec=5s
+OnUnitActiveSec=2min
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+UNIT
+  if [ "$WROTE" = 1 ] || [ "$credential_units" = 1 ]; then systemctl daemon-reload; fi
+  systemctl enable --now --quiet cemetery-s3-credentials.timer
+  # Now, before pgBackRest needs them.
+  /usr/local/sbin/cemetery-s3-credentials || fail "no credentials from the instance profile (see above): pgBackRest cannot reach s3://$S3_BUCKET"
+fi
 
 # Root's file, readable by postgres (pgBackRest runs as postgres); not by the app user, whose workers could otherwise
 # reach the backups of the whole register, or rewrite them.
@@ -36,8 +78,7 @@ repo1-s3-endpoint=$S3_ENDPOINT
 repo1-storage-port=$S3_PORT
 repo1-s3-region=$S3_REGION
 repo1-s3-uri-style=$S3_URI_STYLE
-repo1-s3-key=$S3_KEY
-repo1-s3-key-secret=$S3_KEY_SECRET
+$key_lines
 repo1-path=$REPO_PATH
 repo1-retention-full-type=time
 repo1-retention-full=$RETENTION_DAYS

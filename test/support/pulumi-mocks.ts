@@ -141,15 +141,19 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, arn: `arn:aws:sns:eu-central-1:${MOCK_ACCOUNT_ID}:${name}` };
     case 'aws:rds/subnetGroup:SubnetGroup':
       return { ...inputs, name: inputs.name ?? name };
-    // The bootstrap program (infra/bootstrap): ARNs as AWS forms them.
+    // The bootstrap program (infra/bootstrap), and on-host backups on target aws (infra/backup-bucket.ts): ARNs as AWS forms them.
     case 'aws:s3/bucket:Bucket':
       return { ...inputs, arn: `arn:aws:s3:::${inputs.bucket}` };
     case 'aws:kms/key:Key':
       return { ...inputs, keyId: `${name}-key-id`, arn: `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:key/${name}-key-id` };
     case 'aws:iam/openIdConnectProvider:OpenIdConnectProvider':
       return { ...inputs, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:oidc-provider/${String(inputs.url).replace('https://', '')}` };
+    // Named, or (the app's host role and its instance profile: infra/backup-bucket.ts) autonamed as Pulumi does.
     case 'aws:iam/role:Role':
-      return { ...inputs, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/${inputs.name}` };
+    case 'aws:iam/instanceProfile:InstanceProfile': {
+      const named = inputs.name ?? `${name}-5e1f2a3`;
+      return { ...inputs, name: named, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:${type === 'aws:iam/role:Role' ? 'role' : 'instance-profile'}/${named}` };
+    }
     default:
       return inputs;
   }
