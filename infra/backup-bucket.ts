@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { BACKUPS_PURPOSE, hostBoundaryName, type AppEnvironment } from './bootstrap/access';
+import { backupKeyAlias, hostBoundaryName, type AppEnvironment } from './bootstrap/access';
 
 export type BackupBucketArgs = {
   /** backupBucket: S3 names are global, so the stack takes the one it is given. */
@@ -9,7 +9,7 @@ export type BackupBucketArgs = {
   repoPath: string;
   /** backupRetentionDays: how long what pgBackRest expires (or anything overwrites) is kept as an older version. */
   retentionDays: number;
-  /** deletionProtection: `protect` the bucket and its key, and never empty the bucket on destroy. */
+  /** deletionProtection: `protect` the bucket, and never empty it on destroy. */
   protect: boolean;
   /** Whose permissions boundary the host's role carries (infra/bootstrap: hostBoundaryPolicy). */
   environment: AppEnvironment;
@@ -18,7 +18,7 @@ export type BackupBucketArgs = {
 
 /**
  * Where on-host PostgreSQL's backups go on target aws (scripts/host/backups.sh): a bucket the stack owns, encrypted
- * with a key of the stack's, versioned, closed to the public and to plain HTTP, and an instance profile whose role
+ * with its environment's backup key (the bootstrap's), versioned, closed to the public and to plain HTTP, and an instance profile whose role
  * may use only the repository's prefix (pgBackRest's user guide, "Sample Amazon S3 Policy"). The host reads the
  * role's credentials as root (the metadata guard keeps every other user from the metadata service) into
  * pgBackRest's include directory (scripts/host/cemetery-s3-credentials.sh).
@@ -34,12 +34,8 @@ export class BackupBucket extends pulumi.ComponentResource {
     const kept = { parent: this, protect: args.protect };
     const prefix = args.repoPath.replace(/^\//, '');
 
-    const key = new aws.kms.Key(
-      `${name}-backups-key`,
-      // Purpose: the deploy roles manage their environment's keys so tagged, and no other (infra/bootstrap/access.ts).
-      { description: `cemetery-backend ${name}: the register's backups`, enableKeyRotation: true, deletionWindowInDays: 30, tags: { ...args.tags, Purpose: BACKUPS_PURPOSE } },
-      kept,
-    );
+    // The environment's backup key, the bootstrap's: no deploy may change a key (infra/bootstrap/access.ts).
+    const key = aws.kms.getAliasOutput({ name: backupKeyAlias(args.environment) }, parent);
     const bucket = new aws.s3.Bucket(`${name}-backups`, { bucket: args.bucketName, forceDestroy: !args.protect, tags: { ...args.tags, Name: args.bucketName } }, kept);
     // The dependents name the bucket by its name, known at preview, so the policy pack can match them to it.
     const target = { bucket: bucket.bucket };
@@ -48,7 +44,7 @@ export class BackupBucket extends pulumi.ComponentResource {
     new aws.s3.BucketServerSideEncryptionConfiguration(
       `${name}-backups-encryption`,
       // A bucket key: one KMS request per object batch, not per object (WAL is many small objects).
-      { ...target, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }] },
+      { ...target, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.targetKeyArn }, bucketKeyEnabled: true }] },
       parent,
     );
     // pgBackRest expires what its retention no longer needs; versioning keeps that (and anything overwritten or deleted
@@ -98,7 +94,7 @@ export class BackupBucket extends pulumi.ComponentResource {
       `${name}-host-backups`,
       {
         role: role.id,
-        policy: pulumi.all([bucket.arn, key.arn]).apply(([bucketArn, keyArn]) =>
+        policy: pulumi.all([bucket.arn, key.targetKeyArn]).apply(([bucketArn, keyArn]) =>
           JSON.stringify({
             Version: '2012-10-17',
             Statement: [

@@ -543,7 +543,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   restoreSourceDatabase: 'the RDS instance to restore from (its stack\'s `databaseIdentifier` output)',
   dataVolumeSizeGiB: '`onHost`, `target: aws`: GiB of the encrypted EBS volume that holds the register; it outlives the instance, and a replacement host mounts it (see The register\'s own disk)',
   dataVolumeDevice: '`onHost`, `target: ssh`: a disk of the host\'s own for the register, by a stable name (`/dev/disk/by-id/…`); a blank one is formatted, one holding anything but ext4 refused (see The register\'s own disk)',
-  backupBucket: '`onHost`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; `target: aws` creates it (versioned, encrypted with a key of the stack\'s, reached through the host\'s instance profile), `target: ssh` uses it; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
+  backupBucket: '`onHost`: continuous backups with pgBackRest (WAL within a minute, weekly full and daily incremental backups, kept `backupRetentionDays`) to this S3 bucket; `target: aws` creates it (versioned, encrypted with its environment\'s backup key from infra/bootstrap, reached through the host\'s instance profile), `target: ssh` uses it; allows `restoreFrom` (see Backups of on-host PostgreSQL)',
   backupS3Region: '`target: ssh`, required with `backupBucket`: the bucket\'s region',
   backupS3Endpoint: '`target: ssh`: `host` or `host:port` of an S3-compatible store, always HTTPS, addressed path-style; unset: AWS S3 in `backupS3Region`',
   backupS3AccessKeyId: '`target: ssh`, required with `backupBucket`: the access key pgBackRest signs with',

@@ -114,12 +114,12 @@ describe("prod's register on its own host: backups and a data volume, or RDS", (
     await expect(runProgram('prod', prodOnHostConfig(change))).rejects.toThrow(message);
   });
 
-  test('on target aws: refused without backupBucket; with it, the volume, PostgreSQL and backups steps run, and bucket and key are protected', async () => {
+  test('on target aws: refused without backupBucket; with it, the volume, PostgreSQL and backups steps run, and the bucket is protected', async () => {
     const prodAws = { ...withUserSecrets(stackFiles().prod), 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:hosts': '1' };
     await expect(runProgram('prod', prodAws)).rejects.toThrow(/cemetery-backend:backupBucket = undefined: prod keeps its register in RDS, or on the host with continuous backups/);
     const run = await runProgram('prod', { ...prodAws, 'cemetery-backend:backupBucket': 'cemetery-prod-backups-123456789012' });
     expect(commands(run.resources).map((c) => c.name)).toEqual(expect.arrayContaining(['cemetery-prod-data-volume', 'cemetery-prod-postgres', 'cemetery-prod-backups']));
-    expect(run.protectedResources).toEqual(expect.arrayContaining(['cemetery-prod-backups', 'cemetery-prod-backups-key']));
+    expect(run.protectedResources).toEqual(expect.arrayContaining(['cemetery-prod-backups']));
     expect(run.resources.find((r) => r.type === 'aws:s3/bucket:Bucket')!.inputs.forceDestroy).toBe(false);
   });
 });
@@ -137,17 +137,16 @@ describe('target aws: the stack\'s own bucket, reached through the host\'s insta
     run = await runProgram('staging', { ...withUserSecrets(stackFiles().staging), 'cemetery-backend:backupBucket': BUCKET, 'cemetery-backend:backupRetentionDays': '10' });
   });
 
-  test('the bucket: named as configured, closed to the public and to plain HTTP, versioned, encrypted with a key of the stack\'s that rotates; older versions kept backupRetentionDays', () => {
+  test('the bucket: named as configured, closed to the public and to plain HTTP, versioned, encrypted with its environment\'s backup key (the bootstrap\'s); older versions kept backupRetentionDays', () => {
     const bucket = one('s3/bucket:Bucket');
     expect(bucket).toMatchObject({ bucket: BUCKET, forceDestroy: true, tags: expect.objectContaining({ Environment: 'staging' }) });
-    const key = one('kms/key:Key');
-    // Purpose: what the deploy roles may manage (infra/bootstrap/access.ts).
-    expect(key).toMatchObject({ enableKeyRotation: true, tags: expect.objectContaining({ Environment: 'staging', Purpose: 'backups' }) });
+    // The environment's backup key is the bootstrap's: the stack makes none.
+    expect(of('kms/key:Key')).toEqual([]);
     expect(one('s3/bucketPublicAccessBlock:BucketPublicAccessBlock')).toMatchObject({ bucket: BUCKET, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
     expect(one('s3/bucketVersioning:BucketVersioning')).toMatchObject({ bucket: BUCKET, versioningConfiguration: { status: 'Enabled' } });
     expect(one('s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration')).toMatchObject({
       bucket: BUCKET,
-      rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: expect.stringMatching(/^arn:aws:kms:eu-central-1:\d+:key\//) }, bucketKeyEnabled: true }],
+      rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:key/staging-backups-key-id` }, bucketKeyEnabled: true }],
     });
     expect(one('s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration').rules).toEqual([
       expect.objectContaining({ status: 'Enabled', noncurrentVersionExpiration: { noncurrentDays: 10 }, abortIncompleteMultipartUpload: { daysAfterInitiation: 7 } }),
@@ -167,7 +166,7 @@ describe('target aws: the stack\'s own bucket, reached through the host\'s insta
       ['s3:ListBucket', arn, { StringEquals: { 's3:prefix': ['', 'cemetery-backend/staging'], 's3:delimiter': ['/'] } }],
       ['s3:ListBucket', arn, { StringLike: { 's3:prefix': ['cemetery-backend/staging/*'] } }],
       [['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject'], `${arn}/cemetery-backend/staging/*`, undefined],
-      [['kms:GenerateDataKey', 'kms:Decrypt'], expect.stringMatching(/^arn:aws:kms:/), undefined],
+      [['kms:GenerateDataKey', 'kms:Decrypt'], `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:key/staging-backups-key-id`, undefined],
     ]);
     expect(one('iam/instanceProfile:InstanceProfile').role).toMatch(/^cemetery-staging-host-role/);
     expect(one('ec2/instance:Instance').iamInstanceProfile).toMatch(/^cemetery-staging-host-profile/);
@@ -200,7 +199,7 @@ describe('target aws: the stack\'s own bucket, reached through the host\'s insta
     ]);
   });
 
-  test('without backupBucket: no bucket, no key, no role, and the instance has no profile', async () => {
+  test('without backupBucket: no bucket, no role, and the instance has no profile', async () => {
     const plain = await runProgram('staging', withUserSecrets(stackFiles().staging));
     expect(plain.resources.filter((r) => /^aws:(s3|kms|iam)\//.test(r.type))).toEqual([]);
     expect(plain.resources.find((r) => r.type === 'aws:ec2/instance:Instance')!.inputs.iamInstanceProfile).toBeUndefined();

@@ -32,12 +32,13 @@ async function bootstrap(environments: GithubEnvironment[], stack: string): Prom
   const of = (type: string) => resources.filter((r) => r.type === type);
   const envOfRole = (roleName: string) => roleName.replace('cemetery-github-', '') as GithubEnvironment;
   const bucket = of('aws:s3/bucket:Bucket')[0];
+  const secretsKeys = of('aws:kms/key:Key').filter((k) => k.name.startsWith('secrets-'));
   return {
     resources,
     trust: Object.fromEntries(of('aws:iam/role:Role').map((r) => [envOfRole(r.inputs.name), JSON.parse(r.inputs.assumeRolePolicy)])),
     permissions: Object.fromEntries(of('aws:iam/rolePolicy:RolePolicy').map((r) => [r.name.replace('github-', ''), JSON.parse(r.inputs.policy)])),
-    keyArn: Object.fromEntries(of('aws:kms/key:Key').map((k) => [k.inputs.tags.Environment, `arn:aws:kms:${REGION}:${ACCOUNT}:key/${k.name}-key-id`])),
-    keyPolicy: Object.fromEntries(of('aws:kms/key:Key').map((k) => [k.inputs.tags.Environment, JSON.parse(k.inputs.policy)])),
+    keyArn: Object.fromEntries(secretsKeys.map((k) => [k.inputs.tags.Environment, `arn:aws:kms:${REGION}:${ACCOUNT}:key/${k.name}-key-id`])),
+    keyPolicy: Object.fromEntries(secretsKeys.map((k) => [k.inputs.tags.Environment, JSON.parse(k.inputs.policy)])),
     bucketArn: `arn:aws:s3:::${bucket.inputs.bucket}`,
     bucketPolicy: JSON.parse(of('aws:s3/bucketPolicy:BucketPolicy')[0].inputs.policy),
   };
@@ -70,9 +71,9 @@ describe('the state bucket and the keys', () => {
   });
 
   test('one key per app environment, rotated, under the alias the stacks name (awskms://alias/cemetery-<env>)', () => {
-    const keys = single.resources.filter((r) => r.type === 'aws:kms/key:Key');
+    const keys = single.resources.filter((r) => r.type === 'aws:kms/key:Key' && r.name.startsWith('secrets-'));
     expect(keys.map((k) => [k.inputs.tags.Environment, k.inputs.enableKeyRotation])).toEqual([['dev', true], ['staging', true], ['prod', true]]);
-    expect(single.resources.filter((r) => r.type === 'aws:kms/alias:Alias').map((a) => a.inputs.name)).toEqual(['alias/cemetery-dev', 'alias/cemetery-staging', 'alias/cemetery-prod']);
+    expect(single.resources.filter((r) => r.type === 'aws:kms/alias:Alias').map((a) => a.inputs.name)).toEqual(expect.arrayContaining(['alias/cemetery-dev', 'alias/cemetery-staging', 'alias/cemetery-prod']));
     // A separate prod account holds prod's key and nothing else.
     expect(Object.keys(prod.keyArn)).toEqual(['prod']);
     expect(Object.keys(nonprod.keyArn)).toEqual(['dev', 'staging']);
@@ -169,8 +170,10 @@ describe('what each role can do', () => {
     resource: `arn:aws:iam::${ACCOUNT}:role/cemetery-${env}-host-role-3f2a1b9`,
     context: { 'iam:PermissionsBoundary': `arn:aws:iam::${ACCOUNT}:policy/cemetery-${boundaryEnv}-host-boundary` },
   });
-  // Created without a policy, it has KMS's default one, which leaves access to IAM (as keyPolicy does).
+  // The bootstrap's backup key of an environment, with the same key policy as its secrets key.
   const backupKey = (env: string) => ({ resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-${env}`, resourcePolicy: (a: Account) => a.keyPolicy[env], context: { 'aws:ResourceTag/Environment': env, 'aws:ResourceTag/Purpose': 'backups' } });
+  /** A bucket (or object) of this account. */
+  const ownBucket = (path: string) => ({ resource: `arn:aws:s3:::${path}`, context: { 'aws:ResourceAccount': ACCOUNT } });
 
   /** Sensitive requests, and which roles of the one-account layout may make them (the assertion and the printed table). */
   const TABLE: Array<[Row, GithubEnvironment[]]> = [
@@ -224,17 +227,21 @@ describe('what each role can do', () => {
     [{ what: "attach a managed policy to prod's host role", action: 'iam:AttachRolePolicy', ...hostRole('prod', 'prod') }, []],
     [{ what: "pass prod's host role to EC2", action: 'iam:PassRole', resource: hostRole('prod', 'prod').resource, context: { 'iam:PassedToService': 'ec2.amazonaws.com' } }, ['production']],
     [{ what: "pass prod's host role to Lambda", action: 'iam:PassRole', resource: hostRole('prod', 'prod').resource, context: { 'iam:PassedToService': 'lambda.amazonaws.com' } }, []],
-    [{ what: "create prod's backup bucket", action: 's3:CreateBucket', resource: 'arn:aws:s3:::cemetery-prod-backups-1' }, ['production']],
-    [{ what: "delete an object of a staging stack's backups", action: 's3:DeleteObject', resource: 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/archive/x' }, ['staging']],
-    [{ what: "read dev's backups", action: 's3:GetObject', resource: 'arn:aws:s3:::cemetery-dev-backups-1/cemetery-backend/dev/backup/x' }, ['dev']],
-    [{ what: "read the settings of dev's backup bucket (refresh)", action: 's3:GetEncryptionConfiguration', resource: 'arn:aws:s3:::cemetery-dev-backups-1' }, ['preview', 'dev']],
+    [{ what: "create prod's backup bucket", action: 's3:CreateBucket', ...ownBucket('cemetery-prod-backups-1') }, ['production']],
+    [{ what: "delete an object of a staging stack's backups (forceDestroy)", action: 's3:DeleteObject', ...ownBucket('cemetery-staging-backups-1/cemetery-backend/staging-pr-7/archive/x') }, ['staging']],
+    [{ what: "read dev's backups", action: 's3:GetObject', ...ownBucket('cemetery-dev-backups-1/cemetery-backend/dev/backup/x') }, []],
+    [{ what: "read the settings of dev's backup bucket (refresh)", action: 's3:GetEncryptionConfiguration', ...ownBucket('cemetery-dev-backups-1') }, ['preview', 'dev']],
     [{ what: "change the state bucket's policy", action: 's3:PutBucketPolicy', resource: '{bucket}' }, []],
-    [{ what: 'create a key for prod\'s backups', action: 'kms:CreateKey', resource: '*', context: { 'aws:RequestTag/Environment': 'prod', 'aws:RequestTag/Purpose': 'backups' } }, ['production']],
-    [{ what: 'create an untagged key', action: 'kms:CreateKey', resource: '*' }, []],
-    [{ what: "schedule the deletion of prod's backup key", action: 'kms:ScheduleKeyDeletion', ...backupKey('prod') }, ['production']],
+    [{ what: 'create a KMS key, even one tagged for its own backups', action: 'kms:CreateKey', resource: '*', context: { 'aws:RequestTag/Environment': 'prod', 'aws:RequestTag/Purpose': 'backups' } }, []],
+    [{ what: "tag another workload's untagged key as a backup key", action: 'kms:TagResource', resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/other`, resourcePolicy: (a: Account) => a.keyPolicy.prod, context: { 'aws:RequestTag/Environment': 'staging', 'aws:RequestTag/Purpose': 'backups' } }, []],
+    [{ what: "schedule the deletion of prod's backup key", action: 'kms:ScheduleKeyDeletion', ...backupKey('prod') }, []],
     [{ what: "decrypt with prod's backup key", action: 'kms:Decrypt', ...backupKey('prod') }, []],
-    [{ what: "tag prod's secrets key as a backup key", action: 'kms:TagResource', ...key('prod'), context: { 'aws:RequestTag/Environment': 'prod', 'aws:RequestTag/Purpose': 'backups', 'aws:ResourceTag/Environment': 'prod' } }, []],
     [{ what: "schedule the deletion of prod's secrets key", action: 'kms:ScheduleKeyDeletion', ...key('prod'), context: { 'aws:ResourceTag/Environment': 'prod' } }, []],
+    [{ what: "lock staging's backups in compliance mode", action: 's3:PutBucketObjectLockConfiguration', ...ownBucket('cemetery-staging-backups-1') }, []],
+    [{ what: "grant another account staging's backups by ACL", action: 's3:PutBucketAcl', ...ownBucket('cemetery-staging-backups-1') }, []],
+    [{ what: "replicate prod's backups elsewhere", action: 's3:PutReplicationConfiguration', ...ownBucket('cemetery-prod-backups-1') }, []],
+    [{ what: "delete an older version of prod's backups", action: 's3:DeleteObjectVersion', ...ownBucket('cemetery-prod-backups-1/cemetery-backend/prod/archive/x') }, []],
+    [{ what: 'write to a cemetery-staging-* bucket of another account', action: 's3:PutObject', resource: 'arn:aws:s3:::cemetery-staging-x/a', context: { 'aws:ResourceAccount': '999999999999' } }, []],
   ];
 
   async function allowedRoles(account: Account, row: Row): Promise<GithubEnvironment[]> {
@@ -266,7 +273,7 @@ describe('what each role can do', () => {
   });
 
   test("a role with DNS names changes those records and their certificates' ACM validation records, no other name", async () => {
-    const policy = permissionPolicy({ environment: 'production', state: { arn: 'arn:aws:s3:::state', project: 'cemetery-backend' }, keyArn: 'arn:aws:kms:eu-central-1:1:key/k', dnsNames: ['cemetery.example.org'] });
+    const policy = permissionPolicy({ environment: 'production', accountId: ACCOUNT, state: { arn: 'arn:aws:s3:::state', project: 'cemetery-backend' }, keyArn: 'arn:aws:kms:eu-central-1:1:key/k', dnsNames: ['cemetery.example.org'] });
     const change = async (...names: string[]) =>
       decide({
         identityPolicies: [{ name: 'cemetery-deploy', policy }],
@@ -284,9 +291,13 @@ describe('what each role can do', () => {
     expect(await change('_x.example.org')).toBe('ImplicitlyDenied');
   });
 
-  test("a host role's boundary: whatever policy a deploy writes on it, pgBackRest's objects under its environment's stacks and its environment's backup keys through S3, nothing else", async () => {
+  test("a host role's boundary: whatever policy a deploy writes on it, from an EC2 instance only, pgBackRest's objects under its environment's stacks in its account's buckets, and its environment's backup key through S3; nothing else", async () => {
     const boundaries = Object.fromEntries(single.resources.filter((r) => r.type === 'aws:iam/policy:Policy').map((r) => [r.inputs.name, JSON.parse(r.inputs.policy)]));
     expect(Object.keys(boundaries)).toEqual(['cemetery-dev-host-boundary', 'cemetery-staging-host-boundary', 'cemetery-prod-host-boundary']);
+    // The key the boundary lets a host use is the bootstrap's, one per environment, rotated, never a deploy's.
+    const backupKeys = single.resources.filter((r) => r.type === 'aws:kms/key:Key' && r.name.startsWith('backups-'));
+    expect(backupKeys.map((k) => [k.inputs.tags.Environment, k.inputs.tags.Purpose, k.inputs.enableKeyRotation])).toEqual([['dev', 'backups', true], ['staging', 'backups', true], ['prod', 'backups', true]]);
+    expect(single.resources.filter((r) => r.type === 'aws:kms/alias:Alias' && r.name.startsWith('backups-')).map((a) => a.inputs.name)).toEqual(['alias/cemetery-dev-backups', 'alias/cemetery-staging-backups', 'alias/cemetery-prod-backups']);
     // The widest policy a deploy could write on the role.
     const everything: PolicyDocument = { Version: '2012-10-17', Statement: [{ Sid: 'All', Effect: 'Allow', Action: '*', Resource: '*' }] };
     const asHost = async (env: string, action: string, resource: string, context: Record<string, string> = {}) =>
@@ -298,14 +309,18 @@ describe('what each role can do', () => {
         request: { principal: `arn:aws:iam::${ACCOUNT}:role/cemetery-${env}-host-role-3f2a1b9`, action, resource: { accountId: ACCOUNT, resource }, contextVariables: context },
       });
     const viaS3 = { 'kms:ViaService': `s3.${REGION}.amazonaws.com` };
+    // As the host sends it: with its instance's credentials, to a bucket of this account.
+    const fromHost = { 'ec2:SourceInstanceARN': `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/i-0host`, 'aws:ResourceAccount': ACCOUNT };
     const cases: Array<[string, string, string, string, Record<string, string>, Decision]> = [
-      ['prod', 's3:PutObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/archive/cemetery/x', "push WAL to prod's repository", {}, 'Allowed'],
-      ['prod', 's3:ListBucket', 'arn:aws:s3:::cemetery-prod-backups-1', "list prod's bucket", {}, 'Allowed'],
-      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/backup/x', "read a staging stack's backup", {}, 'Allowed'],
-      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/backup/x', "read prod's backups", {}, 'ImplicitlyDenied'],
-      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/prod/backup/x', 'read a prod repository kept in a staging bucket', {}, 'ImplicitlyDenied'],
-      ['prod', 's3:PutBucketPolicy', 'arn:aws:s3:::cemetery-prod-backups-1', "open prod's bucket", {}, 'ImplicitlyDenied'],
-      ['prod', 's3:GetObject', `arn:aws:s3:::cemetery-pulumi-state-${ACCOUNT}-${REGION}/.pulumi/stacks/cemetery-backend/prod.json`, "read prod's state", {}, 'ImplicitlyDenied'],
+      ['prod', 's3:PutObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/archive/cemetery/x', "push WAL to prod's repository", fromHost, 'Allowed'],
+      ['prod', 's3:ListBucket', 'arn:aws:s3:::cemetery-prod-backups-1', "list prod's bucket", fromHost, 'Allowed'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/backup/x', "read a staging stack's backup", fromHost, 'Allowed'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/staging-pr-7/backup/x', 'the same with the role assumed outside EC2 (whoever its trust policy names)', { 'aws:ResourceAccount': ACCOUNT }, 'ImplicitlyDenied'],
+      ['staging', 's3:PutObject', 'arn:aws:s3:::cemetery-staging-x/cemetery-backend/staging-pr-7/backup/x', 'write to a cemetery-staging-* bucket of another account', { ...fromHost, 'aws:ResourceAccount': '999999999999' }, 'ImplicitlyDenied'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-prod-backups-1/cemetery-backend/prod/backup/x', "read prod's backups", fromHost, 'ImplicitlyDenied'],
+      ['staging', 's3:GetObject', 'arn:aws:s3:::cemetery-staging-backups-1/cemetery-backend/prod/backup/x', 'read a prod repository kept in a staging bucket', fromHost, 'ImplicitlyDenied'],
+      ['prod', 's3:PutBucketPolicy', 'arn:aws:s3:::cemetery-prod-backups-1', "open prod's bucket", fromHost, 'ImplicitlyDenied'],
+      ['prod', 's3:GetObject', `arn:aws:s3:::cemetery-pulumi-state-${ACCOUNT}-${REGION}/.pulumi/stacks/cemetery-backend/prod.json`, "read prod's state", fromHost, 'ImplicitlyDenied'],
       ['prod', 'kms:GenerateDataKey', `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-prod`, "encrypt with prod's backup key through S3", { ...viaS3, 'aws:ResourceTag/Environment': 'prod', 'aws:ResourceTag/Purpose': 'backups' }, 'Allowed'],
       ['prod', 'kms:Decrypt', `arn:aws:kms:${REGION}:${ACCOUNT}:key/backups-prod`, "decrypt with prod's backup key directly", { 'aws:ResourceTag/Environment': 'prod', 'aws:ResourceTag/Purpose': 'backups' }, 'ImplicitlyDenied'],
       ['prod', 'kms:Decrypt', `arn:aws:kms:${REGION}:${ACCOUNT}:key/secrets-prod`, "decrypt prod's secrets through S3", { ...viaS3, 'aws:ResourceTag/Environment': 'prod' }, 'ImplicitlyDenied'],

@@ -112,37 +112,54 @@ const TOPIC_ACTIONS = ['sns:CreateTopic', 'sns:DeleteTopic', 'sns:SetTopicAttrib
 const BALANCER_ACTIONS = ['elasticloadbalancing:*', 'acm:RequestCertificate', 'acm:DeleteCertificate', 'acm:AddTagsToCertificate', 'acm:RemoveTagsFromCertificate'];
 const DEPLOY_ACTIONS = ['ec2:*', 'rds:*', ...ALARM_ACTIONS, ...TOPIC_ACTIONS, ...BALANCER_ACTIONS];
 /**
- * On-host PostgreSQL's backups on target aws (infra/backup-bucket.ts): the stack's bucket, named cemetery-<env>-*,
- * its key, tagged Purpose=backups, and its host's role and instance profile, named cemetery-<env>-*. The roles a
- * deploy creates carry the environment's permissions boundary (hostBoundaryPolicy), so no policy written on them
- * reaches further than its backups; they are passed to EC2 alone.
+ * On-host PostgreSQL's backups on target aws (infra/backup-bucket.ts): the stack's bucket, named cemetery-<env>-*, and
+ * its host's role and instance profile, named cemetery-<env>-*; the key is the environment's, the bootstrap's
+ * (backupKeyAlias), which no deploy changes. A role a deploy creates must carry the environment's permissions boundary
+ * (hostBoundaryPolicy), so no policy written on it reaches further than its backups, and it is passed to EC2 alone.
  */
 export const BACKUPS_PURPOSE = 'backups';
-const BACKUP_KEY_MANAGEMENT = ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListResourceTags', 'kms:EnableKeyRotation', 'kms:ScheduleKeyDeletion', 'kms:UntagResource'];
-/** Everything that changes a key: never on an environment's secrets key, never on another environment's key. */
-const KEY_CHANGES = ['kms:CreateKey', 'kms:TagResource', 'kms:UntagResource', 'kms:ScheduleKeyDeletion', 'kms:EnableKeyRotation', 'kms:DisableKeyRotation', 'kms:DisableKey', 'kms:PutKeyPolicy', 'kms:CreateGrant'];
-const HOST_ROLE_READS = ['iam:GetRole', 'iam:GetRolePolicy', 'iam:ListRolePolicies', 'iam:ListAttachedRolePolicies', 'iam:ListInstanceProfilesForRole', 'iam:GetInstanceProfile'];
+/** The environment's key for its backup buckets (the bootstrap's). */
+export const backupKeyAlias = (env: AppEnvironment) => `alias/cemetery-${env}-backups`;
 /** The name of an environment's permissions boundary for the host roles its deploys create. */
 export const hostBoundaryName = (env: AppEnvironment) => `cemetery-${env}-host-boundary`;
 /** The prefix of everything of an environment's that is named, not tagged: roles, instance profiles, buckets. */
 export const namedPrefix = (env: AppEnvironment) => `cemetery-${env}-`;
+const HOST_ROLE_READS = ['iam:GetRole', 'iam:GetRolePolicy', 'iam:ListRolePolicies', 'iam:ListAttachedRolePolicies', 'iam:ListInstanceProfilesForRole', 'iam:GetInstanceProfile'];
+/** What a deploy does to its environment's backup buckets (Pulumi's bucket and its settings; forceDestroy outside prod). */
+const BUCKET_CHANGES = [
+  's3:CreateBucket',
+  's3:DeleteBucket',
+  's3:PutBucketTagging',
+  's3:PutBucketVersioning',
+  's3:PutEncryptionConfiguration',
+  's3:PutLifecycleConfiguration',
+  's3:PutBucketPublicAccessBlock',
+  's3:PutBucketPolicy',
+  's3:DeleteBucketPolicy',
+];
+const BUCKET_READS = ['s3:GetBucket*', 's3:GetEncryptionConfiguration', 's3:GetLifecycleConfiguration', 's3:GetAccelerateConfiguration', 's3:GetReplicationConfiguration', 's3:GetIntelligentTieringConfiguration', 's3:ListBucket', 's3:ListBucketVersions'];
+/** What would hand a bucket to someone else, or make its data undeletable: never, not even on the environment's own. */
+const BUCKET_HANDOVERS = ['s3:PutBucketAcl', 's3:PutObjectAcl', 's3:PutBucketOwnershipControls', 's3:PutReplicationConfiguration', 's3:PutBucketObjectLockConfiguration', 's3:PutObjectRetention', 's3:PutObjectLegalHold', 's3:BypassGovernanceRetention', 's3:PutBucketNotification', 's3:PutBucketLogging', 's3:PutInventoryConfiguration', 's3:PutBucketWebsite', 's3:PutBucketCORS'];
 
 /**
- * The most a host role of `env` may do, whatever policy its deploy writes on it: pgBackRest's reads and writes under
- * the repositories of env's stacks (/cemetery-backend/<stack>/) in env's buckets, and env's backup keys used through
- * S3 alone.
+ * The most a host role of `env` may do, whatever policy its deploy writes on it: from an EC2 instance only (the role's
+ * credentials used elsewhere, by whoever its trust policy names, get nothing), pgBackRest's reads and writes under the
+ * repositories of env's stacks (/cemetery-backend/<stack>/) in env's buckets of this account, and env's backup key
+ * used through S3 alone.
  */
-export function hostBoundaryPolicy(env: AppEnvironment, region: string): PolicyDocument {
+export function hostBoundaryPolicy(env: AppEnvironment, region: string, accountId: string): PolicyDocument {
   const buckets = `arn:aws:s3:::${namedPrefix(env)}*`;
   const stacks = Object.values(ENVIRONMENT_ACCESS).find((a) => a.environment === env && a.writes)!.stacks;
+  // ec2:SourceInstanceARN is in the request context only when the credentials are an EC2 instance's.
+  const fromThisAccountsInstance = { Null: { 'ec2:SourceInstanceARN': 'false' }, StringEquals: { 'aws:ResourceAccount': accountId } };
   return policy(
-    { Sid: 'ListOwnBuckets', Effect: 'Allow', Action: 's3:ListBucket', Resource: buckets },
-    { Sid: 'OwnRepositories', Effect: 'Allow', Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject'], Resource: `${buckets}/cemetery-backend/${stacks}/*` },
+    { Sid: 'ListOwnBuckets', Effect: 'Allow', Action: 's3:ListBucket', Resource: buckets, Condition: fromThisAccountsInstance },
+    { Sid: 'OwnRepositories', Effect: 'Allow', Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject'], Resource: `${buckets}/cemetery-backend/${stacks}/*`, Condition: fromThisAccountsInstance },
     {
-      Sid: 'OwnBackupKeysThroughS3',
+      Sid: 'OwnBackupKeyThroughS3',
       Effect: 'Allow',
       Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      Resource: '*',
+      Resource: `arn:aws:kms:${region}:${accountId}:key/*`,
       Condition: { StringEquals: { 'kms:ViaService': `s3.${region}.amazonaws.com`, 'aws:ResourceTag/Environment': env, 'aws:ResourceTag/Purpose': BACKUPS_PURPOSE } },
     },
   );
@@ -153,6 +170,8 @@ const HOST_DATA_READS = ['ec2:DescribeInstanceAttribute', 'ec2:GetConsoleOutput'
 
 export type RoleInputs = {
   environment: GithubEnvironment;
+  /** The account the roles are in: the buckets and boundaries they manage are this account's. */
+  accountId: string;
   state: StateBucket;
   /** The KMS key of the role's app environment (Pulumi secrets of its stacks). */
   keyArn: string;
@@ -160,13 +179,15 @@ export type RoleInputs = {
   dnsNames: readonly string[];
 };
 
-export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleInputs): PolicyDocument {
+export function permissionPolicy({ environment, accountId, state, keyArn, dnsNames }: RoleInputs): PolicyDocument {
   const access = ENVIRONMENT_ACCESS[environment];
   const tag = access.environment;
   const named = namedPrefix(tag);
-  const hostRoles = `arn:aws:iam::*:role/${named}*`;
-  const hostProfiles = `arn:aws:iam::*:instance-profile/${named}*`;
-  const ownBackupKeys = { StringEquals: { 'aws:ResourceTag/Environment': tag, 'aws:ResourceTag/Purpose': BACKUPS_PURPOSE } };
+  const hostRoles = `arn:aws:iam::${accountId}:role/${named}*`;
+  const hostProfiles = `arn:aws:iam::${accountId}:instance-profile/${named}*`;
+  const backupBuckets = [`arn:aws:s3:::${named}*`, `arn:aws:s3:::${named}*/*`];
+  // Bucket names are global: only this account's.
+  const inThisAccount = { StringEquals: { 'aws:ResourceAccount': accountId } };
   const statements: PolicyStatement[] = [
     { Sid: 'ListState', Effect: 'Allow', Action: 's3:ListBucket', Resource: state.arn, Condition: { StringLike: { 's3:prefix': ['.pulumi/*'] } } },
     { Sid: 'ReadBackendMeta', Effect: 'Allow', Action: 's3:GetObject', Resource: `${state.arn}/.pulumi/meta.yaml` },
@@ -195,30 +216,30 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
         'elasticloadbalancing:Describe*',
         'acm:DescribeCertificate',
         'acm:ListTagsForCertificate',
+        // The environment's backup key, by its alias (aws.kms.getAlias).
+        'kms:ListAliases',
       ],
       Resource: '*',
     },
-    // The environment's backups as a preview reads them: the bucket's settings (never its objects), its key, its host's role.
-    { Sid: 'ReadBackupBuckets', Effect: 'Allow', Action: ['s3:GetBucket*', 's3:GetEncryptionConfiguration', 's3:GetLifecycleConfiguration', 's3:GetAccelerateConfiguration', 's3:GetReplicationConfiguration'], Resource: `arn:aws:s3:::${named}*` },
-    { Sid: 'ReadBackupKeys', Effect: 'Allow', Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListResourceTags'], Resource: 'arn:aws:kms:*:*:key/*', Condition: ownBackupKeys },
+    // The environment's backups as a preview reads them: the bucket's settings (never its objects), its host's role.
+    { Sid: 'ReadBackupBuckets', Effect: 'Allow', Action: BUCKET_READS.filter((a) => !a.startsWith('s3:List')), Resource: backupBuckets[0], Condition: inThisAccount },
     { Sid: 'ReadHostRoles', Effect: 'Allow', Action: HOST_ROLE_READS, Resource: [hostRoles, hostProfiles] },
     // Another environment's resources, by their Environment tag: never touched, never read for host data.
     {
       Sid: 'DenyOtherEnvironments',
       Effect: 'Deny',
-      Action: [...DEPLOY_ACTIONS, ...KEY_CHANGES],
+      Action: DEPLOY_ACTIONS,
       Resource: '*',
       Condition: { StringNotEquals: { 'aws:ResourceTag/Environment': tag }, Null: { 'aws:ResourceTag/Environment': 'false' } },
     },
     {
       Sid: 'DenyCreatingForOtherEnvironments',
       Effect: 'Deny',
-      Action: [...DEPLOY_ACTIONS, ...KEY_CHANGES],
+      Action: DEPLOY_ACTIONS,
       Resource: '*',
       Condition: { StringNotEquals: { 'aws:RequestTag/Environment': tag }, Null: { 'aws:RequestTag/Environment': 'false' } },
     },
-    // The environment's secrets key is the bootstrap's: no deploy changes it (its tags included).
-    { Sid: 'DenyChangingSecretsKey', Effect: 'Deny', Action: KEY_CHANGES, Resource: keyArn },
+    { Sid: 'DenyBucketHandovers', Effect: 'Deny', Action: BUCKET_HANDOVERS, Resource: '*' },
   ];
   if (access.writes) {
     statements.push(
@@ -235,16 +256,16 @@ export function permissionPolicy({ environment, state, keyArn, dnsNames }: RoleI
         Resource: '*',
         Condition: { StringEquals: { 'iam:AWSServiceName': ['rds.amazonaws.com', 'events.amazonaws.com', 'elasticloadbalancing.amazonaws.com'] } },
       },
-      // On-host backups (see BACKUPS_PURPOSE): the bucket, its key, and a host role that carries the boundary.
-      { Sid: 'BackupBuckets', Effect: 'Allow', Action: 's3:*', Resource: [`arn:aws:s3:::${named}*`, `arn:aws:s3:::${named}*/*`] },
-      { Sid: 'CreateBackupKeys', Effect: 'Allow', Action: ['kms:CreateKey', 'kms:TagResource'], Resource: '*', Condition: { StringEquals: { 'aws:RequestTag/Environment': tag, 'aws:RequestTag/Purpose': BACKUPS_PURPOSE } } },
-      { Sid: 'ManageBackupKeys', Effect: 'Allow', Action: BACKUP_KEY_MANAGEMENT, Resource: 'arn:aws:kms:*:*:key/*', Condition: ownBackupKeys },
+      // On-host backups (see BACKUPS_PURPOSE): the bucket, and a host role that carries the boundary.
+      { Sid: 'BackupBuckets', Effect: 'Allow', Action: [...BUCKET_CHANGES, ...BUCKET_READS], Resource: backupBuckets[0], Condition: inThisAccount },
+      // forceDestroy (dev, staging) empties the bucket; prod's backups, older versions included, no deploy deletes.
+      ...(tag === 'prod' ? [] : [{ Sid: 'EmptyBackupBuckets', Effect: 'Allow' as const, Action: ['s3:DeleteObject', 's3:DeleteObjectVersion'], Resource: backupBuckets[1], Condition: inThisAccount }]),
       {
         Sid: 'HostRolesWithinBoundary',
         Effect: 'Allow',
         Action: ['iam:CreateRole', 'iam:PutRolePolicy', 'iam:DeleteRolePolicy'],
         Resource: hostRoles,
-        Condition: { ArnLike: { 'iam:PermissionsBoundary': `arn:aws:iam::*:policy/${hostBoundaryName(tag)}` } },
+        Condition: { StringEquals: { 'iam:PermissionsBoundary': `arn:aws:iam::${accountId}:policy/${hostBoundaryName(tag)}` } },
       },
       { Sid: 'HostRoles', Effect: 'Allow', Action: ['iam:DeleteRole', 'iam:TagRole', 'iam:UntagRole', 'iam:UpdateRoleDescription'], Resource: hostRoles },
       {

@@ -15,6 +15,8 @@ import {
   ENVIRONMENT_ACCESS,
   GITHUB_ENVIRONMENTS,
   GITHUB_OIDC_HOST,
+  backupKeyAlias,
+  BACKUPS_PURPOSE,
   hostBoundaryName,
   hostBoundaryPolicy,
   keyPolicy,
@@ -108,9 +110,27 @@ export function createBootstrap(cfg: BootstrapConfig) {
     new aws.kms.Alias(`secrets-${env}`, { name: `alias/cemetery-${env}`, targetKeyId: keys[env].keyId });
   }
 
-  // The most the host roles that deploys create may do (on-host backups): they must carry it.
+  // On-host backups on target aws (infra/backup-bucket.ts): each environment's key for its backup buckets, which no
+  // deploy changes, and the most the host roles that deploys create may do (they must carry it).
   for (const env of appEnvironments) {
-    new aws.iam.Policy(`host-boundary-${env}`, { name: hostBoundaryName(env), description: `Permissions boundary of cemetery-backend's ${env} host roles`, policy: JSON.stringify(hostBoundaryPolicy(env, cfg.region)), tags });
+    const backupKey = new aws.kms.Key(
+      `backups-${env}`,
+      {
+        description: `Backups of cemetery-backend's ${env} registers (on-host PostgreSQL)`,
+        enableKeyRotation: true,
+        deletionWindowInDays: 30,
+        policy: accountId.apply((account) => JSON.stringify(keyPolicy(account))),
+        tags: { ...tags, Environment: env, Purpose: BACKUPS_PURPOSE },
+      },
+      { protect: true },
+    );
+    new aws.kms.Alias(`backups-${env}`, { name: backupKeyAlias(env), targetKeyId: backupKey.keyId });
+    new aws.iam.Policy(`host-boundary-${env}`, {
+      name: hostBoundaryName(env),
+      description: `Permissions boundary of cemetery-backend's ${env} host roles`,
+      policy: accountId.apply((account) => JSON.stringify(hostBoundaryPolicy(env, cfg.region, account))),
+      tags,
+    });
   }
 
   const github = new aws.iam.OpenIdConnectProvider('github', { url: `https://${GITHUB_OIDC_HOST}`, clientIdLists: ['sts.amazonaws.com'], tags });
@@ -128,8 +148,8 @@ export function createBootstrap(cfg: BootstrapConfig) {
       role: role.name,
       name: 'cemetery-deploy',
       policy: pulumi
-        .all([bucket.arn, keys[ENVIRONMENT_ACCESS[env].environment].arn])
-        .apply(([arn, keyArn]) => JSON.stringify(permissionPolicy({ environment: env, state: { arn, project: PROJECT }, keyArn, dnsNames: cfg.dnsNames[env] ?? [] }))),
+        .all([bucket.arn, keys[ENVIRONMENT_ACCESS[env].environment].arn, accountId])
+        .apply(([arn, keyArn, account]) => JSON.stringify(permissionPolicy({ environment: env, accountId: account, state: { arn, project: PROJECT }, keyArn, dnsNames: cfg.dnsNames[env] ?? [] }))),
     });
     roleArns[env] = role.arn;
   }

@@ -207,6 +207,11 @@ async function runProgramNow(
         if (args.token === 'aws:index/getCallerIdentity:getCallerIdentity') return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/admin`, userId: 'AIDAMOCK' };
         if (args.token === 'aws:rds/getInstance:getInstance') return mockRdsGetInstance(args.inputs);
         if (args.token === 'aws:ec2/getSubnet:getSubnet') return { id: args.inputs.id, availabilityZone: 'eu-central-1a' };
+        // An environment's backup key (the bootstrap's alias/cemetery-<env>-backups).
+        if (args.token === 'aws:kms/getAlias:getAlias') {
+          const keyName = String(args.inputs.name).replace('alias/cemetery-', '');
+          return { name: args.inputs.name, arn: `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:${String(args.inputs.name)}`, targetKeyId: `${keyName}-key-id`, targetKeyArn: `arn:aws:kms:eu-central-1:${MOCK_ACCOUNT_ID}:key/${keyName}-key-id` };
+        }
         if (args.token === 'aws:ec2/getAmi:getAmi') return { id: 'ami-0debian13mock', name: 'debian-13-amd64-20261101-2100' };
         if (args.token === 'aws:ec2/getVpcs:getVpcs') {
           expect(args.inputs.tags).toEqual({ SharedNetwork: 'cemetery-backend-staging' });
