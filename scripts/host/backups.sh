@@ -42,10 +42,18 @@ if [ "$S3_CREDENTIALS" = instance-profile ]; then
   write_file /etc/systemd/system/cemetery-s3-credentials.service 0644 root:root <<'UNIT'
 [Unit]
 Description=cemetery-backend: the instance profile's credentials for pgBackRest
+# At boot the metadata service is reached once the network is up; a failed try is made again within seconds, not at
+# the timer's next run (credentials older than their lifetime, after a long stop, fail every archive-push meanwhile).
+Wants=network-online.target
+After=network-online.target
+StartLimitIntervalSec=120
+StartLimitBurst=6
 
 [Service]
 Type=oneshot
 ExecStart=/usr/local/sbin/cemetery-s3-credentials
+Restart=on-failure
+RestartSec=10s
 UNIT
   credential_units=$WROTE
   # AWS offers new credentials at least 5 minutes before the old ones expire: every 2 minutes never misses them.
@@ -63,8 +71,13 @@ WantedBy=timers.target
 UNIT
   if [ "$WROTE" = 1 ] || [ "$credential_units" = 1 ]; then systemctl daemon-reload; fi
   systemctl enable --now --quiet cemetery-s3-credentials.timer
-  # Now, before pgBackRest needs them.
-  /usr/local/sbin/cemetery-s3-credentials || fail "no credentials from the instance profile (see above): pgBackRest cannot reach s3://$S3_BUCKET"
+  # Now, before pgBackRest needs them; for up to a minute, since a profile just associated with a running instance
+  # reaches its metadata service after a few seconds.
+  for try in $(seq 30); do
+    /usr/local/sbin/cemetery-s3-credentials && break
+    [ "$try" -lt 30 ] || fail "no credentials from the instance profile for a minute (see above): pgBackRest cannot reach s3://$S3_BUCKET"
+    sleep 2
+  done
 fi
 
 # Root's file, readable by postgres (pgBackRest runs as postgres); not by the app user, whose workers could otherwise
