@@ -24,6 +24,7 @@ import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLoca
 import { ssh } from './vm-ssh';
 import type { UpResult } from '../standin/engine';
 import { S3_TEST_NAME, startS3Server, type S3Server } from './s3-server';
+import { backdated, infoChecksum, statedChecksum } from './pgbackrest-info';
 import { parseLogfmt } from '../support/logfmt';
 import { tempDir } from '../support/temp-dir';
 
@@ -1222,6 +1223,71 @@ chmod 0640 /etc/pgbackrest/conf.d/e2e-io-timeout.conf`);
     expect(audit).toMatch(/action=db-restore outcome=ok detail="latest"/);
     // The first release on the new host came after a restore point.
     expect(audit).toMatch(/action=db-restore-point outcome=ok detail="before-r-[0-9a-f]{12} at \S+Z"/);
+  });
+
+  test('pruning honours backupRetentionDays: with the full backups back-dated (the newest inside the window, the rest before it), the timer\'s next backup expires every full older than the newest one before the window, with the WAL only they needed; restore then refuses a time before the window\'s start', async () => {
+    requireBackups();
+    // On the lost host's replacement, whose repository holds every full backup the scenarios took: the first host's
+    // first, the one after its point-in-time restore (a new timeline), and the replacement's own.
+    const host = registerHost();
+    type Backup = { label: string; type: string; timestamp: { start: number; stop: number }; archive: { start: string; stop: string } };
+    const backups = async () => (JSON.parse(await host.rootScript('cd / && sudo -u postgres pgbackrest --stanza=cemetery --output=json info')) as Array<{ backup: Backup[] }>)[0].backup;
+    const labels = (list: Backup[]) => list.map((b) => b.label);
+    const walSegments = () => s3.keys(`${REPO}/archive/cemetery/`).map((k) => /\/([0-9A-F]{24})-/.exec(k)?.[1]).filter((s): s is string => !!s);
+    const retentionDays = Number((await host.root("sed -n 's/^repo1-retention-full=//p' /etc/pgbackrest/pgbackrest.conf")).trim());
+    expect(retentionDays).toBeGreaterThanOrEqual(1);
+    const fulls = (await backups()).filter((b) => b.type === 'full');
+    expect(fulls.length).toBeGreaterThanOrEqual(3);
+    // Until now every backup ended inside the window: the expire that follows each backup (pgBackRest's expire-auto)
+    // ran and kept them all.
+    expect(await host.rootScript("grep -c 'time-based archive retention not met' /var/log/pgbackrest/cemetery-expire.log || true")).not.toMatch(/^0\s*$/);
+
+    // The newest full ended half the window ago, the one before a day before the window began, older ones two days
+    // before (an hour apart, in their order); an incremental or differential moves with its full.
+    const now = Number((await host.root('date +%s')).trim());
+    const DAY = 86400;
+    const endAt = (i: number) => i === fulls.length - 1 ? now - (retentionDays * DAY) / 2
+      : i === fulls.length - 2 ? now - (retentionDays + 1) * DAY
+      : now - (retentionDays + 2) * DAY - (fulls.length - 2 - i) * 3600;
+    const fullShift = new Map(fulls.map((b, i) => [b.label, b.timestamp.stop - endAt(i)]));
+    const shifts = Object.fromEntries((await backups()).map((b) => [b.label, fullShift.get(b.label.split('_')[0])!]));
+    for (const name of ['backup.info', 'backup.info.copy']) {
+      const key = `${REPO}/backup/cemetery/${name}`;
+      const text = s3.read(key);
+      // This rendering of pgBackRest's checksum gives the one pgBackRest wrote.
+      expect(infoChecksum(text)).toBe(statedChecksum(text));
+      s3.write(key, backdated(text, shifts));
+    }
+    const dated = (await backups()).filter((b) => b.type === 'full');
+    expect(dated.map((b) => b.timestamp.stop)).toEqual(fulls.map((_, i) => endAt(i)));
+
+    const kept = fulls.slice(-2);
+    const expired = fulls.slice(0, -2);
+    const windowStart = kept[0].archive.start;
+    const walBefore = walSegments();
+    expect(walBefore.filter((s) => s < windowStart).length).toBeGreaterThan(0);
+    // As the daily timer does: an incremental backup, then pgBackRest's expire.
+    const started = Date.now();
+    await host.root('systemctl start cemetery-db-backup@incr.service');
+    const backupSeconds = seconds(started);
+    const after = await backups();
+    expect(labels(after.filter((b) => b.type === 'full'))).toEqual(labels(kept));
+    expect(after.filter((b) => b.type === 'incr' && b.label.startsWith(`${kept[1].label}_`)).length).toBeGreaterThan(0);
+    for (const b of expired) expect(s3.keys(`${REPO}/backup/cemetery/${b.label}/`)).toEqual([]);
+    for (const b of kept) expect(s3.keys(`${REPO}/backup/cemetery/${b.label}/`)).toContain(`${REPO.slice(1)}/backup/cemetery/${b.label}/backup.manifest`);
+    // The WAL before the oldest kept backup's start is gone; from it on (what a restore to any later time needs), kept.
+    const walAfter = walSegments();
+    expect(walAfter.filter((s) => s < windowStart)).toEqual([]);
+    expect(walAfter).toEqual(expect.arrayContaining(walBefore.filter((s) => s >= windowStart)));
+    // The restore window now begins where the oldest kept backup ended.
+    const iso = (epoch: number) => new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const refused = await host.rootScript(`cemetery-db restore --time ${iso(endAt(fulls.length - 2) - 3600)} 2>&1; echo "exit $?"`);
+    expect(refused).toContain(`is before the oldest backup ended (${iso(endAt(fulls.length - 2))})`);
+    expect(refused).toMatch(/\nexit 1\n$/);
+    expect((await host.web('/readyz')).status).toBe(200);
+    const expireLog = await host.rootScript("grep -hE 'expire time-based backup|remove archive' /var/log/pgbackrest/cemetery-expire.log | tail -n 4");
+    Object.assign(report.backups as object, { pruning: { retentionDays, fullsBefore: fulls.length, expired: expired.length, walSegmentsRemoved: walBefore.length - walAfter.filter((s) => walBefore.includes(s)).length, backupSeconds } });
+    console.log(`pruning (${retentionDays}-day retention): ${expired.length} of ${fulls.length} full backups expired (${labels(expired).join(', ')}), ${walBefore.filter((s) => s < windowStart).length} WAL segments before ${windowStart} removed; the timer's backup took ${backupSeconds} s\n${expireLog}`);
   });
 
   test('the disk under the register full: writes answer 503 saying so, reads are served, PostgreSQL runs on, nothing is lost; once space is freed writes work again', async () => {

@@ -11,8 +11,8 @@
  * object lock, and S3's consistency and latency; so a policy that confines a key to a prefix is not proven here.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { freePort } from '../../scripts/lib/ports.cjs';
@@ -62,6 +62,7 @@ export async function startS3Server(bucket: string) {
   });
   await server.run();
   const bucketDir = path.join(dir, 'data', bucket);
+  const objectFile = (key: string) => path.join(bucketDir, `${key.replace(/^\//, '')}._S3rver_object`);
   return {
     bucket,
     accessKeyId,
@@ -85,6 +86,13 @@ export async function startS3Server(bucket: string) {
         return [];
       }
       return out.filter((k) => k.startsWith(prefix.replace(/^\//, ''))).sort();
+    },
+    /** An object's content, as stored. */
+    read: (key: string) => readFileSync(objectFile(key), 'utf8'),
+    /** Test plumbing: replaces an object's content, and its MD5 beside it (s3rver answers it as the ETag). */
+    write(key: string, content: string) {
+      writeFileSync(objectFile(key), content);
+      writeFileSync(`${objectFile(key)}.md5`, createHash('md5').update(content).digest('hex'));
     },
     /**
      * Arms an outage of `ms` that begins with the first request matching `match`; resolves when it has ended,
