@@ -6,13 +6,13 @@
  * s3rver 3.7.1 (npm): files on disk behind the S3 REST API, over HTTPS. It checks AWS Signature V4 against the
  * key pair registered here, so a wrong secret is refused as S3 would refuse it. pgBackRest uses what it
  * implements: PUT, GET, HEAD and DELETE of objects, ListObjectsV2 with prefix, delimiter and continuation,
- * multipart uploads and multi-object delete, path-style. What it does not emulate: IAM policies and bucket
+ * multipart uploads and multi-object delete, path-style (its listing's common prefixes corrected below). What it does not emulate: IAM policies and bucket
  * policies (any valid signature may do anything), server-side encryption, versioning and lifecycle rules,
  * object lock, and S3's consistency and latency; so a policy that confines a key to a prefix is not proven here.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { freePort } from '../../scripts/lib/ports.cjs';
@@ -60,9 +60,45 @@ export async function startS3Server(bucket: string) {
     }
     await next();
   });
-  await server.run();
   const bucketDir = path.join(dir, 'data', bucket);
   const objectFile = (key: string) => path.join(bucketDir, `${key.replace(/^\//, '')}._S3rver_object`);
+  /** Every object key in the bucket, as stored (s3rver keeps each object as a file under the bucket's directory). */
+  const allKeys = (): string[] => {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const name of readdirSync(d)) {
+        const full = path.join(d, name);
+        if (statSync(full).isDirectory()) walk(full);
+        else if (name.endsWith('._S3rver_object')) out.push(path.relative(bucketDir, full).replace(/\._S3rver_object$/, ''));
+      }
+    };
+    try {
+      walk(bucketDir);
+    } catch {
+      return [];
+    }
+    return out.sort();
+  };
+  // s3rver's listing with a delimiter rolls up a common prefix only for a "directory" that holds an object itself:
+  // it does not walk deeper (stores/filesystem.js listObjects), where S3 rolls up every key that has the delimiter
+  // after the prefix (ListObjectsV2, CommonPrefixes). pgBackRest's expire removes a backup's manifests first, then
+  // lists the backup directories to remove the rest: s3rver hid such a directory, so its files stayed. The missing
+  // prefixes are added here.
+  type Listing = { commonPrefixes: string[] };
+  const store = (server as unknown as { store: { listObjects(bucket: string, o: { delimiter?: string; prefix?: string; startAfter?: string }): Promise<Listing> } }).store;
+  const listObjects = store.listObjects.bind(store);
+  store.listObjects = async (name, options) => {
+    const listed = await listObjects(name, options);
+    const { delimiter = '', prefix = '', startAfter = '' } = options;
+    if (!delimiter || name !== bucket) return listed;
+    const rolledUp = allKeys()
+      .filter((k) => k.startsWith(prefix) && k.slice(prefix.length).includes(delimiter))
+      .map((k) => k.slice(0, prefix.length + k.slice(prefix.length).indexOf(delimiter) + delimiter.length))
+      .filter((p) => p > startAfter);
+    listed.commonPrefixes = [...new Set([...listed.commonPrefixes, ...rolledUp])].sort();
+    return listed;
+  };
+  await server.run();
   return {
     bucket,
     accessKeyId,
@@ -70,27 +106,13 @@ export async function startS3Server(bucket: string) {
     /** host:port as the guest's stack config names it (backupS3Endpoint). */
     endpoint: `${S3_TEST_NAME}:${port}`,
     caPem: readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
-    /** Object keys under a prefix, as stored (s3rver keeps each object as a file under the bucket's directory). */
-    keys(prefix: string): string[] {
-      const out: string[] = [];
-      const walk = (d: string) => {
-        for (const name of readdirSync(d)) {
-          const full = path.join(d, name);
-          if (statSync(full).isDirectory()) walk(full);
-          else if (name.endsWith('._S3rver_object')) out.push(path.relative(bucketDir, full).replace(/\._S3rver_object$/, ''));
-        }
-      };
-      try {
-        walk(bucketDir);
-      } catch {
-        return [];
-      }
-      return out.filter((k) => k.startsWith(prefix.replace(/^\//, ''))).sort();
-    },
+    /** Object keys under a prefix, as stored. */
+    keys: (prefix: string): string[] => allKeys().filter((k) => k.startsWith(prefix.replace(/^\//, ''))),
     /** An object's content, as stored. */
     read: (key: string) => readFileSync(objectFile(key), 'utf8'),
     /** Test plumbing: replaces an object's content, and its MD5 beside it (s3rver answers it as the ETag). */
     write(key: string, content: string) {
+      mkdirSync(path.dirname(objectFile(key)), { recursive: true });
       writeFileSync(objectFile(key), content);
       writeFileSync(`${objectFile(key)}.md5`, createHash('md5').update(content).digest('hex'));
     },
