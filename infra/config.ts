@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { namedPrefix } from './bootstrap/access';
 import { parseCidr, worldOpenReason } from './cidr';
 import { nodeTarballSha256 } from './nodejs-releases';
+import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 import { parsePublicKey, publicKeyOfPrivate, sameKey, type SshPublicKey } from './ssh-keys';
 
 export const PROJECT = 'cemetery-backend';
@@ -47,7 +48,7 @@ type Defaults = {
   network: (typeof NETWORK_MODES)[number];
   instanceType: string;
   rootVolumeSizeGiB: number;
-  databaseMode: 'rds' | 'onHost';
+  databaseMode: 'rds' | 'onHost' | 'external';
   rdsInstanceClass: string;
   allocatedStorageGiB: number;
   maxAllocatedStorageGiB: number;
@@ -165,6 +166,36 @@ const publicKey = (expected: string) =>
     if (typeof key === 'string') ctx.addIssue({ code: 'custom', message: `expected ${expected} (${key})` });
   });
 
+const hostName = str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address');
+const HOST_KEY_EXPECTED = "the host's public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...";
+const cidrString = (expected: string) =>
+  str(expected).superRefine((v, ctx) => {
+    const cidr = parseCidr(v);
+    if (typeof cidr === 'string') ctx.addIssue({ code: 'custom', message: `expected ${expected}: ${cidr}` });
+  });
+
+/**
+ * Why a databaseUrl cannot be used, without quoting it (it holds a password); undefined when it can. One line: it
+ * goes into the hosts' environment file, where a line break would add a setting of its own.
+ */
+export function databaseUrlProblem(v: string): string | undefined {
+  const shape = 'postgres://<user>:<password>@<host>:<port>/<database>?sslmode=verify-full';
+  if (/[\s\x00-\x1f\x7f]/.test(v)) return `expected one line without spaces or control characters: ${shape}`;
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    return `expected a URL: ${shape}`;
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') return `expected postgres:// or postgresql://: ${shape}`;
+  if (!url.username || !url.password) return `expected the user and password in it: ${shape}`;
+  if (!url.hostname) return `expected the server's host name: ${shape}`;
+  if (!/^\/[^/]+$/.test(url.pathname)) return `expected the database's name after the host: ${shape}`;
+  // The hosts check the server's certificate and name, as they do RDS's (a private CA: sslrootcert=<its file on the hosts>).
+  if (url.searchParams.get('sslmode') !== 'verify-full') return `expected sslmode=verify-full, so that the hosts check the server's certificate and name (a private CA: add sslrootcert=<its file on the hosts>): ${shape}`;
+  return undefined;
+}
+
 export type SchemaContext = {
   /** The stack's name: it decides prod-ness. */
   stack: string;
@@ -176,6 +207,8 @@ export type SchemaContext = {
   snapshotsSet?: boolean;
   /** The stack sets dataVolumeSizeGiB itself. */
   dataVolumeSizeSet?: boolean;
+  /** The stack sets hosts itself. */
+  hostsSet?: boolean;
 };
 
 /** Why on-host PostgreSQL without backups is not where a register that must survive belongs. */
@@ -202,13 +235,22 @@ export const onHostBackups = (c: { databaseMode: string; backupBucket?: string }
 /** An environment's default for every key that has one. */
 const defaultsOf = (env: Environment) => ({ ...DEFAULTS[env], ...COMMON_DEFAULTS });
 
-function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snapshotsSet = false, dataVolumeSizeSet = false }: SchemaContext) {
+function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snapshotsSet = false, dataVolumeSizeSet = false, hostsSet = false }: SchemaContext) {
   const d = defaultsOf(env);
   return z
     .object({
       environment: z.enum(ENVIRONMENTS, { error: `expected one of ${ENVIRONMENTS.join(', ')}` }).default(env),
       target: z.enum(['aws', 'ssh'], { error: 'expected aws (a new EC2 host) or ssh (an existing Debian 12/13 host)' }).default(d.target),
-      sshHost: str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address').optional(),
+      sshHost: hostName.optional(),
+      // target ssh, several existing hosts (instead of sshHost and sshHostKey): each with its SSH host key, released
+      // in this order behind your own load balancer (balancerCidrs).
+      sshHosts: z
+        .array(z.object({ host: hostName, hostKey: publicKey(HOST_KEY_EXPECTED) }, { error: 'expected { host, hostKey }' }).strict(), { error: 'expected a list of { host, hostKey }' })
+        .min(2, 'expected 2 or more hosts (one host: sshHost and sshHostKey)')
+        .max(MAX_HOSTS, `expected at most ${MAX_HOSTS} hosts`)
+        .optional(),
+      // target ssh behind your own load balancer: the addresses it connects to the hosts from.
+      balancerCidrs: z.array(cidrString('a CIDR such as 10.0.1.0/24')).min(1, 'expected at least one CIDR (where your load balancer connects from)').optional(),
       sshPort: intIn(1, 65535).default(d.sshPort),
       region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1').optional(),
       instanceType: str('an EC2 instance type')
@@ -245,7 +287,14 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         .optional(),
       sshUser: str('a user name').regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name').default(d.sshUser),
       network: z.enum(NETWORK_MODES, { error: `expected one of ${NETWORK_MODES.join(', ')}` }).default(d.network),
-      databaseMode: z.enum(['rds', 'onHost'], { error: 'expected rds or onHost' }).default(d.databaseMode),
+      databaseMode: z.enum(['rds', 'onHost', 'external'], { error: 'expected rds, onHost or external' }).default(d.databaseMode),
+      // databaseMode external (target ssh): a PostgreSQL the stack does not run, shared by every host.
+      databaseUrl: str('a postgres:// URL (set it with --secret)')
+        .superRefine((v, ctx) => {
+          const problem = databaseUrlProblem(v);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
       rdsInstanceClass: str('an RDS class').regex(/^db\.[a-z]+\d+[a-z]*\.(\d+xlarge|micro|small|medium|large|xlarge)$/, 'expected an RDS instance class such as db.t4g.micro').default(d.rdsInstanceClass),
       postgresVersion: str('a PostgreSQL version').regex(/^(14|15|16|17)(\.\d+)?$/, 'expected PostgreSQL 14 to 17, e.g. 17 or 17.6').default(d.postgresVersion),
       allocatedStorageGiB: intIn(20, 65536).default(d.allocatedStorageGiB),
@@ -306,7 +355,7 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       alertEmail: z.email({ error: 'expected an email address (the alarms write to it)' }).optional(),
       certificateIssuer: z.enum(['acme', 'internal'], { error: "expected acme (Let's Encrypt) or internal (Caddy's own CA, for a host with no public name)" }).default(d.certificateIssuer),
       // target ssh: the host's SSH host key, so the first connection already verifies (target aws generates its own).
-      sshHostKey: publicKey('the host\'s public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...').optional(),
+      sshHostKey: publicKey(HOST_KEY_EXPECTED).optional(),
       publicReads: bool.default(d.publicReads),
       // Requests per minute from one client address; unset: the app's default (docs/backend.md: Abuse limits).
       rateLimitPerMinute: intIn(1, 1000000).optional(),
@@ -329,14 +378,31 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if (!c.region) at('region', 'required for target aws: pulumi config set aws:region eu-central-1');
         if (!networkOnly && !c.sshAllowedCidrs) at('sshAllowedCidrs', 'required for target aws: the IPv4 CIDRs that may reach SSH');
         if (!networkOnly && !c.sshPublicKey) at('sshPublicKey', 'required for target aws: the deploy key, pulumi config set sshPublicKey "$(cat ~/.ssh/cemetery-<environment>.pub)"');
+        if (c.databaseMode === 'external') at('databaseMode', 'target aws keeps the register in RDS or on its host: expected rds or onHost');
+        if (c.sshHosts) at('sshHosts', 'target aws creates its hosts: remove sshHosts, and set hosts');
+        if (c.balancerCidrs) at('balancerCidrs', 'target aws makes its own load balancer (hosts, loadBalancer): remove balancerCidrs');
       } else {
-        if (!c.sshHost) at('sshHost', 'required for target ssh: the existing host to provision');
-        if (c.databaseMode !== 'onHost') at('databaseMode', 'target ssh has no RDS: expected onHost');
+        if (!c.sshHost && !c.sshHosts) at('sshHost', 'required for target ssh: the existing host to provision (several: sshHosts)');
+        if (c.sshHosts && (c.sshHost || c.sshHostKey)) at('sshHosts', 'lists every host with its key: remove sshHost and sshHostKey');
+        const names = (c.sshHosts ?? []).map((h) => h.host.toLowerCase());
+        const twice = names.find((h, i) => names.indexOf(h) !== i);
+        if (twice) at('sshHosts', `lists ${twice} twice: expected each host once`);
+        if (c.databaseMode === 'rds') at('databaseMode', 'target ssh has no RDS: expected onHost, or external (a PostgreSQL of yours: databaseUrl)');
+        const given = c.sshHosts?.length ?? 1;
+        if (hostsSet && c.hosts !== given) at('hosts', `target ssh provisions the hosts it is given (${given}): remove hosts, and list them in sshHosts (one host: sshHost)`);
+        if (c.loadBalancer !== undefined) at('loadBalancer', 'target ssh stands behind a load balancer of yours: remove loadBalancer, and set balancerCidrs (the addresses it connects from)');
+        const openBalancer = c.balancerCidrs && worldOpenReason(c.balancerCidrs);
+        if (openBalancer) at('balancerCidrs', `the hosts believe the X-Forwarded-For of these addresses, and anyone's would let any client pass as another (${openBalancer}): expected your load balancer's own ranges`);
+        if (c.sshHosts && !c.balancerCidrs) at('balancerCidrs', "required with sshHosts: the addresses your load balancer connects to the hosts from (each host's port 80 answers them alone)");
       }
+      if (c.databaseMode === 'external' && !preview && !c.databaseUrl) {
+        at('databaseUrl', 'required with databaseMode external for pulumi up: pulumi config set --secret databaseUrl "postgres://cemetery:<password>@db.example.org:5432/cemetery?sslmode=verify-full"');
+      }
+      if (c.databaseUrl !== undefined && c.databaseMode !== 'external') at('databaseUrl', `databaseMode ${c.databaseMode} makes its own database: remove databaseUrl, or use databaseMode external`);
       if (!preview && !networkOnly && !c.sshPrivateKey) {
         at('sshPrivateKey', 'required for pulumi up, which provisions the host over SSH (a preview runs without it): pulumi config set --secret sshPrivateKey < ~/.ssh/cemetery-<environment>');
       }
-      if (c.target === 'ssh' && !preview && !networkOnly && !c.sshHostKey) {
+      if (c.target === 'ssh' && !preview && !networkOnly && !c.sshHostKey && !c.sshHosts) {
         at('sshHostKey', 'required for pulumi up on target ssh, so the first connection already verifies the host: pulumi config set sshHostKey "$(ssh-keyscan -t ed25519 <host> | cut -d\' \' -f2-)" (scripts/local-vm.sh host-key for the local VM)');
       }
       if (c.target === 'aws' && c.sshHostKey) at('sshHostKey', 'target aws generates the host key itself (docs/host.md: SSH host keys): remove it');
@@ -372,22 +438,35 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if ((c.databaseMode === 'rds' || onHostBackups(c)) && c.backupRetentionDays < PROD_MIN_BACKUP_DAYS) at('backupRetentionDays', `prod keeps at least ${PROD_MIN_BACKUP_DAYS} days of backups`);
         // The register is what cannot be lost: in RDS (automated backups, point-in-time restore), or on the host with
         // continuous backups (backupBucket) on a disk that outlives the host (target aws always attaches one).
+        if (c.databaseMode === 'external') {
+          at('databaseMode', "prod keeps its register in RDS, or on the host with continuous backups on a disk of its own: an external database's backups are not the stack's to see: expected rds or onHost");
+        }
         if (!networkOnly && c.databaseMode === 'onHost') {
           if (!onHostBackups(c)) at('backupBucket', `prod keeps its register in RDS, or on the host with continuous backups; ${ON_HOST_UNSAFE}: expected the bucket's name (README: Backups of on-host PostgreSQL)`);
           else if (!onHostDataVolume(c)) at('dataVolumeDevice', "prod keeps an on-host register on a disk of its own, which outlives the host's: expected that disk's /dev/disk/by-id/... name");
         }
       }
-      if (c.hosts > 1 && c.loadBalancer === false) at('loadBalancer', `${c.hosts} hosts are reached through the load balancer: remove loadBalancer, or set hosts 1`);
+      if (c.target === 'aws' && c.hosts > 1 && c.loadBalancer === false) at('loadBalancer', `${c.hosts} hosts are reached through the load balancer: remove loadBalancer, or set hosts 1`);
       if (balanced(c)) {
-        if (c.target !== 'aws') at(c.hosts > 1 ? 'hosts' : 'loadBalancer', 'target ssh provisions one existing host behind its own proxy: expected hosts 1 and no loadBalancer');
-        else if (c.network !== 'own') at(c.hosts > 1 ? 'hosts' : 'loadBalancer', 'the load balancer needs public subnets in two zones of a network of its own, and staging stacks share one: expected hosts 1 and no loadBalancer');
-        if (c.domainName && !c.hostedZoneId) at('hostedZoneId', `the load balancer's certificate (ACM) is validated by a DNS record Pulumi writes in the zone of ${c.domainName}: expected that Route 53 zone's id`);
-        if (c.acmeEmail) at('acmeEmail', "the load balancer's certificate comes from ACM, not Let's Encrypt: remove it");
-        if (c.certificateIssuer !== 'acme') at('certificateIssuer', "the load balancer's certificate comes from ACM: remove certificateIssuer");
+        if (c.target === 'aws') {
+          if (c.network !== 'own') at(c.hosts > 1 ? 'hosts' : 'loadBalancer', 'the load balancer needs public subnets in two zones of a network of its own, and staging stacks share one: expected hosts 1 and no loadBalancer');
+          if (c.domainName && !c.hostedZoneId) at('hostedZoneId', `the load balancer's certificate (ACM) is validated by a DNS record Pulumi writes in the zone of ${c.domainName}: expected that Route 53 zone's id`);
+        }
+        // The balancer terminates HTTPS: the hosts serve it plain HTTP and hold no certificate.
+        const holder = c.target === 'aws' ? "the load balancer's certificate comes from ACM" : 'your load balancer holds the certificate';
+        if (c.acmeEmail) at('acmeEmail', `${holder}, not Let's Encrypt: remove it`);
+        if (c.certificateIssuer !== 'acme') at('certificateIssuer', `${holder}: remove certificateIssuer`);
       }
       // Each host's own PostgreSQL would be a register of its own.
-      if (c.hosts > 1 && c.databaseMode !== 'rds') at('hosts', `${c.hosts} hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1`);
-      if (c.restoreFrom !== undefined && c.databaseMode !== 'rds' && !onHostBackups(c)) at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (set backupBucket, or use databaseMode rds)`);
+      if (c.target === 'aws' && c.hosts > 1 && c.databaseMode !== 'rds') at('hosts', `${c.hosts} hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1`);
+      if (c.target === 'ssh' && c.sshHosts && c.databaseMode !== 'external') {
+        at('databaseMode', `${c.sshHosts.length} hosts share one register, and each host's own PostgreSQL would be a register of its own: expected external (databaseUrl), or one host (sshHost)`);
+      }
+      if (c.databaseMode === 'external') {
+        // Whoever runs the database keeps its backups and restores it.
+        if (c.restoreFrom !== undefined) at('restoreFrom', "an external database is restored by whoever runs it: remove restoreFrom");
+        if (backupRetentionSet) at('backupRetentionDays', "an external database's backups are kept by whoever runs it: remove backupRetentionDays");
+      } else if (c.restoreFrom !== undefined && c.databaseMode !== 'rds' && !onHostBackups(c)) at('restoreFrom', `${ON_HOST_UNSAFE}: there is nothing to restore from (set backupBucket, or use databaseMode rds)`);
       else if (c.restoreFrom !== undefined && c.databaseMode === 'onHost' && c.restoreSourceDatabase !== undefined) {
         at('restoreSourceDatabase', 'on-host PostgreSQL restores from its own backupBucket: remove restoreSourceDatabase (it names an RDS instance)');
       } else if (c.restoreFrom !== undefined && c.databaseMode === 'rds' && c.restoreSourceDatabase === undefined) {
@@ -400,7 +479,9 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       }
       if (onHostBackups(c) && c.backupRetentionDays < 1) at('backupRetentionDays', 'on-host backups keep their full backups this many days: expected 1 or more');
       const s3Keys = ['backupS3Region', 'backupS3Endpoint', 'backupS3AccessKeyId', 'backupS3SecretAccessKey'] as const;
-      if (c.backupBucket !== undefined && c.databaseMode !== 'onHost') at('backupBucket', 'RDS keeps its own automated backups (backupRetentionDays): remove backupBucket, or use databaseMode onHost');
+      if (c.backupBucket !== undefined && c.databaseMode !== 'onHost') {
+        at('backupBucket', c.databaseMode === 'rds' ? 'RDS keeps its own automated backups (backupRetentionDays): remove backupBucket, or use databaseMode onHost' : "an external database's backups are kept by whoever runs it: remove backupBucket, or use databaseMode onHost");
+      }
       else if (c.backupBucket !== undefined && c.target === 'aws') {
         // The stack creates the bucket in its own region, and the host reaches it through its instance profile.
         for (const key of s3Keys) if (c[key] !== undefined) at(key, 'target aws creates backupBucket in the stack\'s region, and its host reaches it with its instance profile\'s credentials: remove it');
@@ -420,20 +501,32 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         for (const key of s3Keys) if (c[key] !== undefined) at(key, 'describes where backupBucket is: set backupBucket too, or remove it');
       }
       if (c.dataVolumeDevice !== undefined && c.target === 'aws') at('dataVolumeDevice', 'target aws attaches a data volume of its own (dataVolumeSizeGiB): remove dataVolumeDevice');
-      else if (c.dataVolumeDevice !== undefined && c.databaseMode !== 'onHost') at('dataVolumeDevice', 'RDS keeps the register: remove dataVolumeDevice, or use databaseMode onHost');
+      else if (c.dataVolumeDevice !== undefined && c.databaseMode !== 'onHost') at('dataVolumeDevice', `the register is not on the host (databaseMode ${c.databaseMode}): remove dataVolumeDevice, or use databaseMode onHost`);
       if (dataVolumeSizeSet && (c.target !== 'aws' || c.databaseMode !== 'onHost')) {
         at('dataVolumeSizeGiB', c.target !== 'aws' ? 'target ssh uses a disk the host has (dataVolumeDevice): remove dataVolumeSizeGiB' : 'RDS keeps the register (allocatedStorageGiB): remove dataVolumeSizeGiB, or use databaseMode onHost');
       }
-      if (c.databaseMode === 'onHost' && c.snapshotBeforeMigrations && snapshotsSet) {
-        at('snapshotBeforeMigrations', 'RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds');
+      if (c.databaseMode !== 'rds' && c.snapshotBeforeMigrations && snapshotsSet) {
+        at('snapshotBeforeMigrations', `RDS takes the snapshots; databaseMode ${c.databaseMode} has none: remove it, or use databaseMode rds`);
       }
     });
 }
 
 export type StackConfig = z.output<ReturnType<typeof schemaFor>>;
 
-/** Whether the hosts stand behind an Application Load Balancer: asked for, or more than one host. */
-export const balanced = (c: { hosts: number; loadBalancer?: boolean }) => c.loadBalancer ?? c.hosts > 1;
+/**
+ * Whether the hosts stand behind a load balancer: on target aws the stack's own Application Load Balancer (asked for,
+ * or more than one host); on target ssh the user's, from balancerCidrs.
+ */
+export const balanced = (c: { target: string; hosts: number; loadBalancer?: boolean; balancerCidrs?: string[] }) =>
+  c.target === 'ssh' ? c.balancerCidrs !== undefined : (c.loadBalancer ?? c.hosts > 1);
+
+/** Where the load balancer connects to the hosts from (their Caddy and the app trust it alone); undefined without one. */
+export const balancerRanges = (c: Parameters<typeof balanced>[0]): readonly string[] | undefined =>
+  !balanced(c) ? undefined : c.target === 'ssh' ? c.balancerCidrs : PUBLIC_SUBNET_CIDRS;
+
+/** The hosts of a target ssh stack, in release order, with their SSH host keys (undefined: not given, a preview). */
+export const sshTargets = (c: { sshHost?: string; sshHostKey?: string; sshHosts?: { host: string; hostKey: string }[] }) =>
+  c.sshHosts ?? [{ host: c.sshHost!, hostKey: c.sshHostKey }];
 
 /**
  * The key `pulumi up` connects with must be one the ssh-authorized-keys step
@@ -459,8 +552,8 @@ function deployKeyLockout(c: { sshPrivateKey?: string; sshPublicKey?: string; ss
 
 export class StackConfigError extends Error {}
 
-const JSON_KEYS = new Set(['sshAllowedCidrs']);
-const SECRET_KEYS = new Set(['sshPrivateKey', 'backupS3SecretAccessKey']);
+const JSON_KEYS = new Set(['sshAllowedCidrs', 'sshHosts', 'balancerCidrs']);
+const SECRET_KEYS = new Set(['sshPrivateKey', 'backupS3SecretAccessKey', 'databaseUrl']);
 
 /**
  * Validates raw stack config (`key -> string`, as Pulumi stores it, without
@@ -481,9 +574,10 @@ export function parseStackConfig(raw: Record<string, string>, stack: string, aws
     }
   }
   const env = typeof input.environment === 'string' && (ENVIRONMENTS as readonly string[]).includes(input.environment) ? (input.environment as Environment) : environmentOfStack(stack);
-  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined, snapshotsSet: raw.snapshotBeforeMigrations !== undefined, dataVolumeSizeSet: raw.dataVolumeSizeGiB !== undefined };
+  const context: SchemaContext = { stack, preview, backupRetentionSet: raw.backupRetentionDays !== undefined, snapshotsSet: raw.snapshotBeforeMigrations !== undefined, dataVolumeSizeSet: raw.dataVolumeSizeGiB !== undefined, hostsSet: raw.hosts !== undefined };
   const parsed = schemaFor(env, context).safeParse(input);
-  if (parsed.success) return parsed.data;
+  // target ssh runs the hosts it is given (environments' hosts defaults are for target aws).
+  if (parsed.success) return parsed.data.target === 'ssh' ? { ...parsed.data, hosts: sshTargets(parsed.data).length } : parsed.data;
 
   const lines = parsed.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
@@ -521,8 +615,10 @@ function valueAt(input: Record<string, unknown>, path: PropertyKey[]): unknown {
  */
 export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, string> = {
   environment: '`dev` or `staging` for a non-prod stack (the name decides: `prod*` is prod, `staging*` staging); never contradicts prod-ness',
-  target: '`aws` (a new EC2 host) or `ssh` (an existing Debian 12/13 host: `onHost` database; prod only with `backupBucket` and `dataVolumeDevice`)',
-  sshHost: '`target: ssh`: the host name or address',
+  target: '`aws` (new EC2 hosts) or `ssh` (existing Debian 12/13 hosts: `onHost` or `external` database; prod only `onHost` with `backupBucket` and `dataVolumeDevice`)',
+  sshHost: '`target: ssh`: the host name or address (several hosts: `sshHosts`)',
+  sshHosts: '`target: ssh`, 2–4 existing hosts instead of `sshHost`/`sshHostKey`: a list of `{host, hostKey}`, released in this order behind your load balancer, with `databaseMode: external` and `balancerCidrs` (see Several existing hosts)',
+  balancerCidrs: '`target: ssh`: the CIDRs your load balancer connects to the hosts from; their port 80 then answers those addresses alone, and the app counts the client address the balancer forwards (required with `sshHosts`)',
   sshPort: 'the host\'s SSH port, 1–65535',
   region: 'an AWS region, e.g. `eu-central-1`; required for `target: aws` (`pulumi config set aws:region eu-central-1`)',
   instanceType: 'an x86_64 EC2 type; prod needs 4+ vCPU',
@@ -533,7 +629,8 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   sshPrivateKey: 'required for `up`, `--secret`: the deploy key\'s private half; a preview runs without it',
   sshUser: 'the login `pulumi up` uses (Debian\'s AMI: `admin`)',
   network: '`own`; staging: `shared` (the shared network) or `provideShared` (stack `staging-shared`)',
-  databaseMode: '`rds` or `onHost` (backed up with `backupBucket`; prod: only with `backupBucket`, and on target ssh `dataVolumeDevice`)',
+  databaseMode: '`rds`, `onHost` (backed up with `backupBucket`; prod: only with `backupBucket`, and on target ssh `dataVolumeDevice`), or `external` (`target: ssh`, not prod: a PostgreSQL of yours, `databaseUrl`)',
+  databaseUrl: '`databaseMode: external`, required for `up`, `--secret`: `postgres://<user>:<password>@<host>:<port>/<database>?sslmode=verify-full` (reaches the hosts on stdin, in the app\'s environment file only)',
   rdsInstanceClass: 'the RDS class, `db.<family>.<size>`',
   postgresVersion: 'the PostgreSQL major, 14–17 (or a full version such as 17.6)',
   allocatedStorageGiB: 'GiB of RDS storage to start with, 20–65536',
@@ -551,7 +648,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   snapshotBeforeMigrations: 'RDS only: a manual snapshot before a release with a new migration, named after it and kept in AWS when the next one comes (see Restoring the database)',
   multiAz: '`true`: RDS keeps a standby in another availability zone',
   deletionProtection: '`true` or `false`; prod keeps it on (the database, and the load balancer)',
-  hosts: '1–4 identical hosts in different availability zones; more than one: behind a load balancer, released one after another, with `databaseMode: rds` and `target: aws` (see Several hosts)',
+  hosts: '`target: aws`: 1–4 identical hosts in different availability zones; more than one: behind a load balancer, released one after another, with `databaseMode: rds` (see Several hosts; `target: ssh`: `sshHosts`)',
   loadBalancer: 'unset: a load balancer when `hosts` > 1; `true`: one host behind it too; needs `hostedZoneId` with `domainName` (its certificate is ACM\'s)',
   appPort: '1024–65535: the port the app listens on, behind the proxy, on the host\'s loopback',
   pm2Instances: '`max` (one worker per vCPU) or 1–999',

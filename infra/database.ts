@@ -6,7 +6,9 @@ import { DATABASE_NAME, DATABASE_USER } from './host-layout';
 export const POSTGRES_PORT = 5432;
 
 export type DatabaseArgs = {
-  mode: 'rds' | 'onHost';
+  mode: 'rds' | 'onHost' | 'external';
+  /** external: the app's postgres:// URL (config databaseUrl, a secret). */
+  externalUrl?: pulumi.Input<string>;
   vpcId: pulumi.Input<string>;
   privateSubnetIds: pulumi.Input<string>[];
   hostSecurityGroupId: pulumi.Input<string>;
@@ -68,7 +70,8 @@ export function restoreProblems(restore: DatabaseRestore, source: RestoreSource,
 /**
  * The app's PostgreSQL: RDS in the private subnets (reachable only from the
  * host's security group), or, in `onHost` mode, the host's own PostgreSQL
- * (installed by provisioning). Either way the password is a generated secret.
+ * (installed by provisioning); either way the password is a generated secret.
+ * In `external` mode, one the stack does not run, from the URL it is given.
  */
 export class Database extends pulumi.ComponentResource {
   readonly host: pulumi.Output<string>;
@@ -90,6 +93,20 @@ export class Database extends pulumi.ComponentResource {
     this.tags = args.tags;
     this.resourceName = name;
 
+    if (args.mode === 'external') {
+      // Nothing to create: the URL names the server, and its sslmode and sslrootcert say how to check it.
+      const url = pulumi.secret(pulumi.output(args.externalUrl!));
+      const parsed = url.apply((u) => new URL(u));
+      this.host = pulumi.unsecret(parsed.apply((u) => u.hostname));
+      this.port = pulumi.unsecret(parsed.apply((u) => Number(u.port || POSTGRES_PORT)));
+      this.password = pulumi.secret(parsed.apply((u) => decodeURIComponent(u.password)));
+      this.url = url;
+      this.ca = 'url';
+      this.identifier = undefined;
+      this.instance = undefined;
+      this.registerOutputs({ host: this.host, port: this.port, url: this.url });
+      return;
+    }
     // URL-safe characters only: the password goes into DATABASE_URL unescaped.
     const password = new random.RandomPassword(`${name}-password`, { length: 32, special: false }, parent);
     this.password = password.result;

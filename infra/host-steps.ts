@@ -9,11 +9,10 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_LIMITS } from '../app/src/config';
 import { appSourcesId, releaseToolStamp, sourcesId } from '../scripts/lib/build-inputs.cjs';
-import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, backupRepoPath, balanced, onHostBackups, onHostDataVolume, type StackConfig } from './config';
+import { BACKUP_ARCHIVE_TIMEOUT_SECONDS, backupRepoPath, balancerRanges, onHostBackups, onHostDataVolume, type StackConfig } from './config';
 import { DATABASE_NAME, DATABASE_USER, HOST_PATHS, shellQuote } from './host-layout';
 import { METADATA_GUARD_TAG } from './metadata-guard';
 import { nodeTarballSha256 } from './nodejs-releases';
-import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 
 const ROOT = path.resolve(__dirname, '..');
 export const HOST_SCRIPTS_DIR = path.join(ROOT, 'scripts', 'host');
@@ -221,7 +220,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       ...(cfg.acmeEmail ? { ACME_EMAIL: cfg.acmeEmail } : {}),
       MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
       // Behind the load balancer: plain HTTP from its nodes, whose X-Forwarded-For is believed.
-      ...(balanced(cfg) ? { BALANCER_RANGES: PUBLIC_SUBNET_CIDRS.join(' ') } : {}),
+      ...(balancerRanges(cfg) ? { BALANCER_RANGES: balancerRanges(cfg)!.join(' ') } : {}),
     },
     uses: ['caddyfile.sh'],
   });

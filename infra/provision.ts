@@ -8,10 +8,9 @@ import * as pulumi from '@pulumi/pulumi';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { shippedMigrations } from '../app/src/release';
-import { balanced, type StackConfig } from './config';
+import { balancerRanges, type StackConfig } from './config';
 import type { Database } from './database';
 import { APP_DIST_DIR, appTrustProxy, builtRelease, HOST_LAYOUT, hostSteps, libHash, provisioningLayout, stepCommand, stepNeedsLate, stepScriptHash } from './host-steps';
-import { PUBLIC_SUBNET_CIDRS } from './vpc-ranges';
 
 export type ProvisioningArgs = {
   host: pulumi.Input<string>;
@@ -108,7 +107,7 @@ PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}
 PM2_LISTEN_TIMEOUT_MS=${cfg.releaseHealthTimeoutSeconds * 1000}
 DB_CONNECT_TIMEOUT_MS=${cfg.databaseConnectTimeoutSeconds * 1000}
 PUBLIC_READS=${cfg.publicReads}
-${balanced(cfg) ? `TRUST_PROXY=${appTrustProxy(PUBLIC_SUBNET_CIDRS)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
+${balancerRanges(cfg) ? `TRUST_PROXY=${appTrustProxy(balancerRanges(cfg)!)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );
     // The backups step: the app role's password (set again after a restore), then the S3 key pair.
     const backupCredentials = pulumi.interpolate`${args.databasePassword}\n${cfg.backupS3AccessKeyId ?? ''}\n${cfg.backupS3SecretAccessKey ?? ''}\n`;

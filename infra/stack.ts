@@ -3,7 +3,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { Alarms } from './alarms';
 import { BackupBucket } from './backup-bucket';
 import { Balancer } from './balancer';
-import { backupRepoPath, balanced, onHostBackups, onHostDataVolume, parseProjectConfig, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
+import { backupRepoPath, balanced, onHostBackups, onHostDataVolume, parseProjectConfig, sshTargets, StackConfigError, vcpusOfInstanceType, type StackConfig } from './config';
 import { Database } from './database';
 import { Host, machineName, type Machine } from './host';
 import { Network, SHARED_NETWORK_TAG, sharedNetwork, type NetworkRefs } from './network';
@@ -39,11 +39,12 @@ function createSharedNetwork(cfg: StackConfig) {
 function createAppStack(cfg: StackConfig) {
   const tags = baseTags(cfg.environment);
   const name = `cemetery-${cfg.environment}`;
-  const fleet = cfg.target === 'aws' ? awsFleet(name, cfg, tags) : existingHost(cfg);
+  const fleet = cfg.target === 'aws' ? awsFleet(name, cfg, tags) : existingHosts(cfg);
   const first = fleet.machines[0];
 
   const database = new Database(name, {
     mode: cfg.databaseMode,
+    externalUrl: cfg.databaseUrl,
     vpcId: fleet.vpcId,
     privateSubnetIds: fleet.privateSubnetIds,
     hostSecurityGroupId: fleet.securityGroupId,
@@ -192,10 +193,13 @@ function awsFleet(name: string, cfg: StackConfig, tags: Record<string, string>):
   };
 }
 
-/** target ssh: an existing Debian host; nothing is created in a cloud. */
-function existingHost(cfg: StackConfig): Fleet {
-  const address = pulumi.output(cfg.sshHost!);
-  // Required for `up` (config.ts); a preview connects to nothing and may run without it.
-  const sshHostKey = cfg.sshHostKey ?? pulumi.output<string>(pulumi.unknown as unknown as string);
-  return { machines: [{ id: pulumi.output(`${cfg.sshHost}:${cfg.sshPort}`), address, sshHostKey }], vpcId: '', privateSubnetIds: [], securityGroupId: '' };
+/** target ssh: existing Debian hosts (sshHost, or sshHosts in release order); nothing is created in a cloud. */
+function existingHosts(cfg: StackConfig): Fleet {
+  const machines = sshTargets(cfg).map(({ host, hostKey }) => ({
+    id: pulumi.output(`${host}:${cfg.sshPort}`),
+    address: pulumi.output(host),
+    // Required for `up` (config.ts); a preview connects to nothing and may run without it.
+    sshHostKey: hostKey ?? pulumi.output<string>(pulumi.unknown as unknown as string),
+  }));
+  return { machines, vpcId: '', privateSubnetIds: [], securityGroupId: '' };
 }

@@ -257,11 +257,17 @@ export const stackRules: StackRule[] = [
   },
   {
     name: 'fleet-shares-one-database',
-    description: 'A stack of more than one host keeps its register in one RDS database: PostgreSQL on each host would be a register of its own.',
+    description: 'A stack of more than one host keeps its register in one database (RDS, or on target ssh an external one): PostgreSQL on each host would be a register of its own.',
     check: (resources) => {
       const hosts = resources.filter((r) => r.type === 'aws:ec2/instance:Instance');
-      if (hosts.length < 2 || resources.some((r) => r.type === 'aws:rds/instance:Instance')) return [];
-      return [`${hosts.length} hosts (${hosts.map((h) => h.name).join(', ')}) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)`];
+      const onHost = hostSteps(resources, 'postgres.sh');
+      return [
+        ...(hosts.length >= 2 && !resources.some((r) => r.type === 'aws:rds/instance:Instance')
+          ? [`${hosts.length} hosts (${hosts.map((h) => h.name).join(', ')}) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)`]
+          : []),
+        // Existing hosts (target ssh) have no instance: their provisioning says where the register is.
+        ...(onHost.length >= 2 ? [`${onHost.length} hosts run PostgreSQL of their own (${onHost.map((h) => h.name).join(', ')}): each would keep a register of its own (cemetery-backend:databaseMode: rds, or external with sshHosts)`] : []),
+      ];
     },
   },
   {

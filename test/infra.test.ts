@@ -18,7 +18,11 @@ import {
   MOCK_PUBLIC_IP,
   MOCK_SHARED_SUBNETS,
   MOCK_SHARED_VPC,
+  EXTERNAL_DB_PASSWORD,
+  EXTERNAL_DB_URL,
   prodOnHostConfig,
+  sshFleetConfig,
+  TEST_FLEET_HOST_KEYS,
   runProgram,
   SECRET_SIG,
   SECRET_SIG_VALUE,
@@ -489,7 +493,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['negative storage', { 'cemetery-backend:allocatedStorageGiB': '-20' }, /cemetery-backend:allocatedStorageGiB = "-20": expected a whole number from 20 to 65536/],
     ['max storage below allocated', { 'cemetery-backend:maxAllocatedStorageGiB': '10' }, /cemetery-backend:maxAllocatedStorageGiB = "10": expected a whole number from 20/],
     ['unknown region form', { 'aws:region': 'europe-1' }, /aws:region = "europe-1": expected an AWS region/],
-    ['database mode', { 'cemetery-backend:databaseMode': 'sqlite' }, /cemetery-backend:databaseMode = "sqlite": expected rds or onHost/],
+    ['database mode', { 'cemetery-backend:databaseMode': 'sqlite' }, /cemetery-backend:databaseMode = "sqlite": expected rds, onHost or external/],
     ['postgres version', { 'cemetery-backend:postgresVersion': '9.6' }, /cemetery-backend:postgresVersion = "9.6": expected PostgreSQL 14 to 17/],
     ['SSH CIDR', { 'cemetery-backend:sshAllowedCidrs': '["10.0.0.0/33"]' }, /cemetery-backend:sshAllowedCidrs.0 = "10.0.0.0\/33": expected IPv4 CIDRs/],
     // A version the repository has no pin for: the host would have nothing to check its tarball against.
@@ -499,7 +503,7 @@ describe('bad configuration fails the program with a message naming the key', ()
     ['backup retention', { 'cemetery-backend:backupRetentionDays': '36' }, /cemetery-backend:backupRetentionDays = "36": expected a whole number from 0 to 35/],
     ['logrotate interval', { 'cemetery-backend:logrotateRotateInterval': 'daily' }, /cemetery-backend:logrotateRotateInterval = "daily": expected a cron expression/],
     ['Node.js version', { 'cemetery-backend:nodeVersion': 'lts' }, /cemetery-backend:nodeVersion = "lts": expected an exact Node.js version/],
-    ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, sshHost, sshPort, instanceType/],
+    ['a misspelt key', { 'cemetery-backend:instanceTyp': 't3.large' }, /cemetery-backend:instanceTyp: unknown key; known keys: environment, target, sshHost, sshHosts, balancerCidrs, sshPort, instanceType/],
     ['a missing SSH key', { 'cemetery-backend:sshPublicKey': '' }, /cemetery-backend:sshPublicKey = "": expected an OpenSSH public key/],
     ['a second key smuggled into sshPublicKey', { 'cemetery-backend:sshPublicKey': `${TEST_SSH_PUBLIC_KEY}\n${TEST_SSH_HOST_KEY} intruder` }, /cemetery-backend:sshPublicKey = "ssh-ed25519 [^"]+": expected an OpenSSH public key: ssh-ed25519 AAAA... comment \(more than one line\)/],
   ];
@@ -531,7 +535,7 @@ describe('bad configuration fails the program with a message naming the key', ()
   test('snapshotBeforeMigrations on a stack whose PostgreSQL is on the host is refused; staging\'s default is not', async () => {
     const staging = () => withUserSecrets(STACKS.staging);
     await expect(runProgram('staging', { ...staging(), 'cemetery-backend:snapshotBeforeMigrations': 'true' })).rejects.toThrow(
-      /cemetery-backend:snapshotBeforeMigrations = "true": RDS takes the snapshots; on-host PostgreSQL has none: remove it, or use databaseMode rds/,
+      /cemetery-backend:snapshotBeforeMigrations = "true": RDS takes the snapshots; databaseMode onHost has none: remove it, or use databaseMode rds/,
     );
   });
 
@@ -576,6 +580,7 @@ describe('CrossGuard rules (policy/)', () => {
     expect(await run('prod', { databaseMode: 'onHost' })).toEqual([
       'prod-register-in-backed-up-database: prod keeps PostgreSQL on the host without continuous backups: a lost disk, or a mistake made in it, loses the register (cemetery-backend:backupBucket)',
       'fleet-shares-one-database: 2 hosts (cemetery-prod-vm, cemetery-prod-2-vm) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)',
+      'fleet-shares-one-database: 2 hosts run PostgreSQL of their own (cemetery-prod-postgres, cemetery-prod-2-postgres): each would keep a register of its own (cemetery-backend:databaseMode: rds, or external with sshHosts)',
     ]);
     expect(await run('prod', { backupRetentionDays: 3 })).toEqual([
       'prod-register-in-backed-up-database: cemetery-prod-pg: keeps 3 days of automated backups; prod keeps at least 7 (cemetery-backend:backupRetentionDays)',
@@ -925,8 +930,8 @@ describe('several hosts behind a load balancer (hosts)', () => {
   test.each([
     ['dev', 'two hosts on on-host PostgreSQL', { 'cemetery-backend:hosts': '2', 'cemetery-backend:databaseMode': 'onHost' }, /cemetery-backend:hosts = "2": 2 hosts share one register, which only databaseMode rds gives: expected rds, or hosts 1/],
     ['staging', 'a staging stack of two hosts (shared network, on-host PostgreSQL)', { 'cemetery-backend:hosts': '2' }, /cemetery-backend:hosts = "2": the load balancer needs public subnets in two zones of a network of its own, and staging stacks share one: expected hosts 1 and no loadBalancer/],
-    ['local', 'an existing host over SSH as a fleet', { 'cemetery-backend:hosts': '2' }, /cemetery-backend:hosts = "2": target ssh provisions one existing host behind its own proxy: expected hosts 1 and no loadBalancer/],
-    ['local', 'an existing host behind a balancer', { 'cemetery-backend:loadBalancer': 'true' }, /cemetery-backend:loadBalancer = "true": target ssh provisions one existing host behind its own proxy/],
+    ['local', 'an existing host over SSH counted as two', { 'cemetery-backend:hosts': '2' }, /cemetery-backend:hosts = "2": target ssh provisions the hosts it is given \(1\): remove hosts, and list them in sshHosts \(one host: sshHost\)/],
+    ['local', 'an existing host asking for the stack\'s own balancer', { 'cemetery-backend:loadBalancer': 'true' }, /cemetery-backend:loadBalancer = "true": target ssh stands behind a load balancer of yours: remove loadBalancer, and set balancerCidrs/],
     ['dev', 'two hosts without the balancer', { 'cemetery-backend:hosts': '2', 'cemetery-backend:loadBalancer': 'false' }, /cemetery-backend:loadBalancer = "false": 2 hosts are reached through the load balancer: remove loadBalancer, or set hosts 1/],
     ['dev', 'five hosts', { 'cemetery-backend:hosts': '5' }, /cemetery-backend:hosts = "5": expected a whole number from 1 to 4/],
     ['prod', "a domain without its zone (ACM's validation record)", { 'cemetery-backend:hostedZoneId': '' }, /cemetery-backend:hostedZoneId = "": expected a Route 53 hosted zone id/],
@@ -948,6 +953,7 @@ describe('several hosts behind a load balancer (hosts)', () => {
     const { resources } = await runProgram('dev', withUserSecrets(STACKS.dev), () => createStack(cfg));
     expect(violations(resources, 'dev')).toEqual([
       'fleet-shares-one-database: 2 hosts (cemetery-dev-vm, cemetery-dev-2-vm) without an RDS database: each would keep a register of its own (cemetery-backend:hosts: 1, or databaseMode: rds)',
+      'fleet-shares-one-database: 2 hosts run PostgreSQL of their own (cemetery-dev-postgres, cemetery-dev-2-postgres): each would keep a register of its own (cemetery-backend:databaseMode: rds, or external with sshHosts)',
     ]);
     const [rule] = securityRules.filter((r) => r.name === 'prod-balancer-serves-https');
     const type = 'aws:lb/listener:Listener';
@@ -956,5 +962,105 @@ describe('several hosts behind a load balancer (hosts)', () => {
     ]);
     expect(rule.check({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'forward' }] }, { stack: 'dev', type })).toEqual([]);
     expect(rule.check({ protocol: 'HTTP', port: 80, defaultActions: [{ type: 'redirect', redirect: { protocol: 'HTTPS' } }] }, { stack: 'prod', type })).toEqual([]);
+  });
+});
+
+describe('several existing hosts (target ssh: sshHosts) behind your balancer, on an external database', () => {
+  const run = (hosts: number, change: Record<string, string | undefined> = {}) => runProgram('local', sshFleetConfig(hosts, change));
+  const commands = (resources: RecordedResource[]) => ofType(resources, 'command:remote:Command');
+
+  test.each([2, 3])('%i hosts: each provisioned over SSH with its own pinned key, in order (canary first), with no PostgreSQL of its own; the proxy answers the balancer alone; the app reaches the database by the given URL', async (hosts) => {
+    const { resources, dependencies, outputs } = await run(hosts);
+    expect(violations(resources, 'local')).toEqual([]);
+    expect(resources.filter((r) => r.type.startsWith('aws:'))).toEqual([]);
+    const host = ['cemetery-dev', 'cemetery-dev-2', 'cemetery-dev-3'].slice(0, hosts);
+    const ofHost = (h: string) => resources.filter((r) => r.type.startsWith('command:remote:') && (h === 'cemetery-dev' ? !/^cemetery-dev-\d-/.test(r.name) : r.name.startsWith(`${h}-`)));
+    for (const [i, h] of host.entries()) {
+      const own = ofHost(h);
+      // Every connection of host i checks host i's key, at its address.
+      expect(new Set(own.map((r) => `${r.inputs.connection.value.host} ${r.inputs.connection.value.hostKey}`))).toEqual(new Set([`10.0.7.${i + 1} ${TEST_FLEET_HOST_KEYS[i]}`]));
+      const steps = own.filter((r) => r.type === 'command:remote:Command').map((r) => r.name.slice(h.length + 1));
+      expect(steps).not.toContain('postgres');
+      expect(steps).not.toContain('backups');
+      expect(steps).toContain('release');
+      const proxy = resources.find((r) => r.name === `${h}-proxy`)!.inputs.create as string;
+      expect(proxy).toContain("BALANCER_RANGES=10.0.5.0/24");
+      const env = resources.find((r) => r.name === `${h}-release`)!.inputs.stdin.value as string;
+      expect(env).toMatch(/^TRUST_PROXY=127\.0\.0\.1,::1,10\.0\.5\.0\/24$/m);
+      expect(env).toContain(`DATABASE_URL=${EXTERNAL_DB_URL}\n`);
+      expect(env).toContain('DATABASE_TLS_CA=url\n');
+      // Canary first: nothing of host i+1 starts before host i serves the release.
+      if (i > 0) for (const r of own) expect(dependencies[r.name]).toContain(`${host[i - 1]}-release`);
+      else for (const r of own) expect(dependencies[r.name].filter((d) => /-\d-release$/.test(d))).toEqual([]);
+    }
+    expect(outputs.hostAddresses.value).toEqual(host.map((_, i) => `10.0.7.${i + 1}`));
+    expect(outputs.sshKnownHosts.value).toBe(host.map((_, i) => `[10.0.7.${i + 1}]:2222 ${TEST_FLEET_HOST_KEYS[i]}`).join('\n'));
+    expect(outputs.databaseEndpoint.value).toBe('db.example.org:6432');
+    expect(outputs.databaseUrl.secret).toBe(true);
+  });
+
+  test("the database's password reaches no command line, only the app's environment file on stdin (a secret)", async () => {
+    const { resources } = await run(2);
+    for (const r of commands(resources)) {
+      expect(JSON.stringify({ ...r.inputs, stdin: undefined })).not.toContain(EXTERNAL_DB_PASSWORD);
+      if (JSON.stringify(r.inputs.stdin ?? '').includes(EXTERNAL_DB_PASSWORD)) expect(r.inputs.stdin[SECRET_SIG]).toBe(SECRET_SIG_VALUE);
+    }
+    expect(commands(resources).filter((r) => JSON.stringify(r.inputs.stdin ?? '').includes(EXTERNAL_DB_PASSWORD)).map((r) => r.name)).toEqual(['cemetery-dev-release', 'cemetery-dev-2-release']);
+  });
+
+  const refusals: Array<[string, Record<string, string | undefined>, RegExp]> = [
+    ['sshHosts beside sshHost', { 'cemetery-backend:sshHost': '10.0.7.9' }, /cemetery-backend:sshHosts = .*: lists every host with its key: remove sshHost and sshHostKey/],
+    ['a host listed twice', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a.example.org', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: 'A.example.org', hostKey: TEST_FLEET_HOST_KEYS[1] }]) }, /cemetery-backend:sshHosts = .*: lists a\.example\.org twice: expected each host once/],
+    ['a host without its key', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a.example.org', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: 'b.example.org' }]) }, /cemetery-backend:sshHosts\.1\.hostKey = undefined: expected the host's public key/],
+    ['no balancer', { 'cemetery-backend:balancerCidrs': undefined }, /cemetery-backend:balancerCidrs = undefined: required with sshHosts: the addresses your load balancer connects to the hosts from/],
+    ['each host its own PostgreSQL', { 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:databaseUrl': undefined }, /cemetery-backend:databaseMode = "onHost": 2 hosts share one register, and each host's own PostgreSQL would be a register of its own: expected external/],
+    ['no database URL for an up', { 'cemetery-backend:databaseUrl': undefined }, /cemetery-backend:databaseUrl = \[secret\]: required with databaseMode external for pulumi up/],
+    ['a balancer range that is not a CIDR', { 'cemetery-backend:balancerCidrs': JSON.stringify(['10.0.5.0/33']) }, /cemetery-backend:balancerCidrs\.0 = "10\.0\.5\.0\/33": expected a CIDR/],
+    ['a balancer open to the world (anyone believed about the client)', { 'cemetery-backend:balancerCidrs': JSON.stringify(['0.0.0.0/1', '128.0.0.0/1']) }, /cemetery-backend:balancerCidrs = .*: the hosts believe the X-Forwarded-For of these addresses, and anyone's would let any client pass as another \(.*\): expected your load balancer's own ranges/],
+    ['a certificate of its own behind the balancer', { 'cemetery-backend:certificateIssuer': 'internal' }, /cemetery-backend:certificateIssuer = "internal": your load balancer holds the certificate: remove certificateIssuer/],
+    ['restoreFrom', { 'cemetery-backend:restoreFrom': 'latest' }, /cemetery-backend:restoreFrom = "latest": an external database is restored by whoever runs it/],
+    ['backupRetentionDays', { 'cemetery-backend:backupRetentionDays': '7' }, /cemetery-backend:backupRetentionDays = "7": an external database's backups are kept by whoever runs it/],
+    ['the hosts counted otherwise', { 'cemetery-backend:hosts': '3' }, /cemetery-backend:hosts = "3": target ssh provisions the hosts it is given \(2\)/],
+  ];
+  test.each(refusals)('refused, naming the key: %s', async (_what, change, message) => {
+    await expect(run(2, change)).rejects.toThrow(message);
+  });
+
+  // The URL goes into the hosts' environment file a line a setting: a line break would add settings of its own.
+  test.each([
+    ['a second line (a setting of its own in the environment file)', `${EXTERNAL_DB_URL}\nPUBLIC_READS=false`, 'expected one line without spaces or control characters'],
+    ['no TLS', EXTERNAL_DB_URL.replace('verify-full', 'disable'), 'expected sslmode=verify-full'],
+    ['TLS without checking the server', EXTERNAL_DB_URL.replace('verify-full', 'require'), 'expected sslmode=verify-full'],
+    ['no password', 'postgres://cemetery@db.example.org/register?sslmode=verify-full', 'expected the user and password in it'],
+    ['another scheme', EXTERNAL_DB_URL.replace('postgres:', 'mysql:'), 'expected postgres:// or postgresql://'],
+    ['no database name', 'postgres://cemetery:pw@db.example.org/?sslmode=verify-full', "expected the database's name after the host"],
+  ])('a databaseUrl with %s is refused without quoting it', async (_what, url, message) => {
+    const refused = run(2, { 'cemetery-backend:databaseUrl': url });
+    await expect(refused).rejects.toThrow(`cemetery-backend:databaseUrl = [secret]: ${message}`);
+    await expect(refused).rejects.not.toThrow(/ExternalDb|pw@/);
+  });
+
+  test.each([
+    ['dev', 'target aws on an external database', { 'cemetery-backend:databaseMode': 'external', 'cemetery-backend:databaseUrl': EXTERNAL_DB_URL }, /cemetery-backend:databaseMode = "external": target aws keeps the register in RDS or on its host: expected rds or onHost/],
+    ['dev', 'target aws given sshHosts', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: 'b', hostKey: TEST_FLEET_HOST_KEYS[1] }]) }, /cemetery-backend:sshHosts = .*: target aws creates its hosts: remove sshHosts/],
+    ['dev', 'target aws given balancerCidrs', { 'cemetery-backend:balancerCidrs': '["10.0.5.0/24"]' }, /cemetery-backend:balancerCidrs = .*: target aws makes its own load balancer/],
+    ['dev', 'databaseUrl with RDS', { 'cemetery-backend:databaseUrl': EXTERNAL_DB_URL }, /cemetery-backend:databaseUrl = \[secret\]: databaseMode rds makes its own database: remove databaseUrl, or use databaseMode external/],
+  ])('%s: %s is refused, naming the key', async (stack, _what, override, message) => {
+    await expect(runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override })).rejects.toThrow(message);
+  });
+
+  test("prod on an external database is refused: its backups are not the stack's to see", () => {
+    expect(() => parseProjectConfig(prodOnHostConfig({ 'cemetery-backend:databaseMode': 'external', 'cemetery-backend:databaseUrl': EXTERNAL_DB_URL, 'cemetery-backend:backupBucket': undefined, 'cemetery-backend:dataVolumeDevice': undefined, 'cemetery-backend:backupS3Region': undefined, 'cemetery-backend:backupS3AccessKeyId': undefined, 'cemetery-backend:backupS3SecretAccessKey': undefined, 'cemetery-backend:backupRetentionDays': undefined }), 'prod')).toThrow(
+      /cemetery-backend:databaseMode = "external": prod keeps its register in RDS, or on the host with continuous backups on a disk of its own/,
+    );
+  });
+
+  test('the policy pack refuses existing hosts that each run PostgreSQL of their own', async () => {
+    const { createStack } = await import('../infra/stack');
+    const config = sshFleetConfig(2);
+    const { resources } = await runProgram('local', config, () => createStack({ ...parseProjectConfig(config, 'local'), databaseMode: 'onHost' }));
+    expect(violations(resources, 'local')).toEqual([
+      'fleet-shares-one-database: 2 hosts run PostgreSQL of their own (cemetery-dev-postgres, cemetery-dev-2-postgres): each would keep a register of its own (cemetery-backend:databaseMode: rds, or external with sshHosts)',
+    ]);
   });
 });

@@ -43,6 +43,19 @@ GLOBAL
 	}
 HSTS
   fi
+  # Behind the balancer, port 80 answers its nodes alone (and this host itself: the proxy step's check): any other
+  # peer's connection is closed unanswered, so that a host a stranger reaches (target ssh has no security group)
+  # neither serves around the balancer nor tells what it is. In a handle written first: of the handle blocks, the
+  # first that matches alone runs, and Caddy 2.6.2 orders a bare abort after them (`caddy adapt` shows it), so a
+  # stranger would get the maintenance page.
+  if [ -n "$balancer_ranges" ]; then
+    cat <<OUTSIDE
+	@outside not remote_ip $balancer_ranges 127.0.0.1/32 ::1/128
+	handle @outside {
+		abort
+	}
+OUTSIDE
+  fi
   # Caddy 2.6.2's file matcher stats the flag on every request (fileserver/matcher.go selectFile, no cache): on and
   # off need no reload, and a reload keeps the state. Its root is set: unset, the path would be taken relative to
   # Caddy's working directory (caddyhttp.SanitizedPathJoin). It fails open: a flag Caddy cannot stat is off

@@ -4,8 +4,8 @@
 # DOMAIN: HTTPS with a certificate from Let's Encrypt (ISSUER=acme; issued and
 # renewed by Caddy) or from Caddy's own CA (ISSUER=internal: a host with no
 # public name), and port 80 redirected to it. Without: plain HTTP on port 80.
-# Behind a load balancer (BALANCER_RANGES, its nodes' subnets): plain HTTP on
-# port 80 for it, which holds the certificate (caddyfile.sh).
+# Behind a load balancer (BALANCER_RANGES, where its nodes connect from): plain
+# HTTP on port 80 for it alone, which holds the certificate (caddyfile.sh).
 # The config is validated before it replaces the old one; a changed config is
 # applied with a graceful reload (open connections finish). Caddy's admin API,
 # which that reload uses, listens on a unix socket only root and caddy reach:
@@ -19,7 +19,7 @@ domain=${DOMAIN:-}
 acme_email=${ACME_EMAIL:-}
 balancer_ranges=${BALANCER_RANGES:-}
 [[ "$ISSUER" =~ ^(acme|internal)$ ]] || fail "ISSUER must be acme or internal, got '$ISSUER'"
-[[ "$balancer_ranges" =~ ^([0-9./]+( [0-9./]+)*)?$ ]] || fail "BALANCER_RANGES must be IPv4 CIDRs separated by spaces, got '$balancer_ranges'"
+[[ "$balancer_ranges" =~ ^([0-9a-fA-F:./]+( [0-9a-fA-F:./]+)*)?$ ]] || fail "BALANCER_RANGES must be CIDRs separated by spaces, got '$balancer_ranges'"
 # shellcheck source=caddyfile.sh
 source "$(dirname "$0")/caddyfile.sh"
 

@@ -269,3 +269,32 @@ export function runProgram(...args: Parameters<typeof runProgramNow>): ReturnTyp
   programsBefore = run.catch(() => undefined);
   return run;
 }
+
+/** target ssh, several existing hosts: their SSH host keys, as `ssh-keyscan` prints them. */
+export const TEST_FLEET_HOST_KEYS = [1, 2, 3, 4].map(() => ed25519KeyPair().public.split(' ').slice(0, 2).join(' '));
+/** The external database's password, to look for where it must not be. */
+export const EXTERNAL_DB_PASSWORD = 'ExternalDbPassw0rdNotForLogs';
+export const EXTERNAL_DB_URL = `postgres://cemetery:${EXTERNAL_DB_PASSWORD}@db.example.org:6432/register?sslmode=verify-full`;
+
+/**
+ * The local stack (target ssh) as a fleet of `hosts` existing hosts (sshHosts) behind the user's balancer
+ * (balancerCidrs), sharing an external database; `change` as in changed().
+ */
+export function sshFleetConfig(hosts: number, change: Record<string, string | undefined> = {}): Record<string, string> {
+  const local = changed(withUserSecrets(stackFiles().local), {
+    [`${PROJECT}:sshHost`]: undefined,
+    [`${PROJECT}:sshHostKey`]: undefined,
+    [`${PROJECT}:dataVolumeDevice`]: undefined,
+    [`${PROJECT}:certificateIssuer`]: undefined,
+  });
+  return changed(
+    {
+      ...local,
+      [`${PROJECT}:databaseMode`]: 'external',
+      [`${PROJECT}:databaseUrl`]: EXTERNAL_DB_URL,
+      [`${PROJECT}:sshHosts`]: JSON.stringify(TEST_FLEET_HOST_KEYS.slice(0, hosts).map((hostKey, i) => ({ host: `10.0.7.${i + 1}`, hostKey }))),
+      [`${PROJECT}:balancerCidrs`]: JSON.stringify(['10.0.5.0/24']),
+    },
+    change,
+  );
+}
