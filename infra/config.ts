@@ -181,6 +181,8 @@ const cidrString = (expected: string) =>
 export function databaseUrlProblem(v: string): string | undefined {
   const shape = 'postgres://<user>:<password>@<host>:<port>/<database>?sslmode=verify-full';
   if (/[\s\x00-\x1f\x7f]/.test(v)) return `expected one line without spaces or control characters: ${shape}`;
+  // The app's environment file (node:util parseEnv) ends an unquoted value at #.
+  if (v.includes('#')) return `expected no # (the hosts' environment file would cut the URL there; in a password, write it %23): ${shape}`;
   let url: URL;
   try {
     url = new URL(v);

@@ -4,6 +4,7 @@ import { snapshotSlug } from '../infra/database';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseEnv } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import * as pulumi from '@pulumi/pulumi';
 import { parseProjectConfig, PROJECT } from '../infra/config';
@@ -1008,6 +1009,14 @@ describe('several existing hosts (target ssh: sshHosts) behind your balancer, on
     expect(commands(resources).filter((r) => JSON.stringify(r.inputs.stdin ?? '').includes(EXTERNAL_DB_PASSWORD)).map((r) => r.name)).toEqual(['cemetery-dev-release', 'cemetery-dev-2-release']);
   });
 
+  test("a password with the characters a URL allows reaches the app unchanged through the hosts' environment file", async () => {
+    const url = "postgres://cemetery:p'a$s!&(x)*+,;=%40%23@db.example.org/register?sslmode=verify-full&application_name=cemetery";
+    const { resources } = await run(2, { 'cemetery-backend:databaseUrl': url });
+    const env = resources.find((r) => r.name === 'cemetery-dev-2-release')!.inputs.stdin.value as string;
+    // As the app reads it (app/src/env-file.ts).
+    expect(parseEnv(env).DATABASE_URL).toBe(url);
+  });
+
   const refusals: Array<[string, Record<string, string | undefined>, RegExp]> = [
     ['sshHosts beside sshHost', { 'cemetery-backend:sshHost': '10.0.7.9' }, /cemetery-backend:sshHosts = .*: lists every host with its key: remove sshHost and sshHostKey/],
     ['a host listed twice', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a.example.org', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: 'A.example.org', hostKey: TEST_FLEET_HOST_KEYS[1] }]) }, /cemetery-backend:sshHosts = .*: lists a\.example\.org twice: expected each host once/],
@@ -1029,6 +1038,7 @@ describe('several existing hosts (target ssh: sshHosts) behind your balancer, on
   // The URL goes into the hosts' environment file a line a setting: a line break would add settings of its own.
   test.each([
     ['a second line (a setting of its own in the environment file)', `${EXTERNAL_DB_URL}\nPUBLIC_READS=false`, 'expected one line without spaces or control characters'],
+    ['a # (the environment file would cut it there)', EXTERNAL_DB_URL.replace('?', '#x?'), 'expected no # (the hosts\' environment file would cut the URL there; in a password, write it %23)'],
     ['no TLS', EXTERNAL_DB_URL.replace('verify-full', 'disable'), 'expected sslmode=verify-full'],
     ['TLS without checking the server', EXTERNAL_DB_URL.replace('verify-full', 'require'), 'expected sslmode=verify-full'],
     ['no password', 'postgres://cemetery@db.example.org/register?sslmode=verify-full', 'expected the user and password in it'],
