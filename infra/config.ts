@@ -168,11 +168,6 @@ const publicKey = (expected: string) =>
 
 const hostName = str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address');
 const HOST_KEY_EXPECTED = "the host's public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...";
-const cidrString = (expected: string) =>
-  str(expected).superRefine((v, ctx) => {
-    const cidr = parseCidr(v);
-    if (typeof cidr === 'string') ctx.addIssue({ code: 'custom', message: `expected ${expected}: ${cidr}` });
-  });
 
 /**
  * Why a databaseUrl cannot be used, without quoting it (it holds a password); undefined when it can. One line: it
@@ -194,6 +189,13 @@ export function databaseUrlProblem(v: string): string | undefined {
   if (!url.hostname) return `expected the server's host name: ${shape}`;
   if (!/^\/[^/]+$/.test(url.pathname)) return `expected the database's name after the host: ${shape}`;
   // The hosts check the server's certificate and name, as they do RDS's (a private CA: sslrootcert=<its file on the hosts>).
+  // Judged as the app's parser reads the URL (pg-connection-string: the last of a repeated key wins; ssl, host and
+  // port in the query override sslmode and the host), so the URL is refused whatever else its query says.
+  const keys = [...url.searchParams.keys()];
+  const repeated = keys.find((k, i) => keys.indexOf(k) !== i);
+  if (repeated) return `expected each setting once, got ${repeated} twice: ${shape}`;
+  const overriding = keys.find((k) => ['ssl', 'host', 'port', 'uselibpqcompat', 'sslcert', 'sslkey'].includes(k));
+  if (overriding) return `expected no ${overriding}= in the query (the host, port and TLS are the URL's and sslmode's): ${shape}`;
   if (url.searchParams.get('sslmode') !== 'verify-full') return `expected sslmode=verify-full, so that the hosts check the server's certificate and name (a private CA: add sslrootcert=<its file on the hosts>): ${shape}`;
   return undefined;
 }
@@ -251,8 +253,19 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         .min(2, 'expected 2 or more hosts (one host: sshHost and sshHostKey)')
         .max(MAX_HOSTS, `expected at most ${MAX_HOSTS} hosts`)
         .optional(),
-      // target ssh behind your own load balancer: the addresses it connects to the hosts from.
-      balancerCidrs: z.array(cidrString('a CIDR such as 10.0.1.0/24')).min(1, 'expected at least one CIDR (where your load balancer connects from)').optional(),
+      // target ssh behind your own load balancer: the addresses it connects to the hosts from. IPv4 alone: the app reads
+      // an IPv4-mapped IPv6 range (::ffff:0:0/96) as all of IPv4, which Caddy does not, so a client could name itself.
+      balancerCidrs: z
+        .array(
+          str('an IPv4 CIDR such as 10.0.5.0/24').superRefine((v, ctx) => {
+            const cidr = parseCidr(v);
+            const problem = typeof cidr === 'string' ? cidr : cidr.family !== 'ipv4' ? `"${v}" is IPv6` : cidr.prefix < 16 ? `"${v}" is wider than a /16: any machine in it could pass as the balancer` : undefined;
+            if (problem) ctx.addIssue({ code: 'custom', message: `expected your load balancer's IPv4 ranges, each a /16 or narrower, such as 10.0.5.0/24: ${problem}` });
+          }),
+          { error: 'expected a list of IPv4 CIDRs' },
+        )
+        .min(1, 'expected at least one CIDR (where your load balancer connects from)')
+        .optional(),
       sshPort: intIn(1, 65535).default(d.sshPort),
       region: str('an AWS region such as eu-central-1').regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$/, 'expected an AWS region such as eu-central-1 or us-east-1').optional(),
       instanceType: str('an EC2 instance type')
@@ -386,13 +399,16 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
       } else {
         if (!c.sshHost && !c.sshHosts) at('sshHost', 'required for target ssh: the existing host to provision (several: sshHosts)');
         if (c.sshHosts && (c.sshHost || c.sshHostKey)) at('sshHosts', 'lists every host with its key: remove sshHost and sshHostKey');
-        const names = (c.sshHosts ?? []).map((h) => h.host.toLowerCase());
+        const names = (c.sshHosts ?? []).map((h) => h.host.toLowerCase().replace(/\.$/, ''));
         const twice = names.find((h, i) => names.indexOf(h) !== i);
         if (twice) at('sshHosts', `lists ${twice} twice: expected each host once`);
+        const keys = (c.sshHosts ?? []).map((h) => h.hostKey.trim().split(/\s+/).slice(0, 2).join(' '));
+        const shared = keys.findIndex((k, i) => keys.indexOf(k) !== i);
+        if (shared >= 0) at('sshHosts', `${c.sshHosts![keys.indexOf(keys[shared])].host} and ${c.sshHosts![shared].host} have one host key: one machine, counted twice (or a key copied by mistake): expected each host's own`);
         if (c.databaseMode === 'rds') at('databaseMode', 'target ssh has no RDS: expected onHost, or external (a PostgreSQL of yours: databaseUrl)');
         const given = c.sshHosts?.length ?? 1;
         if (hostsSet && c.hosts !== given) at('hosts', `target ssh provisions the hosts it is given (${given}): remove hosts, and list them in sshHosts (one host: sshHost)`);
-        if (c.loadBalancer !== undefined) at('loadBalancer', 'target ssh stands behind a load balancer of yours: remove loadBalancer, and set balancerCidrs (the addresses it connects from)');
+        if (c.loadBalancer === true) at('loadBalancer', 'target ssh stands behind a load balancer of yours: remove loadBalancer, and set balancerCidrs (the addresses it connects from)');
         const openBalancer = c.balancerCidrs && worldOpenReason(c.balancerCidrs);
         if (openBalancer) at('balancerCidrs', `the hosts believe the X-Forwarded-For of these addresses, and anyone's would let any client pass as another (${openBalancer}): expected your load balancer's own ranges`);
         if (c.sshHosts && !c.balancerCidrs) at('balancerCidrs', "required with sshHosts: the addresses your load balancer connects to the hosts from (each host's port 80 answers them alone)");
@@ -620,7 +636,7 @@ export const KEY_DOCS: Record<keyof z.input<ReturnType<typeof schemaFor>>, strin
   target: '`aws` (new EC2 hosts) or `ssh` (existing Debian 12/13 hosts: `onHost` or `external` database; prod only `onHost` with `backupBucket` and `dataVolumeDevice`)',
   sshHost: '`target: ssh`: the host name or address (several hosts: `sshHosts`)',
   sshHosts: '`target: ssh`, 2–4 existing hosts instead of `sshHost`/`sshHostKey`: a list of `{host, hostKey}`, released in this order behind your load balancer, with `databaseMode: external` and `balancerCidrs` (see Several existing hosts)',
-  balancerCidrs: '`target: ssh`: the CIDRs your load balancer connects to the hosts from; their port 80 then answers those addresses alone, and the app counts the client address the balancer forwards (required with `sshHosts`)',
+  balancerCidrs: '`target: ssh`: the IPv4 ranges (each `/16` or narrower) your load balancer connects to the hosts from; their port 80 then answers those addresses alone, and the app counts the client address the balancer appends to `X-Forwarded-For` (required with `sshHosts`)',
   sshPort: 'the host\'s SSH port, 1–65535',
   region: 'an AWS region, e.g. `eu-central-1`; required for `target: aws` (`pulumi config set aws:region eu-central-1`)',
   instanceType: 'an x86_64 EC2 type; prod needs 4+ vCPU',

@@ -94,8 +94,9 @@ export class Database extends pulumi.ComponentResource {
     this.resourceName = name;
 
     if (args.mode === 'external') {
-      // Nothing to create: the URL names the server, and its sslmode and sslrootcert say how to check it.
-      const url = pulumi.secret(pulumi.output(args.externalUrl!));
+      // Nothing to create: the URL names the server, and its sslmode and sslrootcert say how to check it. A preview may
+      // run without it (config.ts): then all of it is unknown.
+      const url = pulumi.secret(args.externalUrl === undefined ? pulumi.output<string>(pulumi.unknown as unknown as string) : pulumi.output(args.externalUrl));
       const parsed = url.apply((u) => new URL(u));
       this.host = pulumi.unsecret(parsed.apply((u) => u.hostname));
       this.port = pulumi.unsecret(parsed.apply((u) => Number(u.port || POSTGRES_PORT)));

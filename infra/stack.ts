@@ -119,7 +119,14 @@ function createAppStack(cfg: StackConfig) {
     /** The first host's address (each host's: hostAddresses). */
     publicIp: first.address,
     hostAddresses: addresses,
-    appUrl: cfg.domainName ? pulumi.output(`https://${cfg.domainName}`) : fleet.balancer ? pulumi.interpolate`http://${fleet.balancer.dnsName}` : pulumi.interpolate`http://${first.address}`,
+    // Behind a balancer of the user's (target ssh), a host answers the balancer alone: without a domain there is no URL to give.
+    appUrl: cfg.domainName
+      ? pulumi.output(`https://${cfg.domainName}`)
+      : fleet.balancer
+        ? pulumi.interpolate`http://${fleet.balancer.dnsName}`
+        : balanced(cfg)
+          ? undefined
+          : pulumi.interpolate`http://${first.address}`,
     /** target aws with a load balancer: its own name (the domain's alias points at it). */
     loadBalancerDnsName: fleet.balancer?.dnsName,
     // Verifies the host from the first connection: `pulumi stack output sshKnownHosts > ~/.ssh/cemetery-<stack>.known_hosts` once.

@@ -1024,8 +1024,14 @@ describe('several existing hosts (target ssh: sshHosts) behind your balancer, on
     ['no balancer', { 'cemetery-backend:balancerCidrs': undefined }, /cemetery-backend:balancerCidrs = undefined: required with sshHosts: the addresses your load balancer connects to the hosts from/],
     ['each host its own PostgreSQL', { 'cemetery-backend:databaseMode': 'onHost', 'cemetery-backend:databaseUrl': undefined }, /cemetery-backend:databaseMode = "onHost": 2 hosts share one register, and each host's own PostgreSQL would be a register of its own: expected external/],
     ['no database URL for an up', { 'cemetery-backend:databaseUrl': undefined }, /cemetery-backend:databaseUrl = \[secret\]: required with databaseMode external for pulumi up/],
-    ['a balancer range that is not a CIDR', { 'cemetery-backend:balancerCidrs': JSON.stringify(['10.0.5.0/33']) }, /cemetery-backend:balancerCidrs\.0 = "10\.0\.5\.0\/33": expected a CIDR/],
-    ['a balancer open to the world (anyone believed about the client)', { 'cemetery-backend:balancerCidrs': JSON.stringify(['0.0.0.0/1', '128.0.0.0/1']) }, /cemetery-backend:balancerCidrs = .*: the hosts believe the X-Forwarded-For of these addresses, and anyone's would let any client pass as another \(.*\): expected your load balancer's own ranges/],
+    ['a balancer range that is not a CIDR', { 'cemetery-backend:balancerCidrs': JSON.stringify(['10.0.5.0/33']) }, /cemetery-backend:balancerCidrs\.0 = "10\.0\.5\.0\/33": expected your load balancer's IPv4 ranges/],
+    // The app reads ::ffff:0:0/96 as all of IPv4 (Caddy does not): any client could name its own address.
+    ['an IPv4-mapped IPv6 range', { 'cemetery-backend:balancerCidrs': JSON.stringify(['10.0.5.0/24', '::ffff:0:0/96']) }, /cemetery-backend:balancerCidrs\.1 = "::ffff:0:0\/96": expected your load balancer's IPv4 ranges, each a \/16 or narrower, such as 10\.0\.5\.0\/24: "::ffff:0:0\/96" is IPv6/],
+    // A neighbour on a shared private network could reach port 80 and claim any client address.
+    ['a private range wider than a /16', { 'cemetery-backend:balancerCidrs': JSON.stringify(['10.0.0.0/8']) }, /cemetery-backend:balancerCidrs\.0 = "10\.0\.0\.0\/8": .*"10\.0\.0\.0\/8" is wider than a \/16: any machine in it could pass as the balancer/],
+    ['one machine under two names', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a.example.org', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: 'a.example.org.', hostKey: TEST_FLEET_HOST_KEYS[1] }]) }, /cemetery-backend:sshHosts = .*: lists a\.example\.org twice/],
+    ['two hosts with one host key', { 'cemetery-backend:sshHosts': JSON.stringify([{ host: 'a.example.org', hostKey: TEST_FLEET_HOST_KEYS[0] }, { host: '10.0.7.2', hostKey: TEST_FLEET_HOST_KEYS[0] }]) }, /cemetery-backend:sshHosts = .*: a\.example\.org and 10\.0\.7\.2 have one host key: one machine, counted twice/],
+    ['a balancer open to the world (anyone believed about the client)', { 'cemetery-backend:balancerCidrs': JSON.stringify(['0.0.0.0/1', '128.0.0.0/1']) }, /cemetery-backend:balancerCidrs\.0 = "0\.0\.0\.0\/1": .*is wider than a \/16/],
     ['a certificate of its own behind the balancer', { 'cemetery-backend:certificateIssuer': 'internal' }, /cemetery-backend:certificateIssuer = "internal": your load balancer holds the certificate: remove certificateIssuer/],
     ['restoreFrom', { 'cemetery-backend:restoreFrom': 'latest' }, /cemetery-backend:restoreFrom = "latest": an external database is restored by whoever runs it/],
     ['backupRetentionDays', { 'cemetery-backend:backupRetentionDays': '7' }, /cemetery-backend:backupRetentionDays = "7": an external database's backups are kept by whoever runs it/],
@@ -1040,6 +1046,11 @@ describe('several existing hosts (target ssh: sshHosts) behind your balancer, on
     ['a second line (a setting of its own in the environment file)', `${EXTERNAL_DB_URL}\nPUBLIC_READS=false`, 'expected one line without spaces or control characters'],
     ['a # (the environment file would cut it there)', EXTERNAL_DB_URL.replace('?', '#x?'), 'expected no # (the hosts\' environment file would cut the URL there; in a password, write it %23)'],
     ['no TLS', EXTERNAL_DB_URL.replace('verify-full', 'disable'), 'expected sslmode=verify-full'],
+    // pg-connection-string keeps the last of a repeated key: this one would connect without TLS.
+    ['verify-full, then disable', `${EXTERNAL_DB_URL}&sslmode=disable`, 'expected each setting once, got sslmode twice'],
+    ['no-verify', EXTERNAL_DB_URL.replace('verify-full', 'no-verify'), 'expected sslmode=verify-full'],
+    ['ssl=false beside sslmode', `${EXTERNAL_DB_URL}&ssl=false`, 'expected no ssl= in the query'],
+    ['another host in the query', `${EXTERNAL_DB_URL}&host=evil.example.org`, 'expected no host= in the query'],
     ['TLS without checking the server', EXTERNAL_DB_URL.replace('verify-full', 'require'), 'expected sslmode=verify-full'],
     ['no password', 'postgres://cemetery@db.example.org/register?sslmode=verify-full', 'expected the user and password in it'],
     ['another scheme', EXTERNAL_DB_URL.replace('postgres:', 'mysql:'), 'expected postgres:// or postgresql://'],
@@ -1057,6 +1068,14 @@ describe('several existing hosts (target ssh: sshHosts) behind your balancer, on
     ['dev', 'databaseUrl with RDS', { 'cemetery-backend:databaseUrl': EXTERNAL_DB_URL }, /cemetery-backend:databaseUrl = \[secret\]: databaseMode rds makes its own database: remove databaseUrl, or use databaseMode external/],
   ])('%s: %s is refused, naming the key', async (stack, _what, override, message) => {
     await expect(runProgram(stack, { ...withUserSecrets(STACKS[stack]), ...override })).rejects.toThrow(message);
+  });
+
+  test('a preview without databaseUrl runs, its database unknown', async () => {
+    const config = sshFleetConfig(2, { 'cemetery-backend:databaseUrl': undefined });
+    const { createStack } = await import('../infra/stack');
+    const { resources, outputs } = await runProgram('local', config, () => createStack(parseProjectConfig(config, 'local', { preview: true })));
+    expect(ofType(resources, 'command:remote:Command').map((r) => r.name)).toContain('cemetery-dev-2-release');
+    expect(outputs.appUrl).toEqual({ value: 'https://cemetery.test', secret: false });
   });
 
   test("prod on an external database is refused: its backups are not the stack's to see", () => {

@@ -70,13 +70,13 @@ describe('what each verb runs on the host', () => {
 
   test('db with RDS says whose backups those are', () => {
     expect(() => VERBS.db.build(['info'], { ...outputs, databaseEndpoint: 'cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432' })).toThrow(
-      "the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS): its backups are RDS's (README: Restoring the database)",
+      "the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS, or databaseMode external), not on the host: its backups are RDS's, or whoever runs it (README: Restoring the database)",
     );
   });
 
   test('psql with RDS says why not, naming the endpoint', () => {
     expect(() => VERBS.psql.build([], { ...outputs, databaseEndpoint: 'cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432' })).toThrow(
-      'the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS), not on the host: the host has no psql for it',
+      'the database is cemetery-prod.abc.eu-west-1.rds.amazonaws.com:5432 (RDS, or databaseMode external), not on the host: the host has no psql for it',
     );
   });
 });

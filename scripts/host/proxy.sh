@@ -19,7 +19,7 @@ domain=${DOMAIN:-}
 acme_email=${ACME_EMAIL:-}
 balancer_ranges=${BALANCER_RANGES:-}
 [[ "$ISSUER" =~ ^(acme|internal)$ ]] || fail "ISSUER must be acme or internal, got '$ISSUER'"
-[[ "$balancer_ranges" =~ ^([0-9a-fA-F:./]+( [0-9a-fA-F:./]+)*)?$ ]] || fail "BALANCER_RANGES must be CIDRs separated by spaces, got '$balancer_ranges'"
+[[ "$balancer_ranges" =~ ^([0-9./]+( [0-9./]+)*)?$ ]] || fail "BALANCER_RANGES must be IPv4 CIDRs separated by spaces, got '$balancer_ranges'"
 # shellcheck source=caddyfile.sh
 source "$(dirname "$0")/caddyfile.sh"
 

@@ -71,7 +71,7 @@ export const VERBS: Record<string, Verb> = {
     build: (args, outputs) => {
       none(args);
       if (outputs.databaseEndpoint && !/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(outputs.databaseEndpoint)) {
-        throw new UsageError(`the database is ${outputs.databaseEndpoint} (RDS), not on the host: the host has no psql for it`);
+        throw new UsageError(`the database is ${outputs.databaseEndpoint} (RDS, or databaseMode external), not on the host: the host has no psql for it`);
       }
       return { command: sudo('-u', 'postgres', 'psql', '-d', DATABASE_NAME), tty: true };
     },
@@ -89,7 +89,7 @@ export const VERBS: Record<string, Verb> = {
     about: "on-host PostgreSQL's backups (backupBucket): what the repository holds and whether archiving works, a backup now, a restore (cemetery-db on the host)",
     build: (args, outputs) => {
       if (outputs.databaseEndpoint && !/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(outputs.databaseEndpoint)) {
-        throw new UsageError(`the database is ${outputs.databaseEndpoint} (RDS): its backups are RDS's (README: Restoring the database)`);
+        throw new UsageError(`the database is ${outputs.databaseEndpoint} (RDS, or databaseMode external), not on the host: its backups are RDS's, or whoever runs it (README: Restoring the database)`);
       }
       const [what, ...rest] = args;
       const ok =
