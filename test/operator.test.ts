@@ -125,7 +125,9 @@ describe('several hosts: which the verbs reach, and the fleet in one line', () =
 
   test('status, releases, rollback and maintenance run on every host in order; the rest on the first; --host picks one', () => {
     expect(['status', 'releases', 'rollback', 'maintenance'].map((v) => targetHosts(v, 2))).toEqual([[0, 1], [0, 1], [0, 1], [0, 1]]);
-    expect(['logs', 'exec', 'shell', 'psql', 'token'].map((v) => targetHosts(v, 2))).toEqual([[0], [0], [0], [0], [0]]);
+    expect(['exec', 'shell', 'psql', 'token'].map((v) => targetHosts(v, 2))).toEqual([[0], [0], [0], [0]]);
+    // Every host's log (at once, each line marked: streamLabelled).
+    expect(targetHosts('logs', 2)).toEqual([0, 1]);
     expect(targetHosts('rollback', 2, '2')).toEqual([1]);
     expect(targetHosts('status', 1)).toEqual([0]);
     for (const bad of ['0', '3', 'two', '1;reboot', '']) expect(() => targetHosts('logs', 2, bad)).toThrow(`--host must be 1 to 2 (the stack's hostAddresses, in order), got "${bad}"`);
@@ -255,4 +257,33 @@ if (!haveSshd && process.env.CI) throw new Error(`${SSHD} is required in CI (.ci
     expect(r.stdout).toContain('== host 2 of 2 (127.0.0.2)\nno status: exit 255 (ssh could not connect or verify the host)');
     expect(r.stdout).toMatch(/fleet {8}.*NOT healthy: host (1, )?2\n$/);
   });
+});
+
+test("a fleet's logs: every host's lines as they come, each marked with its host; the first failure's exit code", async () => {
+  const { streamLabelled } = await import('../scripts/operator/stream');
+  const { Writable } = await import('node:stream');
+  // Each command prints its next line only once the other's last one has arrived here: the lines must be passed on
+  // while the commands still run, whatever the machine's speed.
+  const seen = tempDir('fleet-logs');
+  const lines: string[] = [];
+  const out = new Writable({
+    write: (chunk, _enc, done) => {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        lines.push(line);
+        writeFileSync(path.join(seen, line.split(' ').pop()!), '');
+      }
+      done();
+    },
+  });
+  const waitFor = (name: string) => `while [ ! -e ${seen}/${name} ]; do sleep 0.05; done`;
+  const code = await streamLabelled(
+    [
+      { label: '[host 1]', command: 'sh', args: ['-c', `echo a1; ${waitFor('b1')}; echo a2`] },
+      { label: '[host 2]', command: 'sh', args: ['-c', `${waitFor('a1')}; echo b1; ${waitFor('a2')}; echo b2; exit 3`] },
+    ],
+    out,
+  );
+  expect(lines).toEqual(['[host 1] a1', '[host 2] b1', '[host 1] a2', '[host 2] b2']);
+  expect(code).toBe(3);
+  expect(await streamLabelled([{ label: '[host 1]', command: '/nonexistent/ssh', args: [] }], out)).toBe(255);
 });

@@ -7,7 +7,8 @@
  *
  * With several hosts (hostAddresses), status, releases, rollback and
  * maintenance run on every host in order (a change stops at the first host
- * where it fails); the other verbs go to the first host; --host <n> picks one.
+ * where it fails); logs reads (or follows) every host's at once, each line
+ * marked with its host; the other verbs go to the first host; --host <n> picks one.
  *
  * Exit codes: the host command's own (status: 0 healthy, 3 not), 2 usage,
  * 255 ssh could not connect or verify the host.
@@ -17,12 +18,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FLEET_WIDE_VERBS, fleetSummary, formatStatus, hostAddresses, sshWords, targetHosts, UsageError, VERBS, type StackOutputs } from './commands';
+import { streamLabelled } from './stream';
 
 const verbLine = (verb: string) => `cemetery -s <stack> ${verb}${VERBS[verb].args ? ` ${VERBS[verb].args}` : ''}`;
 const OPTIONS = `options: -s, --stack <name>   the Pulumi stack (its outputs: pulumi stack output --json)
          --outputs <file>     that command's JSON, saved (no Pulumi CLI needed)
          --identity <file>    the private key (default: your ssh agent)
-         --host <n>           with several hosts: the n-th only (default: ${[...FLEET_WIDE_VERBS].join(', ')} run on each in order, the rest on the first)`;
+         --host <n>           with several hosts: the n-th only (default: ${[...FLEET_WIDE_VERBS].filter((v) => v !== 'logs').join(', ')} run on each in order, logs come from each at once, the rest go to the first)`;
 const EXIT_CODES = 'exit codes: the host command\'s own (status: 0 healthy, 3 not), 2 usage, 255 ssh could not connect or verify the host';
 export const USAGE = `usage: ${Object.keys(VERBS).map(verbLine).join('\n       ')}\n${OPTIONS}\n${EXIT_CODES}`;
 const isHelp = (a: string) => a === '--help' || a === '-h' || a === 'help';
@@ -56,7 +58,7 @@ function stackOutputs(inv: { stack?: string; outputsFile?: string }): StackOutpu
   return JSON.parse(r.stdout) as StackOutputs;
 }
 
-export function main(argv: string[]): number {
+export function main(argv: string[]): number | Promise<number> {
   const inv = parseArgs(argv);
   if ('help' in inv) {
     process.stdout.write(`${inv.help}\n`);
@@ -71,6 +73,8 @@ export function main(argv: string[]): number {
     process.stderr.write(`cemetery: host 1 of ${addresses.length} (${addresses[0]}); --host <n> for another\n`);
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cemetery-ssh-'));
+  const cleanUp = () => rmSync(dir, { recursive: true, force: true });
+  let streaming: Promise<number> | undefined;
   try {
     const knownHosts = path.join(dir, 'known_hosts');
     writeFileSync(knownHosts, `${outputs.sshKnownHosts.trim()}\n`, { mode: 0o600 });
@@ -81,6 +85,17 @@ export function main(argv: string[]): number {
       return spawnSync(ssh, args, { input, encoding: 'utf8', stdio: [input === undefined ? 'inherit' : 'pipe', stdout, 'inherit'] });
     };
     const heading = (i: number) => (fleet ? `== host ${i + 1} of ${addresses.length} (${addresses[i]})\n` : '');
+
+    // Every host's log at once (followed with -f until Ctrl-C), each line marked with its host.
+    if (inv.verb === 'logs' && targets.length > 1) {
+      streaming = streamLabelled(
+        targets.map((i) => {
+          const [ssh, ...words] = sshWords(outputs, knownHosts, { identity: inv.identity, address: addresses[i] });
+          return { label: `[host ${i + 1}]`, command: ssh, args: [...words, call.command] };
+        }),
+      ).finally(cleanUp);
+      return streaming;
+    }
 
     if (call.script === 'status') {
       // Every host's status, a host that cannot be reached included; then the fleet's line.
@@ -107,13 +122,13 @@ export function main(argv: string[]): number {
     }
     return 0;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (!streaming) cleanUp();
   }
 }
 
 if (require.main === module) {
   try {
-    process.exitCode = main(process.argv.slice(2));
+    void Promise.resolve(main(process.argv.slice(2))).then((code) => (process.exitCode = code));
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`cemetery: ${err.message}\n(cemetery --help says more)\n`);

@@ -134,7 +134,7 @@ export type StackOutputs = { sshCommand: string; sshKnownHosts: string; appUrl?:
  * release or maintenance on one host alone would serve a mix. The rest goes to the first host (the
  * database, and so the tokens, is shared), or to the one --host names.
  */
-export const FLEET_WIDE_VERBS = new Set(['status', 'releases', 'rollback', 'maintenance']);
+export const FLEET_WIDE_VERBS = new Set(['status', 'releases', 'rollback', 'maintenance', 'logs']);
 
 /** The stack's hosts, the first first: its hostAddresses output, or (a stack from before fleets) sshCommand's host. */
 export function hostAddresses(outputs: StackOutputs): string[] {
