@@ -188,14 +188,20 @@ fi
 pgbackrest_as_postgres --log-level-console=warn check ||
   fail "pgBackRest's check failed: PostgreSQL cannot archive WAL to s3://$S3_BUCKET$REPO_PATH (see above)"
 
+# A failed backup (the bucket unreachable for a while; on aws, credentials that expired during a long one) is tried
+# again 15 minutes later, at most three times: the fifth start within 2 hours is refused, and the unit stays failed.
 write_file /etc/systemd/system/cemetery-db-backup@.service 0644 root:root <<'UNIT'
 [Unit]
 Description=cemetery-backend: %i backup of the register (pgBackRest)
 After=postgresql.service
+StartLimitIntervalSec=2h
+StartLimitBurst=4
 
 [Service]
 Type=oneshot
 ExecStart=/usr/local/sbin/cemetery-db backup %i
+Restart=on-failure
+RestartSec=15min
 UNIT
 units=$WROTE
 timer() { # timer KIND CALENDAR

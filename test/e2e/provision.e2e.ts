@@ -983,6 +983,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect((await root('stat -c "%U:%G %a" /etc/pgbackrest/pgbackrest.conf')).trim()).toBe('root:postgres 640');
     expect(await asApp('cat /etc/pgbackrest/pgbackrest.conf 2>&1 || true')).toMatch(/Permission denied/);
     expect((await root('systemctl is-enabled cemetery-db-backup-full.timer cemetery-db-backup-incr.timer')).trim().split('\n')).toEqual(['enabled', 'enabled']);
+    // A failed backup is tried again, three times at most, as systemd read the unit.
+    expect((await root('systemctl show -p Restart -p RestartUSec -p StartLimitBurst cemetery-db-backup@incr.service')).trim().split('\n').sort()).toEqual(['Restart=on-failure', 'RestartUSec=15min', 'StartLimitBurst=4']);
     // Applied again, nothing changes and nothing restarts.
     expect(ran(await up('backups unchanged'))).toEqual([]);
     writer = (await root('cemetery-admin token create --name backups-writer')).trim();
