@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { backupKeyAlias, hostBoundaryName, type AppEnvironment } from './bootstrap/access';
+import { backupKeyAlias, hostBoundaryName, tlsOnlyStatement, type AppEnvironment } from './bootstrap/access';
 
 export type BackupBucketArgs = {
   /** backupBucket: S3 names are global, so the stack takes the one it is given. */
@@ -72,7 +72,7 @@ export class BackupBucket extends pulumi.ComponentResource {
         policy: bucket.arn.apply((arn) =>
           JSON.stringify({
             Version: '2012-10-17',
-            Statement: [{ Sid: 'TlsOnly', Effect: 'Deny', Principal: '*', Action: 's3:*', Resource: [arn, `${arn}/*`], Condition: { Bool: { 'aws:SecureTransport': 'false' } } }],
+            Statement: [tlsOnlyStatement(arn)],
           }),
         ),
       },

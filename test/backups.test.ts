@@ -152,7 +152,7 @@ describe('target aws: the stack\'s own bucket, reached through the host\'s insta
       expect.objectContaining({ status: 'Enabled', noncurrentVersionExpiration: { noncurrentDays: 10 }, abortIncompleteMultipartUpload: { daysAfterInitiation: 7 } }),
     ]);
     const tlsOnly = JSON.parse(one('s3/bucketPolicy:BucketPolicy').policy);
-    expect(tlsOnly.Statement).toEqual([expect.objectContaining({ Effect: 'Deny', Principal: '*', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]);
+    expect(tlsOnly.Statement).toEqual([expect.objectContaining({ Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]);
   });
 
   test('the host\'s role: assumed by EC2 alone; it lists, reads and writes under the stack\'s prefix and nowhere else, and uses the bucket\'s key; the instance carries it', () => {

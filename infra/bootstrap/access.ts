@@ -293,10 +293,20 @@ export function permissionPolicy({ environment, accountId, state, keyArn, dnsNam
   return policy(...statements);
 }
 
+/** A bucket policy's statement that refuses every request not made over TLS (the state bucket's, the backup buckets'). */
+export const tlsOnlyStatement = (bucketArn: string): PolicyStatement => ({
+  Sid: 'TlsOnly',
+  Effect: 'Deny',
+  Principal: { AWS: '*' },
+  Action: 's3:*',
+  Resource: [bucketArn, `${bucketArn}/*`],
+  Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+});
+
 /** The state bucket's own policy: TLS only, and nobody outside the account. */
 export function stateBucketPolicy(bucketArn: string, accountId: string): PolicyDocument {
   return policy(
-    { Sid: 'TlsOnly', Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:*', Resource: [bucketArn, `${bucketArn}/*`], Condition: { Bool: { 'aws:SecureTransport': 'false' } } },
+    tlsOnlyStatement(bucketArn),
     { Sid: 'AccountOnly', Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:*', Resource: [bucketArn, `${bucketArn}/*`], Condition: { StringNotEquals: { 'aws:PrincipalAccount': accountId } } },
   );
 }
