@@ -1,8 +1,10 @@
 /**
  * The VM tier's S3 stand-in (test/e2e/s3-server.ts) lists as S3 does where pgBackRest depends on it: a listing with a
  * delimiter rolls up every key below a prefix into a common prefix, even when no object sits directly in that
- * "directory" (pgBackRest's expire finds the backups to remove so, after removing their manifests).
+ * "directory" (pgBackRest's expire finds the backups to remove so, after removing their manifests); and a
+ * multi-object delete of many keys in one directory succeeds (pgBackRest removes an expired backup so).
  */
+import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { startS3Server, type S3Server } from './e2e/s3-server';
 
@@ -45,4 +47,22 @@ test('a listing with a delimiter rolls up keys nested below a prefix, whether or
   expect((await list({ prefix: 'repo/backup/cemetery/20261130-000000F/' })).keys).toEqual(['repo/backup/cemetery/20261130-000000F/pg_data/base/1/112.zst']);
   // After start-after, only the later prefixes.
   expect((await list({ prefix: 'repo/backup/cemetery/', delimiter: '/', 'start-after': 'repo/backup/cemetery/20261130-000000F/zzz' })).prefixes).toEqual(['repo/backup/cemetery/20261130-000001F/']);
+});
+
+test('a multi-object delete of 300 keys in shared directories answers 200, and removes them all', async () => {
+  const keys = Array.from({ length: 300 }, (_, i) => `gone/backup/cemetery/20261130-000000F/pg_data/base/${i % 3}/${i}.zst`);
+  for (const k of keys) s3.write(k, 'x');
+  s3.write('gone/backup/cemetery/backup.info', 'kept');
+  const body = `<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet>${keys.map((k) => `<Object><Key>${k}</Key></Object>`).join('')}</Delete>`;
+  const status = await new Promise<number>((resolve, reject) => {
+    const headers = { 'content-type': 'application/xml', 'content-md5': createHash('md5').update(body).digest('base64'), 'content-length': Buffer.byteLength(body) };
+    const req = https.request({ host: '127.0.0.1', port, path: '/listing?delete', method: 'POST', rejectUnauthorized: false, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  expect(status).toBe(200);
+  expect(s3.keys('gone/')).toEqual(['gone/backup/cemetery/backup.info']);
 });

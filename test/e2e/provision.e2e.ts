@@ -1270,7 +1270,10 @@ chmod 0640 /etc/pgbackrest/conf.d/e2e-io-timeout.conf`);
     expect(walBefore.filter((s) => s < windowStart).length).toBeGreaterThan(0);
     // As the daily timer does: an incremental backup, then pgBackRest's expire.
     const started = Date.now();
-    await host.root('systemctl start cemetery-db-backup@incr.service');
+    await host.root('systemctl start cemetery-db-backup@incr.service').catch(async (err: Error) => {
+      const why = await host.rootScript('journalctl -u cemetery-db-backup@incr.service -n 30 --no-pager; tail -n 30 /var/log/pgbackrest/cemetery-expire.log /var/log/pgbackrest/cemetery-backup.log').catch((e: Error) => e.message);
+      throw new Error(`${err.message}\n${why}`);
+    });
     const backupSeconds = seconds(started);
     const after = await backups();
     expect(labels(after.filter((b) => b.type === 'full'))).toEqual(labels(kept));

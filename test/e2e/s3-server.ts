@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import S3rver from 's3rver';
 import { freePort } from '../../scripts/lib/ports.cjs';
@@ -97,6 +97,22 @@ export async function startS3Server(bucket: string) {
       .filter((p) => p > startAfter);
     listed.commonPrefixes = [...new Set([...listed.commonPrefixes, ...rolledUp])].sort();
     return listed;
+  };
+  // s3rver deletes a multi-object delete's keys at once, and each then removes its directories once empty: two of
+  // them in one directory race (stores/filesystem.js deleteObject: readdirSync and rmdir of a directory the other
+  // just removed), and the request fails with 500 InternalError though every object is gone. S3 has no directories;
+  // here their cleanup tolerates the race.
+  const fsStore = store as unknown as { deleteObject(bucket: string, key: string): Promise<void>; getResourcePath(bucket: string, key: string, resource: string): string };
+  fsStore.deleteObject = async (name, key) => {
+    for (const resource of ['object', 'object.md5', 'metadata.json']) rmSync(fsStore.getResourcePath(name, key, resource), { force: true });
+    const root = path.join(dir, 'data', name);
+    for (let d = path.dirname(fsStore.getResourcePath(name, key, 'object')); d.startsWith(`${root}${path.sep}`); d = path.dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        break; // not empty, or another delete removed it
+      }
+    }
   };
   await server.run();
   return {
