@@ -2,7 +2,8 @@
  * The VM tier's S3 stand-in (test/e2e/s3-server.ts) lists as S3 does where pgBackRest depends on it: a listing with a
  * delimiter rolls up every key below a prefix into a common prefix, even when no object sits directly in that
  * "directory" (pgBackRest's expire finds the backups to remove so, after removing their manifests); and a
- * multi-object delete of many keys in one directory succeeds (pgBackRest removes an expired backup so).
+ * multi-object delete of many keys in one directory succeeds, and a listing of more than 1,000 keys answers (pgBackRest
+ * removes an expired backup so).
  */
 import { createHash } from 'node:crypto';
 import https from 'node:https';
@@ -65,4 +66,11 @@ test('a multi-object delete of 300 keys in shared directories answers 200, and r
   });
   expect(status).toBe(200);
   expect(s3.keys('gone/')).toEqual(['gone/backup/cemetery/backup.info']);
+});
+
+test("a listing of 1,300 keys answers 200 with every one (s3rver's own paging failed: its token cipher is gone from OpenSSL 3)", async () => {
+  for (let i = 0; i < 1300; i++) s3.write(`many/backup/cemetery/20261130-000000F/pg_data/base/16384/${i}.zst`, 'x');
+  const listed = await list({ prefix: 'many/backup/cemetery/20261130-000000F/' });
+  expect(listed.status).toBe(200);
+  expect(listed.keys).toHaveLength(1300);
 });

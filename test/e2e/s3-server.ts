@@ -84,11 +84,15 @@ export async function startS3Server(bucket: string) {
   // after the prefix (ListObjectsV2, CommonPrefixes). pgBackRest's expire removes a backup's manifests first, then
   // lists the backup directories to remove the rest: s3rver hid such a directory, so its files stayed. The missing
   // prefixes are added here.
+  // And a listing of more than 1,000 keys failed with 500: s3rver's continuation token is DES-encrypted
+  // (controllers/bucket.js generateContinuationToken), which Node's OpenSSL 3 no longer offers. Every key comes in one
+  // page here instead (so pgBackRest's paging is not exercised against this server).
   type Listing = { commonPrefixes: string[] };
-  const store = (server as unknown as { store: { listObjects(bucket: string, o: { delimiter?: string; prefix?: string; startAfter?: string }): Promise<Listing> } }).store;
+  type ListOptions = { delimiter?: string; prefix?: string; startAfter?: string; maxKeys?: number };
+  const store = (server as unknown as { store: { listObjects(bucket: string, o: ListOptions): Promise<Listing> } }).store;
   const listObjects = store.listObjects.bind(store);
   store.listObjects = async (name, options) => {
-    const listed = await listObjects(name, options);
+    const listed = await listObjects(name, { ...options, maxKeys: Infinity });
     const { delimiter = '', prefix = '', startAfter = '' } = options;
     if (!delimiter || name !== bucket) return listed;
     const rolledUp = allKeys()
