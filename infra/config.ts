@@ -166,6 +166,9 @@ const publicKey = (expected: string) =>
     if (typeof key === 'string') ctx.addIssue({ code: 'custom', message: `expected ${expected} (${key})` });
   });
 
+/** Where a list first repeats an element (its second place), or -1. */
+const repeatedAt = <T>(list: readonly T[]) => list.findIndex((x, i) => list.indexOf(x) !== i);
+
 const hostName = str('a host name or address').regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'expected a host name or an IP address');
 const HOST_KEY_EXPECTED = "the host's public key as `ssh-keyscan -t ed25519 <host>` prints it after the host name: ssh-ed25519 AAAA...";
 
@@ -192,8 +195,8 @@ export function databaseUrlProblem(v: string): string | undefined {
   // Judged as the app's parser reads the URL (pg-connection-string: the last of a repeated key wins; ssl, host and
   // port in the query override sslmode and the host), so the URL is refused whatever else its query says.
   const keys = [...url.searchParams.keys()];
-  const repeated = keys.find((k, i) => keys.indexOf(k) !== i);
-  if (repeated) return `expected each setting once, got ${repeated} twice: ${shape}`;
+  const repeated = repeatedAt(keys);
+  if (repeated >= 0) return `expected each setting once, got ${keys[repeated]} twice: ${shape}`;
   const overriding = keys.find((k) => ['ssl', 'host', 'port', 'uselibpqcompat', 'sslcert', 'sslkey'].includes(k));
   if (overriding) return `expected no ${overriding}= in the query (the host, port and TLS are the URL's and sslmode's): ${shape}`;
   if (url.searchParams.get('sslmode') !== 'verify-full') return `expected sslmode=verify-full, so that the hosts check the server's certificate and name (a private CA: add sslrootcert=<its file on the hosts>): ${shape}`;
@@ -400,11 +403,15 @@ function schemaFor(env: Environment, { stack, preview, backupRetentionSet, snaps
         if (!c.sshHost && !c.sshHosts) at('sshHost', 'required for target ssh: the existing host to provision (several: sshHosts)');
         if (c.sshHosts && (c.sshHost || c.sshHostKey)) at('sshHosts', 'lists every host with its key: remove sshHost and sshHostKey');
         const names = (c.sshHosts ?? []).map((h) => h.host.toLowerCase().replace(/\.$/, ''));
-        const twice = names.find((h, i) => names.indexOf(h) !== i);
-        if (twice) at('sshHosts', `lists ${twice} twice: expected each host once`);
-        const keys = (c.sshHosts ?? []).map((h) => h.hostKey.trim().split(/\s+/).slice(0, 2).join(' '));
-        const shared = keys.findIndex((k, i) => keys.indexOf(k) !== i);
-        if (shared >= 0) at('sshHosts', `${c.sshHosts![keys.indexOf(keys[shared])].host} and ${c.sshHosts![shared].host} have one host key: one machine, counted twice (or a key copied by mistake): expected each host's own`);
+        const twice = repeatedAt(names);
+        if (twice >= 0) at('sshHosts', `lists ${names[twice]} twice: expected each host once`);
+        // The keys as parsed (a malformed one is refused by its own entry), so a comment does not make one key two.
+        const fingerprints = (c.sshHosts ?? []).map((h, i) => {
+          const key = parsePublicKey(h.hostKey);
+          return typeof key === 'string' ? `unreadable ${i}` : key.fingerprint;
+        });
+        const shared = repeatedAt(fingerprints);
+        if (shared >= 0) at('sshHosts', `${c.sshHosts![fingerprints.indexOf(fingerprints[shared])].host} and ${c.sshHosts![shared].host} have one host key: one machine, counted twice (or a key copied by mistake): expected each host's own`);
         if (c.databaseMode === 'rds') at('databaseMode', 'target ssh has no RDS: expected onHost, or external (a PostgreSQL of yours: databaseUrl)');
         const given = c.sshHosts?.length ?? 1;
         if (hostsSet && c.hosts !== given) at('hosts', `target ssh provisions the hosts it is given (${given}): remove hosts, and list them in sshHosts (one host: sshHost)`);

@@ -209,6 +209,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
   if (onHostBackups(cfg)) steps.push(backupStep(cfg, stack));
   const databaseStep = steps.at(-1)!.name;
   // Before the release: a failed release must not hold back a proxy change.
+  const balancer = balancerRanges(cfg);
   steps.push({
     name: 'proxy',
     after: [cfg.databaseMode === 'onHost' ? databaseStep : 'app-user'],
@@ -220,7 +221,7 @@ export function hostSteps(cfg: StackConfig, release: string, layout: Provisionin
       ...(cfg.acmeEmail ? { ACME_EMAIL: cfg.acmeEmail } : {}),
       MAINTENANCE_FLAG: HOST_LAYOUT.maintenanceFlag,
       // Behind the load balancer: plain HTTP from its nodes, whose X-Forwarded-For is believed.
-      ...(balancerRanges(cfg) ? { BALANCER_RANGES: balancerRanges(cfg)!.join(' ') } : {}),
+      ...(balancer ? { BALANCER_RANGES: balancer.join(' ') } : {}),
     },
     uses: ['caddyfile.sh'],
   });

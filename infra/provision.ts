@@ -95,6 +95,7 @@ export class Provisioning extends pulumi.ComponentResource {
     }
 
     // The app listens on loopback: the proxy (the proxy step) is the only way in.
+    const balancer = balancerRanges(cfg);
     const appEnvironment = pulumi.secret(
       pulumi.interpolate`NODE_ENV=production
 HOST=127.0.0.1
@@ -107,7 +108,7 @@ PM2_MAX_MEMORY_RESTART=${cfg.maxMemoryRestart}
 PM2_LISTEN_TIMEOUT_MS=${cfg.releaseHealthTimeoutSeconds * 1000}
 DB_CONNECT_TIMEOUT_MS=${cfg.databaseConnectTimeoutSeconds * 1000}
 PUBLIC_READS=${cfg.publicReads}
-${balancerRanges(cfg) ? `TRUST_PROXY=${appTrustProxy(balancerRanges(cfg)!)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
+${balancer ? `TRUST_PROXY=${appTrustProxy(balancer)}\n` : ''}${cfg.rateLimitPerMinute === undefined ? '' : `RATE_LIMIT_PER_MINUTE=${cfg.rateLimitPerMinute}\n`}`,
     );
     // The backups step: the app role's password (set again after a restore), then the S3 key pair.
     const backupCredentials = pulumi.interpolate`${args.databasePassword}\n${cfg.backupS3AccessKeyId ?? ''}\n${cfg.backupS3SecretAccessKey ?? ''}\n`;

@@ -17,14 +17,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FLEET_WIDE_VERBS, fleetSummary, formatStatus, hostAddresses, sshWords, targetHosts, UsageError, VERBS, type StackOutputs } from './commands';
+import { ALL_HOSTS_AT_ONCE_VERBS, FLEET_WIDE_VERBS, fleetSummary, formatStatus, hostAddresses, sshWords, targetHosts, UsageError, VERBS, type StackOutputs } from './commands';
 import { streamLabelled } from './stream';
 
 const verbLine = (verb: string) => `cemetery -s <stack> ${verb}${VERBS[verb].args ? ` ${VERBS[verb].args}` : ''}`;
 const OPTIONS = `options: -s, --stack <name>   the Pulumi stack (its outputs: pulumi stack output --json)
          --outputs <file>     that command's JSON, saved (no Pulumi CLI needed)
          --identity <file>    the private key (default: your ssh agent)
-         --host <n>           with several hosts: the n-th only (default: ${[...FLEET_WIDE_VERBS].filter((v) => v !== 'logs').join(', ')} run on each in order, logs come from each at once, the rest go to the first)`;
+         --host <n>           with several hosts: the n-th only (default: ${[...FLEET_WIDE_VERBS].join(', ')} run on each in order, ${[...ALL_HOSTS_AT_ONCE_VERBS].join(', ')} on each at once, the rest on the first)`;
 const EXIT_CODES = 'exit codes: the host command\'s own (status: 0 healthy, 3 not), 2 usage, 255 ssh could not connect or verify the host';
 export const USAGE = `usage: ${Object.keys(VERBS).map(verbLine).join('\n       ')}\n${OPTIONS}\n${EXIT_CODES}`;
 const isHelp = (a: string) => a === '--help' || a === '-h' || a === 'help';
@@ -87,7 +87,7 @@ export function main(argv: string[]): number | Promise<number> {
     const heading = (i: number) => (fleet ? `== host ${i + 1} of ${addresses.length} (${addresses[i]})\n` : '');
 
     // Every host's log at once (followed with -f until Ctrl-C), each line marked with its host.
-    if (inv.verb === 'logs' && targets.length > 1) {
+    if (ALL_HOSTS_AT_ONCE_VERBS.has(inv.verb) && targets.length > 1) {
       streaming = streamLabelled(
         targets.map((i) => {
           const [ssh, ...words] = sshWords(outputs, knownHosts, { identity: inv.identity, address: addresses[i] });

@@ -134,7 +134,9 @@ export type StackOutputs = { sshCommand: string; sshKnownHosts: string; appUrl?:
  * release or maintenance on one host alone would serve a mix. The rest goes to the first host (the
  * database, and so the tokens, is shared), or to the one --host names.
  */
-export const FLEET_WIDE_VERBS = new Set(['status', 'releases', 'rollback', 'maintenance', 'logs']);
+export const FLEET_WIDE_VERBS = new Set(['status', 'releases', 'rollback', 'maintenance']);
+/** Verbs that reach every host at once, each line marked with its host (scripts/operator/stream.ts). */
+export const ALL_HOSTS_AT_ONCE_VERBS = new Set(['logs']);
 
 /** The stack's hosts, the first first: its hostAddresses output, or (a stack from before fleets) sshCommand's host. */
 export function hostAddresses(outputs: StackOutputs): string[] {
@@ -148,7 +150,7 @@ export function targetHosts(verb: string, hosts: number, chosen?: string): numbe
     if (!/^[1-9]\d*$/.test(chosen) || Number(chosen) > hosts) throw new UsageError(`--host must be 1 to ${hosts} (the stack's hostAddresses, in order), got "${chosen}"`);
     return [Number(chosen) - 1];
   }
-  return FLEET_WIDE_VERBS.has(verb) ? [...Array(hosts).keys()] : [0];
+  return FLEET_WIDE_VERBS.has(verb) || ALL_HOSTS_AT_ONCE_VERBS.has(verb) ? [...Array(hosts).keys()] : [0];
 }
 
 /** Each host's status as formatStatus read it (none: it gave none); one line for the fleet, healthy when all are and run one release. */

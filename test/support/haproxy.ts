@@ -78,19 +78,24 @@ export async function startHaproxy(haproxy: string, backends: Backend[]) {
       socket.on('end', () => resolve(out));
       socket.on('error', reject);
     });
+  /** Each server's row of `show stat` (CSV: svname 1, wretr 15, wredis 16, status 17), by server name. */
+  const servers = async (): Promise<Record<string, string[]>> =>
+    Object.fromEntries(
+      (await admin('show stat'))
+        .split('\n')
+        .filter((l) => l.startsWith('hosts,') && !l.startsWith('hosts,BACKEND'))
+        .map((l) => l.split(','))
+        .map((f) => [f[1], f]),
+    );
   /** Each server's state as the health checks left it: UP, DOWN, or a transition (e.g. "UP 1/2"). */
-  const states = async (): Promise<Record<string, string>> => {
-    const csv = (await admin('show stat')).split('\n').filter((l) => l.startsWith('hosts,') && !l.startsWith('hosts,BACKEND'));
-    return Object.fromEntries(csv.map((l) => l.split(',')).map((f) => [f[1], f[17]]));
-  };
+  const states = async (): Promise<Record<string, string>> => Object.fromEntries(Object.entries(await servers()).map(([name, f]) => [name, f[17]]));
   await waitUntil('haproxy answering on its admin socket', async () => (await states().catch(() => undefined)) !== undefined, { timeoutMs: 10000, intervalMs: 100 });
   return {
     url: `http://127.0.0.1:${port}`,
     states,
     /** Requests HAProxy sent again (retries) and sent to another server (redispatches), per server. */
     async retries(): Promise<Record<string, { retried: number; redispatched: number }>> {
-      const csv = (await admin('show stat')).split('\n').filter((l) => l.startsWith('hosts,') && !l.startsWith('hosts,BACKEND'));
-      return Object.fromEntries(csv.map((l) => l.split(',')).map((f) => [f[1], { retried: Number(f[15]), redispatched: Number(f[16]) }]));
+      return Object.fromEntries(Object.entries(await servers()).map(([name, f]) => [name, { retried: Number(f[15]), redispatched: Number(f[16]) }]));
     },
     log: () => stderr,
     async stop() {
