@@ -171,4 +171,19 @@ withCaddy('behind the load balancer, a real Caddy in front of the real app: the 
     }
     expect((await get('/healthz', '127.0.0.1')).status).toBe(200);
   });
+
+  // Last: it stops the app.
+  test("once the app cannot be reached (PM2 down), a GET is closed unanswered after Caddy's tries, for the balancer to send to another host; a POST is answered 502, never left for a second host to run again", async () => {
+    await app.close();
+    const post = new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/api/sections', method: 'POST', localAddress: NODE, headers: { host: '10.40.0.17', 'content-type': 'application/json' }, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.end('{"name":"x"}');
+    });
+    await expect(get('/api/sections?limit=1', NODE)).rejects.toThrow(/socket hang up|ECONNRESET/);
+    expect(await post).toBe(502);
+  }, 60_000);
 });

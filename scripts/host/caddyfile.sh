@@ -97,5 +97,19 @@ UPSTREAM
   # of reverse_proxy: 2.6 has no server-wide one).
   [ -z "$balancer_ranges" ] || echo "		trusted_proxies $balancer_ranges"
   echo "	}"
+  # Behind the balancer: a GET or HEAD the app could not answer within the tries above (PM2 down, its workers gone)
+  # is closed unanswered rather than answered 502, so that a balancer which sends what a host left unanswered to
+  # another host (HAProxy: retry-on empty-response) does so. Other methods keep the 502: the app may have acted on
+  # them, and they must not be sent twice. (handle_errors runs only for Caddy's own errors, never for the app's answers.)
+  if [ -n "$balancer_ranges" ]; then
+    cat <<'UNANSWERED'
+	handle_errors {
+		@retryable method GET HEAD
+		handle @retryable {
+			abort
+		}
+	}
+UNANSWERED
+  fi
   echo "}"
 }

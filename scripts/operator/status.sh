@@ -10,7 +10,8 @@ echo "previous=$(link previous)"
 if [ -e "$MAINTENANCE_FLAG" ]; then echo "maintenance=on"; else echo "maintenance=off"; fi
 port=$(sed -n 's/^PORT=//p' "$APP_HOME/shared/app.env" 2>/dev/null || true)
 echo "readyz=$(curl -s -m 5 -w ' %{http_code}' "http://127.0.0.1:${port:-3000}/readyz" || echo ' 000')"
-if [ -n "$DOMAIN" ]; then
+# Behind a load balancer a host serves plain HTTP on port 80 alone, and the balancer holds the certificate.
+if [ -n "$DOMAIN" ] && ss -Hltn 'sport = :443' | grep -q .; then
   end=$(openssl s_client -connect 127.0.0.1:443 -servername "$DOMAIN" </dev/null 2>/dev/null | openssl x509 -noout -enddate 2>/dev/null || true)
   echo "certificate=${end#notAfter=}"
 fi

@@ -4,8 +4,10 @@
  * - Health: the target group's check (infra/balancer.ts HEALTH_CHECK): GET /readyz answered 200, every 10 s, a
  *   5 s timeout, out after 2 failures, back after 2 passes.
  * - Retries (its own, stated: the ALB retries nothing a test could copy): a request whose connection to a host is
- *   refused, or closed before any answer, is sent again, up to 3 times, the last time to another host
- *   (`retries 3`, `option redispatch`, `retry-on conn-failure empty-response`).
+ *   refused is sent again, up to 3 times, each time to another host (`retries 3`, `option redispatch 1`,
+ *   `retry-on conn-failure empty-response`); so is a GET or HEAD the host closed before any answer (as a host's Caddy
+ *   does when its app cannot be reached: scripts/host/caddyfile.sh), never another method, which the app may have
+ *   acted on (`http-request disable-l7-retry unless METH_GET`: HAProxy's METH_GET is GET and HEAD).
  * - It appends the client's address to X-Forwarded-For (`option forwardfor`), as the hosts expect of a balancer.
  * Needs a haproxy binary: $HAPROXY or haproxy on PATH (.ci/run installs Debian's package).
  */
@@ -41,12 +43,13 @@ defaults
 	timeout server 60s
 	timeout check ${HEALTH_CHECK.timeout}s
 	retries 3
-	option redispatch
+	option redispatch 1
 	retry-on conn-failure empty-response
 	option forwardfor
 
 frontend web
 	bind 127.0.0.1:${port}
+	http-request disable-l7-retry unless METH_GET
 	default_backend hosts
 
 backend hosts
