@@ -3,7 +3,7 @@
 # and npm run test:e2e): user `admin` with passwordless sudo and an SSH key,
 # as on Debian's AWS AMI; SSH, the proxy's ports (80, 443) and the app port
 # (which provisioning keeps on the VM's loopback: closed from outside)
-# forwarded to 127.0.0.1.
+# forwarded to 127.0.0.1 (VM_ADDRESS).
 #
 #   scripts/local-vm.sh build     build the base image once (mmdebstrap; cached)
 #   scripts/local-vm.sh start     boot a fresh VM on a throwaway overlay
@@ -25,7 +25,9 @@
 # VM_DATA_DISK_SIZE (4G: a blank second disk, /dev/disk/by-id/virtio-cemetery-data, the `local` stack's
 # dataVolumeDevice), VM_DATA_DISK (a data disk file to attach instead, e.g. a lost VM's: it is used as it is),
 # VM_ROOT_FROM (a root disk kept by `snapshot` to start from instead of the base image: a provisioned host's
-# packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same).
+# packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same),
+# VM_ADDRESS (127.0.0.1: the loopback address its ports are forwarded on; another one, e.g. 127.0.0.2, lets
+# VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,8 @@ SSH_PORT=${VM_SSH_PORT:-2222}
 APP_PORT=${VM_APP_PORT:-3080}
 HTTP_PORT=${VM_HTTP_PORT:-8080}
 HTTPS_PORT=${VM_HTTPS_PORT:-8443}
+ADDRESS=${VM_ADDRESS:-127.0.0.1}
+HOSTNAME_=${VM_HOSTNAME:-cemetery-vm}
 CPUS=${VM_CPUS:-2}
 MEMORY=${VM_MEMORY:-2048}
 # unsafe: the guest's flushes are not passed on to the host disk (dpkg and initdb flush after every file).
@@ -45,7 +49,7 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 # The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=4 # bump when the image recipe below changes
+IMAGE_VERSION=5 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -70,8 +74,8 @@ build() {
   trap 'rm -rf "$work"' RETURN
   local pubkey
   pubkey=$(cat "$KEY.pub")
-  # Each start passes an identity of its own on the kernel command line; a disk that booted with another one (a copy,
-  # VM_ROOT_FROM) makes new SSH host keys, so no two VMs share one.
+  # Each start passes an identity of its own on the kernel command line (also its machine id, and its name); a disk
+  # that booted with another one (a copy, VM_ROOT_FROM) makes new SSH host keys, so no two VMs share one.
   cat >"$work/vm-identity" <<'SH'
 #!/bin/sh
 id=$(sed -n 's/.*cemetery\.identity=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
@@ -80,6 +84,8 @@ if [ "$(cat /etc/ssh/cemetery-identity 2>/dev/null)" != "$id" ]; then
   echo "$id" >/etc/ssh/cemetery-identity
 fi
 [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A
+# The name given on the command line (systemd.hostname), resolvable as Debian's installer makes it: sudo looks it up.
+sed -i "s/^127\.0\.1\.1 .*/127.0.1.1 $(hostname)/" /etc/hosts
 SH
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
@@ -112,9 +118,9 @@ running() { [ -f "$STATE/qemu.pid" ] && kill -0 "$(cat "$STATE/qemu.pid")" 2>/de
 wait_for_ssh() {
   local deadline=$((SECONDS + ${1:-300}))
   # shellcheck disable=SC2046 # ssh_opts is a list of words
-  until ssh $(ssh_opts) admin@127.0.0.1 true 2>/dev/null; do
+  until ssh $(ssh_opts) "admin@$ADDRESS" true 2>/dev/null; do
     running || die "the VM stopped while booting (see $STATE/console.log)"
-    [ $SECONDS -lt $deadline ] || die "no SSH on 127.0.0.1:$SSH_PORT after ${1:-300} s (see $STATE/console.log)"
+    [ $SECONDS -lt $deadline ] || die "no SSH on $ADDRESS:$SSH_PORT after ${1:-300} s (see $STATE/console.log)"
     sleep 2
   done
 }
@@ -147,16 +153,16 @@ start() {
   # the state directory, this user's alone.
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 cemetery.identity=$identity" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 cemetery.identity=$identity systemd.machine_id=$identity systemd.hostname=$HOSTNAME_" \
     -drive "file=$STATE/run.qcow2,if=none,id=root,format=qcow2,cache=$DISK_CACHE" -device virtio-blk-pci,drive=root,addr=0x4 \
     -drive "file=$data,if=none,id=data,format=raw,cache=$DISK_CACHE" -device "virtio-blk-pci,drive=data,addr=0x5,serial=$DATA_DISK_SERIAL" \
-    -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$APP_PORT-:3000,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:80,hostfwd=tcp:127.0.0.1:$HTTPS_PORT-:443" \
+    -netdev "user,id=net0,hostfwd=tcp:$ADDRESS:$SSH_PORT-:22,hostfwd=tcp:$ADDRESS:$APP_PORT-:3000,hostfwd=tcp:$ADDRESS:$HTTP_PORT-:80,hostfwd=tcp:$ADDRESS:$HTTPS_PORT-:443" \
     -device virtio-net-pci,netdev=net0 \
     -display none -serial "file:$STATE/console.log" -qmp "unix:$STATE/qmp.sock,server=on,wait=off" \
     -daemonize -pidfile "$STATE/qemu.pid"
   local started=$SECONDS
   wait_for_ssh 300
-  echo "local-vm: up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@127.0.0.1 (key $KEY); ports 80, 443, 3000 -> 127.0.0.1:$HTTP_PORT, $HTTPS_PORT, $APP_PORT"
+  echo "local-vm: $HOSTNAME_ up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@$ADDRESS (key $KEY); ports 80, 443, 3000 -> $ADDRESS:$HTTP_PORT, $HTTPS_PORT, $APP_PORT"
 }
 
 stop() {
@@ -164,7 +170,7 @@ stop() {
   local pid
   pid=$(cat "$STATE/qemu.pid")
   # shellcheck disable=SC2046
-  ssh $(ssh_opts) admin@127.0.0.1 sudo systemctl poweroff >/dev/null 2>&1 || true
+  ssh $(ssh_opts) "admin@$ADDRESS" sudo systemctl poweroff >/dev/null 2>&1 || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   kill "$pid" 2>/dev/null || true
   rm -f "$STATE/qemu.pid" "$STATE"/run*.qcow2 "$STATE/root-top" "$STATE/qmp.sock" "$STATE/data.raw"
@@ -204,7 +210,7 @@ snapshot() {
   frozen=$(cat "$STATE/root-top")
   next="$STATE/run.$(date +%s%N).qcow2"
   # shellcheck disable=SC2046
-  ssh $(ssh_opts) admin@127.0.0.1 sudo sync
+  ssh $(ssh_opts) "admin@$ADDRESS" sudo sync
   qmp "{\"execute\":\"blockdev-snapshot-sync\",\"arguments\":{\"device\":\"root\",\"snapshot-file\":\"$next\",\"format\":\"qcow2\"}}"
   echo "$next" >"$STATE/root-top"
   # The VM's own name for the frozen file goes with the VM (stop); FILE stays.
@@ -219,13 +225,13 @@ case "${1:-}" in
   snapshot) snapshot "${2:-}" ;;
   ssh) shift; running || die "not running"
     # shellcheck disable=SC2046
-    exec ssh $(ssh_opts) -t admin@127.0.0.1 "$@" ;;
+    exec ssh $(ssh_opts) -t "admin@$ADDRESS" "$@" ;;
   wait-ssh) wait_for_ssh "${2:-300}" ;;
   status) if running; then echo "running (pid $(cat "$STATE/qemu.pid")), ssh port $SSH_PORT, app port $APP_PORT"; else echo "stopped"; fi ;;
   key) echo "$KEY" ;;
   # The key the VM made at its first boot, read on loopback (the one place where
   # trusting the first answer is sound): the value for the stack's sshHostKey.
   host-key) running || die "not running"
-    ssh-keyscan -t ed25519 -p "$SSH_PORT" 127.0.0.1 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on 127.0.0.1:$SSH_PORT" ;;
+    ssh-keyscan -t ed25519 -p "$SSH_PORT" "$ADDRESS" 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on $ADDRESS:$SSH_PORT" ;;
   *) die "usage: $0 build|start|stop|snapshot FILE|ssh [command]|status|key|host-key" ;;
 esac

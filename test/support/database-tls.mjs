@@ -1,5 +1,5 @@
 // TLS for the test PostgreSQL: a CA of its own, a server certificate for
-// "localhost" only, and a second CA that signed nothing (the wrong one).
+// "localhost" only (or the names given), and a second CA that signed nothing (the wrong one).
 // test/database-tls.test.ts proves sslmode=verify-full against them.
 import { execFileSync } from 'node:child_process';
 import { chownSync, statSync, writeFileSync } from 'node:fs';
@@ -15,15 +15,15 @@ const newCa = (dir, name, cn) =>
  * (ssl settings take effect on reload). Connections that do not ask for TLS
  * are unaffected. Returns the paths the tests use.
  */
-export async function enableTestTls({ dir, adminUrl, dataDir }) {
+export async function enableTestTls({ dir, adminUrl, dataDir, names = ['localhost'] }) {
   newCa(dir, 'ca', 'cemetery test CA');
   newCa(dir, 'wrong-ca', 'a CA that signed nothing here');
   const key = path.join(dir, 'server.key');
   const csr = path.join(dir, 'server.csr');
   const cert = path.join(dir, 'server.crt');
   const ext = path.join(dir, 'server.ext');
-  writeFileSync(ext, 'subjectAltName=DNS:localhost\n');
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=localhost']);
+  writeFileSync(ext, `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\n`);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${names[0]}`]);
   openssl(['x509', '-req', '-in', csr, '-CA', path.join(dir, 'ca.crt'), '-CAkey', path.join(dir, 'ca.key'), '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext]);
   // PostgreSQL reads its key only if its own user owns it, mode 0600 (as root, that user is not us).
   const owner = statSync(dataDir);
