@@ -27,6 +27,7 @@ import { S3_TEST_NAME, startS3Server, type S3Server } from './s3-server';
 import { backdated, infoChecksum, statedChecksum } from './pgbackrest-info';
 import { parseLogfmt } from '../support/logfmt';
 import { tempDir } from '../support/temp-dir';
+import { fleetScenarios } from './fleet-scenarios';
 
 jest.setTimeout(60 * 60 * 1000);
 
@@ -1229,6 +1230,8 @@ chmod 0640 /etc/pgbackrest/conf.d/e2e-io-timeout.conf`);
 
   test('pruning honours backupRetentionDays: with the full backups back-dated (the newest inside the window, the rest before it), the timer\'s next backup expires every full older than the newest one before the window, with the WAL only they needed; restore then refuses a time before the window\'s start', async () => {
     requireBackups();
+    // The fleet's VMs boot meanwhile: this scenario and the next one leave most of the CPU idle.
+    fleet.bootAhead();
     // On the lost host's replacement, whose repository holds every full backup the scenarios took: the first host's
     // first, the one after its point-in-time restore (a new timeline), and the replacement's own.
     const host = registerHost();
@@ -1342,4 +1345,14 @@ install -d -o postgres -g postgres -m 0700 ${mnt}/pg
     Object.assign(report.backups as object, { diskFull: { writtenBeforeFull: written.length } });
     console.log(`disk full: ${written.length} sections written before the table needed a page the disk did not have; then 503, reads served`);
   });
+});
+
+// Last: the single host's VMs are gone by now (the lost host's replacement goes once its last scenarios, which boot
+// the fleet's VMs meanwhile, end), so the fleet's two have the machine to themselves.
+const fleet = fleetScenarios({
+  report,
+  provisionedRoot: () => {
+    requireProvisioned();
+    return provisionedRoot;
+  },
 });

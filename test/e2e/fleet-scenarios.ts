@@ -1,0 +1,198 @@
+/**
+ * The VM tier's fleet scenarios (issue 20), on fleet-stack.ts: two existing hosts (`target: ssh`, sshHosts) booted
+ * from the single host's provisioned disk, an external PostgreSQL, and Debian's HAProxy in front. Under load through
+ * the balancer: the first up and a code-only up roll host 1, then host 2; a release that throws at start stops at
+ * host 1; `kill -9` of one host's PM2 daemon. Figures go to the report's `fleet`.
+ */
+import { HOST_LAYOUT, provisioningLayout } from '../../infra/host-steps';
+import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
+import type { Step } from '../standin/engine';
+import { getFresh } from '../support/http';
+import { stopAllLoads } from '../support/load';
+import { FLEET_DB_HOST, startFleet, type Fleet } from './fleet-stack';
+import { buildRelease, ran, rebuildCheckedOut, seconds, type BootedVm, type Release } from './local-stack';
+
+const { appHome } = HOST_LAYOUT;
+
+export function fleetScenarios(opts: { report: Record<string, unknown>; provisionedRoot: () => string }) {
+  const fleetReport: Record<string, unknown> = (opts.report.fleet = {});
+  let starting: Promise<Fleet> | undefined;
+  /** Both hosts from the first host's provisioned disk, as issue 20 allows: booted at once, each with its own name, machine id and host keys. */
+  const start = () =>
+    (starting ??= (async () => {
+      const rootFrom = opts.provisionedRoot();
+      rebuildCheckedOut();
+      return startFleet({ hosts: 2, rootFrom, report: fleetReport, log: (line) => process.stdout.write(`${line}\n`), overrides: { 'cemetery-backend:rateLimitPerMinute': '1000000' } });
+    })());
+  // Outside the describe: a fleet booted ahead is stopped even if none of its tests runs.
+  afterAll(async () => {
+    await starting?.then((f) => f.stop(), () => undefined);
+  });
+
+  describe('a fleet: two existing hosts (sshHosts) behind a balancer, one external database', () => {
+    let fleet: Fleet | undefined;
+    /** The fleet's release ids, as they were deployed. */
+    const fleetReleases: Record<string, Release> = {};
+    const requireFleet = () => {
+      if (!fleet) throw new Error('the fleet did not start (see the first failure)');
+      return fleet;
+    };
+
+    beforeAll(async () => {
+      fleet = await start();
+    }, 20 * 60 * 1000);
+    // A test that failed with its load still on would slow every test after it.
+    afterEach(() => stopAllLoads());
+
+    /** Each host's workers answering /version on its own loopback, by release id. */
+    const servingOn = async (host: BootedVm) =>
+      (await host.root(`for i in {1..8}; do curl -s -H 'Connection: close' http://127.0.0.1:${requireFleet().appPort}/version; echo; done`))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { release: string }).release);
+    /** The steps of `steps` on host `i` (1: the first host's names, i > 1: cemetery-dev-<i>-…), as `<op> <step>`. */
+    const onHost = (steps: Step[], i: number) => ran(steps.filter((s) => (i === 1 ? !/^cemetery-dev-\d+-/.test(s.name) : s.name.startsWith(`cemetery-dev-${i}-`)))).map((s) => s.replace(/ \d+-/, ' '));
+    /** Runs `during` under load through the balancer; every answer must come from `allowed`. */
+    async function throughBalancer<T>(label: string, allowed: string[], during: () => Promise<T>) {
+      const f = requireFleet();
+      const load = f.load(() => allowed);
+      await waitUntil('the load under way', () => load.requests > 0, { timeoutMs: 60000, intervalMs: 200 });
+      const value = await during();
+      const result = await load.stop();
+      const retries = await f.balancer.retries();
+      console.log(`[fleet] ${label} under load: ${result.requests} requests, releases ${JSON.stringify(result.releases)}, failures ${JSON.stringify(result.failures)}; the balancer's retries ${JSON.stringify(retries)}`);
+      if (result.failed) console.log(`[fleet] ${label}: HAProxy's log:\n${f.balancer.log().slice(-3000)}`);
+      return { value, load: result, retries };
+    }
+
+    test('the first up provisions host 1, then host 2; both serve the same release from the external database over TLS; the balancer finds both healthy and spreads the load', async () => {
+      const f = requireFleet();
+      const [one, two] = f.hosts;
+      const steps = await f.up('fleet: first up');
+      // Canary first: every step of host 2 ran after host 1's release.
+      const names = steps.map((s) => s.name);
+      const hostOneRelease = names.indexOf('cemetery-dev-release');
+      expect(hostOneRelease).toBeGreaterThanOrEqual(0);
+      expect(names.findIndex((n) => n.startsWith('cemetery-dev-2-'))).toBeGreaterThan(hostOneRelease);
+      // The same steps (those that do not depend on each other finish in any order), and no PostgreSQL of the hosts'.
+      expect(onHost(steps, 2).sort()).toEqual(onHost(steps, 1).sort());
+      expect(onHost(steps, 1)).not.toContain('create postgres');
+      fleetReport.firstUpSecondsPerHost = f.hosts.map((_, i) => Math.round(steps.filter((s) => onHost([s], i + 1).length).reduce((sum, s) => sum + s.seconds, 0)));
+
+      // Two machines, not one counted twice: names, machine ids and host keys of their own.
+      const identity = (h: BootedVm) => h.root('hostname; cat /etc/machine-id; cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d" " -f2');
+      const [a, b] = await Promise.all([identity(one), identity(two)]);
+      expect(a.trim().split('\n')[0]).toBe('cemetery-fleet-1');
+      expect(b.trim().split('\n')[0]).toBe('cemetery-fleet-2');
+      expect(a.trim().split('\n').filter((line, i) => line === b.trim().split('\n')[i])).toEqual([]);
+
+      const lives = await f.lives();
+      fleetReleases.first = { id: lives[0]!, build: '' };
+      expect(lives).toEqual([lives[0], lives[0]]);
+      for (const h of f.hosts) expect(new Set(await servingOn(h))).toEqual(new Set([lives[0]]));
+      // The database is the external one, over TLS with its name checked, from both hosts' workers.
+      const sessions = await f.db.query("SELECT ssl, count(*)::int AS n FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'cemetery' GROUP BY ssl");
+      expect(sessions).toEqual([{ ssl: true, n: expect.any(Number) }]);
+      expect((await f.db.query("SELECT count(*)::int AS n FROM pgmigrations"))[0].n).toBeGreaterThan(0);
+      // Each host's environment file names the external database (the disk's own PostgreSQL has no data disk here).
+      for (const h of f.hosts) expect((await h.root(`grep -c '^DATABASE_URL=postgres://cemetery:.*@${FLEET_DB_HOST}:' ${appHome}/shared/app.env || true`)).trim()).toBe('1');
+
+      await f.everyHostUp();
+      const { balancer } = f;
+      const pids = await Promise.all(f.hosts.map(async (h) => new Set((await h.workers()).map((w) => w.pid))));
+      const answeredBy = new Set<number>();
+      for (let i = 0; i < 8; i++) {
+        const pid = JSON.parse((await getFresh(`${balancer.url}/version`, { host: f.config['cemetery-backend:domainName'] })).body).pid as number;
+        answeredBy.add(pids.findIndex((p) => p.has(pid)));
+      }
+      expect([...answeredBy].sort()).toEqual([0, 1]);
+
+      // The operator's view: each host, then the fleet in one line; no certificate on a host behind the balancer.
+      const status = await f.operator(['status']);
+      expect({ status: status.status, stderr: status.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(status.stdout).toMatch(new RegExp(`^fleet +2 hosts on ${lives[0]}; all healthy$`, 'm'));
+      expect(status.stdout).not.toContain('certificate');
+    });
+
+    test('a code-only up under load through the balancer rolls host 1, then host 2: only the release resources run; no request fails, none is answered but by the old or the new release; both end on the new one', async () => {
+      const f = requireFleet();
+      const before = fleetReleases.first.id;
+      const next = (fleetReleases.next = buildRelease({ mark: 'fleet-next' }));
+      const started = Date.now();
+      const { value: steps, load, retries } = await throughBalancer('code-only up', [before, next.id], () => f.up('fleet: code only'));
+      const names = steps.map((s) => s.name);
+      for (const i of [1, 2]) expect(onHost(steps, i).sort()).toEqual(['update release', 'update release-bundle', 'update release-process-file']);
+      expect(names.indexOf('cemetery-dev-2-release-bundle')).toBeGreaterThan(names.indexOf('cemetery-dev-release'));
+      const perHost = [1, 2].map((i) => steps.find((s) => s.name === (i === 1 ? 'cemetery-dev-release' : `cemetery-dev-${i}-release`))!.seconds);
+      fleetReport.codeOnly = { upSeconds: seconds(started), releaseSecondsPerHost: perHost, requests: load.requests, failed: load.failed, answers: load.releases, retries };
+      console.log(`[fleet] code-only up: host 1's release ${perHost[0]} s, then host 2's ${perHost[1]} s; ${load.requests} requests, ${load.failed} failed`);
+      expect(load.failures).toEqual({});
+      expect(load.requests).toBeGreaterThan(20);
+      expect(await f.lives()).toEqual([next.id, next.id]);
+      for (const h of f.hosts) expect(new Set(await servingOn(h))).toEqual(new Set([next.id]));
+    });
+
+    test('a release that throws on boot stops at host 1: the up fails naming it, host 2 is never touched, no request fails', async () => {
+      const f = requireFleet();
+      const good = fleetReleases.next.id;
+      const bad = buildRelease({ mark: 'fleet-bad', throwOnBoot: true });
+      const uploadsOnTwo = () => f.hosts[1].root(`ls ${provisioningLayout(f.hosts[1].target.user, bad.id).base}`);
+      const before = await uploadsOnTwo();
+      const { value: result, load, retries } = await throughBalancer('a refused release', [good], () => f.tryUp('fleet: a release that throws on boot'));
+      fleetReport.refused = { requests: load.requests, failed: load.failed, retries, ran: ran(result.steps) };
+      expect(result.failed?.name).toBe('cemetery-dev-release');
+      expect(result.failed!.message).toContain(`release ${bad.id} did not become ready, so it was not switched: it exited with code 1`);
+      expect(result.failed!.message).toContain(`${good} keeps serving`);
+      expect(result.failed!.message).not.toContain(f.db.password);
+      // Nothing of host 2's ran, and its uploads are as they were.
+      expect(onHost(result.steps, 2)).toEqual([]);
+      expect(await uploadsOnTwo()).toBe(before);
+      expect(load.failures).toEqual({});
+      expect(await f.lives()).toEqual([good, good]);
+      rebuildCheckedOut();
+    });
+
+    test('kill -9 of host 1\'s PM2 daemon under load: systemd starts PM2 again (pm2 startup\'s unit, Restart=on-failure), host 1 serves again, and no GET fails; whether the balancer took host 1 out meanwhile is reported', async () => {
+      const f = requireFleet();
+      const [one] = f.hosts;
+      const good = fleetReleases.next.id;
+      const daemon = await f.pm2Daemon(one);
+      const workers = (await one.workers()).map((w) => w.pid);
+      let killedAt = 0;
+      let servingAfter = 0;
+      /** The balancer's view of host 1 whenever it changed, in seconds from the kill. */
+      const seen: string[] = [];
+      const { load, retries } = await throughBalancer('kill -9 of host 1\'s PM2', [good], async () => {
+        await sleep(2000);
+        killedAt = Date.now();
+        await one.root(`kill -9 ${daemon}`);
+        // Until PM2 is back with every worker online and the balancer sends to host 1 again.
+        let last = 'UP';
+        await waitUntil(
+          'host 1 serving again behind the balancer',
+          async () => {
+            const state = (await f.balancer.states()).host1;
+            if (state !== last) seen.push(`${((Date.now() - killedAt) / 1000).toFixed(1)} s ${(last = state)}`);
+            const back = await f.pm2Daemon(one).then((pid) => pid !== daemon, () => false);
+            return back && state === 'UP' && (await one.workers()).length === workers.length;
+          },
+          { timeoutMs: 300000, intervalMs: 500 },
+        );
+        servingAfter = (Date.now() - killedAt) / 1000;
+        await sleep(2000);
+      });
+      fleetReport.killPm2 = { servingAgainAfterSeconds: Math.round(servingAfter * 10) / 10, balancerSaw: seen, requests: load.requests, failed: load.failed, retries };
+      console.log(`[fleet] kill -9 of host 1's PM2: serving again after ${servingAfter.toFixed(1)} s; the balancer saw ${seen.join(', ') || 'host 1 UP throughout'}; ${load.requests} requests, ${load.failed} failed; HAProxy retried ${retries.host1.retried} and redispatched ${retries.host1.redispatched} of host 1's`);
+      // The workers went with their daemon, and systemd started a new one, which resurrected them.
+      expect((await one.workers()).map((w) => w.pid).filter((pid) => workers.includes(pid))).toEqual([]);
+      expect(load.failures).toEqual({});
+      expect(load.requests).toBeGreaterThan(20);
+      expect(new Set(await servingOn(one))).toEqual(new Set([good]));
+    });
+  });
+
+  return {
+    /** Boots the fleet's VMs now, while the scenarios before it finish (they have the CPU for it); its tests wait for them. */
+    bootAhead: () => void start().catch(() => undefined),
+  };
+}
