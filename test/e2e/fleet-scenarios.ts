@@ -24,7 +24,7 @@ export function fleetScenarios(opts: { report: Record<string, unknown>; provisio
       rebuildCheckedOut();
       return startFleet({ hosts: 2, rootFrom, report: fleetReport, log: (line) => process.stdout.write(`${line}\n`), overrides: { 'cemetery-backend:rateLimitPerMinute': '1000000' } });
     })());
-  // Outside the describe: a fleet booted ahead is stopped even if none of its tests runs.
+  // Once the file's tests are done, whatever failed: the fleet's VMs, database and balancer go.
   afterAll(async () => {
     await starting?.then((f) => f.stop(), () => undefined);
   });
@@ -191,8 +191,4 @@ export function fleetScenarios(opts: { report: Record<string, unknown>; provisio
     });
   });
 
-  return {
-    /** Boots the fleet's VMs now, while the scenarios before it finish (they have the CPU for it); its tests wait for them. */
-    bootAhead: () => void start().catch(() => undefined),
-  };
 }
