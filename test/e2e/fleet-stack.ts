@@ -18,8 +18,7 @@ import { findHaproxy, startHaproxy } from '../support/haproxy';
 import { startLoad } from '../support/load';
 import { startPostgresServer } from '../support/postgres-server';
 import { changed, stackFiles } from '../support/pulumi-mocks';
-import { bootVm, deployKeyConfig, freeVmPorts, LOAD_PATH, mirrorConfig, runOperator, stackOutputs, upsOf, VM_CACHE, type BootedVm } from './local-stack';
-import { startNodeMirror } from './node-mirror';
+import { bootVm, deployKeyConfig, freeVmPorts, LOAD_PATH, mirrorConfig, runOperator, stackOutputs, startStackMirror, upsOf, type BootedVm } from './local-stack';
 
 /** The external database's name for the guests (their /etc/hosts: 10.0.2.2), the name its certificate is for. */
 export const FLEET_DB_HOST = 'db.cemetery.test';
@@ -87,7 +86,7 @@ export async function startFleet(opts: { hosts: number; rootFrom: string; report
     const db = await startExternalDatabase();
     cleanups.push(db.stop);
     for (const h of hosts) await h.trustTestService(FLEET_DB_HOST, db.caPem);
-    const mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+    const mirror = await startStackMirror();
     cleanups.push(mirror.close);
 
     // The `local` stack turned into a fleet, as a user would write it: the hosts with their keys, the balancer's

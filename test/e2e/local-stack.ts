@@ -203,6 +203,9 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
 }
 export type BootedVm = Awaited<ReturnType<typeof bootVm>>;
 
+/** The test's Node.js mirror (node-mirror.ts) of the version the `local` stack file pins, built into VM_CACHE once. */
+export const startStackMirror = () => startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+
 /** The stack's settings for the test's Node.js mirror (node-mirror.ts), which the guests reach over plain http. */
 export const mirrorConfig = (mirror: Awaited<ReturnType<typeof startNodeMirror>>) => ({
   'cemetery-backend:nodeDistMirror': mirror.guestUrl,
@@ -290,7 +293,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
   let config: Record<string, string>;
   let stackConfig: StackConfig;
   try {
-    mirror = await startNodeMirror(path.join(VM_CACHE, 'node-mirror'), stackFiles().local['cemetery-backend:nodeVersion'] ?? '24.21.0');
+    mirror = await startStackMirror();
     // The `local` stack as a user would run it, pointed at this VM and the test mirror.
     config = {
       ...stackFiles().local,
