@@ -6,9 +6,12 @@
  *   PostmasterMain), so a write waits for checkpoint_timeout; a reload once the server is ready wakes it, and
  *   archive_timeout acts from then on;
  * - with restart_after_crash off, a backend's crash ends the postmaster (postmaster.c PostmasterStateMachine:
- *   "shutting down because restart_after_crash is off", exit 1), which systemd's Restart=on-failure sees.
+ *   "shutting down because restart_after_crash is off", exit 1), which systemd's Restart=on-failure sees;
+ * - after a segment's push failed three times the archiver sleeps until its latch is set or a minute has passed
+ *   (pgarch.c: NUM_ARCHIVE_RETRIES, PGARCH_AUTOWAKE_INTERVAL), and a reload sets it (what cemetery-db's
+ *   push_current_wal relies on before a restore).
  */
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startPostgresServer } from './support/postgres-server';
@@ -22,9 +25,11 @@ async function startArchiving(extra: Record<string, string> = {}) {
   const archive = path.join(stateDir, 'archive');
   mkdirSync(archive);
   chmodSync(archive, 0o777); // as root, the server runs as the postgres user
+  /** While this file exists every push fails, as one to an unreachable bucket would. */
+  const outage = path.join(stateDir, 'outage');
   const settings = {
     archive_mode: 'on',
-    archive_command: `cp %p ${archive}/%f`,
+    archive_command: `test ! -e ${outage} && cp %p ${archive}/%f`,
     archive_timeout: String(ARCHIVE_TIMEOUT_SECONDS),
     // Its longest: a switch within the test can only come from archive_timeout.
     checkpoint_timeout: '1d',
@@ -46,7 +51,7 @@ async function startArchiving(extra: Record<string, string> = {}) {
     return false;
   };
   const postmasterPid = () => Number(readFileSync(path.join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return { db, client, one, write, archivedWithin, postmasterPid, stop: async () => { await client.end().catch(() => undefined); await db.stop(); } };
+  return { db, client, one, write, archivedWithin, postmasterPid, outage, stop: async () => { await client.end().catch(() => undefined); await db.stop(); } };
 }
 
 test('after a start, archive_timeout does nothing until the checkpointer is woken; a reload wakes it, and the write is archived', async () => {
@@ -89,6 +94,25 @@ test('with restart_after_crash off, a backend killed with SIGKILL ends the postm
     const alive = () => { try { process.kill(postmaster, 0); return true; } catch { return false; } };
     for (const until = Date.now() + 30000; alive() && Date.now() < until; await sleep(100));
     expect(alive()).toBe(false);
+  } finally {
+    await pgs.stop();
+  }
+});
+
+test('after a push failed three times the archiver waits a minute before trying again, unless a reload wakes it', async () => {
+  const pgs = await startArchiving({ archive_timeout: '0' }); // no switch but the test's own
+  try {
+    writeFileSync(pgs.outage, '');
+    await pgs.write();
+    const segment = await pgs.one('SELECT pg_walfile_name(pg_switch_wal())');
+    for (const until = Date.now() + 30000; Number(await pgs.one('SELECT failed_count FROM pg_stat_archiver')) < 3 && Date.now() < until; await sleep(100));
+    expect(await pgs.one('SELECT last_failed_wal FROM pg_stat_archiver')).toBe(segment);
+    // The bucket is back, and nothing wakes the archiver: it sleeps on (its minute is far from over).
+    rmSync(pgs.outage);
+    expect(await pgs.archivedWithin(segment, 10000)).toBe(false);
+    expect(await pgs.one('SELECT failed_count FROM pg_stat_archiver')).toBe('3');
+    await pgs.one('SELECT pg_reload_conf()');
+    expect(await pgs.archivedWithin(segment, 10000)).toBe(true);
   } finally {
     await pgs.stop();
   }

@@ -36,19 +36,37 @@ backup() {
 
 # push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory. The
 # archiver may have a backlog (after an outage, or on a slow host each push takes seconds): it waits while the
-# archive moves on, and gives up after 60 s without progress.
+# archive moves on, and gives up after ARCHIVE_STALL_SECONDS without progress, longer than one push may take
+# (pgBackRest waits io-timeout, 60 s by default, for an answer from the bucket).
+# A push that failed is not retried for a minute: PostgreSQL's archiver tries a segment three times, a second apart,
+# then sleeps until its latch is set or 60 s have passed (src/backend/postmaster/pgarch.c: NUM_ARCHIVE_RETRIES,
+# PGARCH_AUTOWAKE_INTERVAL). A reload's SIGHUP sets that latch, so each new failure is tried again at once.
+ARCHIVE_STALL_SECONDS=180
 push_current_wal() {
-  local segment archived last='' still=0
+  local segment archived failed last='' failed_before='' since=$SECONDS told=$SECONDS
   segment=$(psql_admin -c 'SELECT pg_walfile_name(pg_switch_wal())')
-  while [ "$still" -lt 60 ]; do
+  while :; do
+    IFS='|' read -r archived failed < <(psql_admin -c "SELECT coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver")
     # Segment names (24 upper-case hex digits, which every locale orders as ASCII does) sort in the order they are
     # written, timeline first; a .history or .partial file the archiver may have pushed last is not one.
-    archived=$(psql_admin -c "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
     if [[ "$archived" =~ ^[0-9A-F]{24}$ ]] && ! [[ "$archived" < "$segment" ]]; then return 0; fi
-    if [ "$archived" != "$last" ]; then last=$archived; still=0; else still=$((still + 1)); fi
+    if [ "$archived" != "$last" ]; then last=$archived; since=$SECONDS; fi
+    if [ -n "$failed_before" ] && [ "$failed" != "$failed_before" ]; then
+      say "the archiver could not push a WAL segment (see /var/log/pgbackrest/$STANZA-archive-push.log): woken to try again now"
+      psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
+    fi
+    failed_before=$failed
+    [ $((SECONDS - since)) -lt "$ARCHIVE_STALL_SECONDS" ] || break
+    if [ $((SECONDS - told)) -ge 30 ]; then
+      say "waiting for WAL $segment to reach the archive (last archived: ${last:-none})"
+      told=$SECONDS
+    fi
     sleep 1
   done
-  fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for 60 s (last archived: ${last:-none}), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
+  local why
+  why=$(psql_admin -c "SELECT coalesce('its last failure: ' || last_failed_wal || ' at ' || to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ', ' || failed_count || ' failed in all', 'no push failed') FROM pg_stat_archiver")
+  tail -n 5 "/var/log/pgbackrest/$STANZA-archive-push.log" 2>/dev/null | sed 's/^/  /' >&2 || true
+  fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for $ARCHIVE_STALL_SECONDS s (last archived: ${last:-none}; $why), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
 }
 
 restore() {
