@@ -45,25 +45,15 @@ async function main() {
 
     // Whenever the balancer's view of a host changes, and when.
     const started = Date.now();
-    const transitions: string[] = [];
-    let last: Record<string, string> = {};
-    let polling = true;
-    const poller = (async () => {
-      while (polling) {
-        const now = await balancer.states();
-        for (const [host, state] of Object.entries(now)) if (last[host] !== state) transitions.push(`${seconds(started)} s: ${host} ${state}`);
-        last = now;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    })();
+    const view = balancer.watch({ since: started, intervalMs: 1000 });
     const load = fleet.load(() => [release]);
     await new Promise((r) => setTimeout(r, 2000));
     const steps = await fleet.up(`Node.js ${nodeFrom} -> ${NODE_TO}`);
     const upSeconds = seconds(started);
     await new Promise((r) => setTimeout(r, 2000));
     const result = await load.stop();
-    polling = false;
-    await poller;
+    await view.stop();
+    const transitions = view.lines();
     const versions = await Promise.all(fleet.hosts.map((h) => h.root('/opt/node/bin/node --version')));
     Object.assign(report, {
       nodeFrom,
@@ -80,7 +70,7 @@ async function main() {
     console.log(`\nNode.js ${nodeFrom} -> ${NODE_TO} on a fleet of 2 behind HAProxy (software emulation, 2 vCPU each):`);
     console.log(`  up ${upSeconds} s: ${steps.map((s) => `${ran([s])[0]} ${Math.round(s.seconds)} s`).join(', ')}`);
     console.log(`  ${result.requests} requests, ${result.failed} failed ${JSON.stringify(result.failures)}`);
-    console.log(`  the balancer: ${transitions.join('; ')}; retries ${JSON.stringify(report.retries)}`);
+    console.log(`  the balancer: ${transitions.join('; ') || 'every host UP throughout'}; retries ${JSON.stringify(report.retries)}`);
     console.log(`  Node.js on the hosts: ${versions.map((v) => v.trim()).join(', ')}`);
   } finally {
     await fleet.stop();

@@ -161,6 +161,7 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     throw err;
   }
   const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
+  const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
 
   return {
     state,
@@ -172,7 +173,32 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     rootScript,
     appScript,
     pm2List,
-    workers: async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online'),
+    workers,
+    /**
+     * Every worker (by pid, as PM2 lists them) answering /version on `appPort`, and
+     * where its code was loaded from. Asked on the VM's loopback, one connection per
+     * request, so PM2's balancer hands each to the next worker (the proxy keeps
+     * its connections to the app open, which would pin them). A brace range, not
+     * `$(seq …)`: the login shell would expand that inside the double quotes.
+     */
+    async workersServing(appPort: number) {
+      const pids = new Set((await workers()).map((w) => w.pid));
+      const seen = new Map<number, Release>();
+      await waitUntil(
+        'an answer from every worker',
+        async () => {
+          const answers = await root(`for i in {1..${4 * pids.size}}; do curl -s -H 'Connection: close' http://127.0.0.1:${appPort}/version; echo; done`);
+          for (const line of answers.split('\n').filter(Boolean)) {
+            const v = JSON.parse(line) as { pid: number; release: string; build: string };
+            seen.set(v.pid, { id: v.release, build: v.build });
+          }
+          return [...pids].every((p) => seen.has(p));
+        },
+        { timeoutMs: 90000, intervalMs: 200 },
+      );
+      return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
+    },
+
     /** The key the VM made at its first boot, read on loopback (where trusting the first answer is sound): its sshHostKey. */
     hostKey: () => execFileSync('bash', [VM, 'host-key'], { env: vmEnv }).toString().trim(),
     /** The live release's id. */
@@ -369,30 +395,7 @@ export async function startLocalStack(opts: { overrides?: Record<string, string>
     tryUp,
     up,
 
-    /**
-     * Every worker (by pid, as PM2 lists them) answering /version, and where its
-     * code was loaded from. Asked on the VM's loopback, one connection per
-     * request, so PM2's balancer hands each to the next worker (the proxy keeps
-     * its connections to the app open, which would pin them). A brace range, not
-     * `$(seq …)`: the login shell would expand that inside the double quotes.
-     */
-    async workersServing() {
-      const pids = new Set((await workers()).map((w) => w.pid));
-      const seen = new Map<number, Release>();
-      await waitUntil(
-        'an answer from every worker',
-        async () => {
-          const answers = await root(`for i in {1..${4 * pids.size}}; do curl -s -H 'Connection: close' http://127.0.0.1:${stackConfig.appPort}/version; echo; done`);
-          for (const line of answers.split('\n').filter(Boolean)) {
-            const v = JSON.parse(line) as { pid: number; release: string; build: string };
-            seen.set(v.pid, { id: v.release, build: v.build });
-          }
-          return [...pids].every((p) => seen.has(p));
-        },
-        { timeoutMs: 90000, intervalMs: 200 },
-      );
-      return Promise.all([...pids].map(async (pid) => ({ pid, ...seen.get(pid)!, cwd: (await root(`readlink -f /proc/${pid}/cwd`)).trim() })));
-    },
+    workersServing: () => host.workersServing(stackConfig.appPort),
 
     /** Reboots the VM and waits until SSH answers with the stack's current key (the deploy key may have been rotated). */
     async reboot() {

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HEALTH_CHECK } from '../../infra/balancer';
 import { freePort } from '../../scripts/lib/ports.cjs';
-import { waitUntil } from '../../scripts/lib/wait.cjs';
+import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 
 export function findHaproxy(): string | undefined {
   if (process.env.HAPROXY) return process.env.HAPROXY;
@@ -96,6 +96,35 @@ export async function startHaproxy(haproxy: string, backends: Backend[]) {
   return {
     url: `http://127.0.0.1:${port}`,
     states,
+    /**
+     * Every change of a server's state from now on, in seconds from `since` (default now), e.g. "28.4 s host1 DOWN",
+     * until `stop()` (polled every `intervalMs`).
+     */
+    watch({ since = Date.now(), intervalMs = 500 } = {}) {
+      const changes: Array<{ at: number; server: string; state: string }> = [];
+      const last: Record<string, string> = {};
+      let watching = true;
+      const polling = (async () => {
+        while (watching) {
+          const now = await states().catch(() => ({}) as Record<string, string>);
+          for (const [server, state] of Object.entries(now)) {
+            if (last[server] !== undefined && last[server] !== state) changes.push({ at: (Date.now() - since) / 1000, server, state });
+            last[server] = state;
+          }
+          await sleep(intervalMs);
+        }
+      })();
+      return {
+        changes,
+        /** The changes as lines: "<seconds> s <server> <state>". */
+        lines: () => changes.map((c) => `${c.at.toFixed(1)} s ${c.server} ${c.state}`),
+        async stop() {
+          watching = false;
+          await polling;
+          return changes;
+        },
+      };
+    },
     /** Requests HAProxy sent again (retries) and sent to another server (redispatches), per server. */
     async retries(): Promise<Record<string, { retried: number; redispatched: number }>> {
       return Object.fromEntries(Object.entries(await servers()).map(([name, f]) => [name, { retried: Number(f[15]), redispatched: Number(f[16]) }]));
