@@ -14,11 +14,11 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { sleep, waitUntil } from '../scripts/lib/wait.cjs';
 import { startPostgresServer } from './support/postgres-server';
 import { tempDir } from './support/temp-dir';
 
 const ARCHIVE_TIMEOUT_SECONDS = 1;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function startArchiving(extra: Record<string, string> = {}) {
   const stateDir = tempDir('pg-start');
@@ -105,7 +105,7 @@ test('after a push failed three times the archiver waits a minute before trying 
     writeFileSync(pgs.outage, '');
     await pgs.write();
     const segment = await pgs.one('SELECT pg_walfile_name(pg_switch_wal())');
-    for (const until = Date.now() + 30000; Number(await pgs.one('SELECT failed_count FROM pg_stat_archiver')) < 3 && Date.now() < until; await sleep(100));
+    await waitUntil('three failed pushes', async () => Number(await pgs.one('SELECT failed_count FROM pg_stat_archiver')) >= 3, { timeoutMs: 30000, intervalMs: 100 });
     expect(await pgs.one('SELECT last_failed_wal FROM pg_stat_archiver')).toBe(segment);
     // The bucket is back, and nothing wakes the archiver: it sleeps on (its minute is far from over).
     rmSync(pgs.outage);
