@@ -17,19 +17,6 @@ const { appHome, appUser } = HOST_LAYOUT;
 
 export function fleetScenarios(opts: { report: Record<string, unknown>; provisionedRoot: () => string }) {
   const fleetReport: Record<string, unknown> = (opts.report.fleet = {});
-  let starting: Promise<Fleet> | undefined;
-  /** Both hosts from the first host's provisioned disk, as issue 20 allows: booted at once, each with its own name, machine id and host keys. */
-  const start = () =>
-    (starting ??= (async () => {
-      const rootFrom = opts.provisionedRoot();
-      rebuildCheckedOut();
-      return startFleet({ hosts: 2, rootFrom, report: fleetReport, log: (line) => process.stdout.write(`${line}\n`), overrides: { 'cemetery-backend:rateLimitPerMinute': '1000000' } });
-    })());
-  // Once the file's tests are done, whatever failed: the fleet's VMs, database and balancer go.
-  afterAll(async () => {
-    await starting?.then((f) => f.stop(), () => undefined);
-  });
-
   describe('a fleet: two existing hosts (sshHosts) behind a balancer, one external database', () => {
     let fleet: Fleet | undefined;
     /** The fleet's release ids, as they were deployed. */
@@ -39,9 +26,16 @@ export function fleetScenarios(opts: { report: Record<string, unknown>; provisio
       return fleet;
     };
 
+    /** Both hosts from the first host's provisioned disk, as issue 20 allows: booted at once, each with its own name, machine id and host keys. */
     beforeAll(async () => {
-      fleet = await start();
+      const rootFrom = opts.provisionedRoot();
+      rebuildCheckedOut();
+      fleet = await startFleet({ hosts: 2, rootFrom, report: fleetReport, log: (line) => process.stdout.write(`${line}\n`), overrides: { 'cemetery-backend:rateLimitPerMinute': '1000000' } });
     }, 20 * 60 * 1000);
+    // Whatever failed: the fleet's VMs, database and balancer go (a fleet that failed to start stopped itself).
+    afterAll(async () => {
+      await fleet?.stop();
+    });
     // A test that failed with its load still on would slow every test after it.
     afterEach(() => stopAllLoads());
 
