@@ -86,6 +86,10 @@ export class SystemReleaseHost implements ReleaseHost {
   private groupId?: number;
   /** The list reload() read after reloading: the first serving() check uses it (a `pm2 jlist` is 3-4 s on a slow host). */
   private listAfterReload?: Pm2Process[];
+  /** The list before reloading, read while the gate waits for the new release: reload() uses it once. */
+  private listBeforeReload?: Promise<Pm2Process[]>;
+  /** The gate's process, once it answered: told to stop, and awaited by reload() while PM2 reloads. */
+  private candidateStopped?: Promise<void>;
 
   constructor(opts: HostOptions) {
     this.user = opts.appUser;
@@ -120,25 +124,24 @@ export class SystemReleaseHost implements ReleaseHost {
     return r.stdout;
   }
 
-  /** `pm2 ...` whose per-process lines are logged as PM2 prints them: each worker's reload, as it completes. */
-  private pm2Streamed(...args: string[]): Promise<void> {
+  /** `pm2 ...` without blocking the tool; `onLine` sees each line of its output as PM2 prints it. */
+  private pm2Async(args: string[], onLine: (line: string) => void = () => {}): Promise<string> {
     const [cmd, argv] = this.asApp('pm2', args);
     return new Promise((resolve, reject) => {
       const child = spawn(cmd, argv, { cwd: this.home, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
       let all = '';
       let partial = '';
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
         all += chunk;
         const lines = (partial + chunk).split('\n');
         partial = lines.pop()!;
-        for (const line of lines) {
-          const done = workerDone(line, this.name);
-          if (done !== undefined) this.log(`worker ${done} reloaded`);
-        }
+        lines.forEach(onLine);
       });
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => (all += chunk));
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve() : reject(new ReleaseError(`pm2 ${args.join(' ')} failed:\n${lastLines(all, 20)}`))));
+      child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new ReleaseError(`pm2 ${args.join(' ')} failed:\n${lastLines(all, 20)}`))));
     });
   }
 
@@ -232,6 +235,9 @@ export class SystemReleaseHost implements ReleaseHost {
 
   async gate(id: string, envFile: string, timeoutSeconds: number) {
     const port = await freePort();
+    // PM2's list for reload(), read meanwhile: the gate mostly waits.
+    this.listBeforeReload = this.pm2Async(['jlist']).then((out) => appProcesses(parseJlist(out), this.name));
+    this.listBeforeReload.catch(() => {}); // a failure is reload()'s to report, if it comes to that
     this.log(`release ${id} started on port ${port}: waiting up to ${timeoutSeconds} s for /readyz`);
     // The app user opens its own log in its own logs directory, a link there removed first (as that user).
     const [cmd, argv] = this.asApp('sh', ['-c', 'umask 027 && rm -f "$2" && exec node "$1" >"$2" 2>&1', 'sh', path.join(this.releases, id, 'dist', 'server.js'), this.checkLog], [
@@ -246,6 +252,7 @@ export class SystemReleaseHost implements ReleaseHost {
     child.on('exit', (code, signal) => (exited = { code, signal }));
     const started = Date.now();
     let last = 'no answer';
+    let ready = false;
     try {
       while (Date.now() - started < timeoutSeconds * 1000) {
         if (exited) {
@@ -253,18 +260,22 @@ export class SystemReleaseHost implements ReleaseHost {
           break;
         }
         const answer = await get(port, '/readyz').catch(() => undefined);
-        if (answer && answer.status === 200) return this.log(`release ${id} is ready (/readyz 200 on port ${port} after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        if (answer && answer.status === 200) {
+          ready = true;
+          return this.log(`release ${id} is ready (/readyz 200 on port ${port} after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        }
         if (answer) last = `/readyz answered ${answer.status} ${answer.body.trim()}`;
         await sleep(250);
       }
       if (!exited) last = `${last}, after ${timeoutSeconds} s`;
       throw new ReleaseError(`release ${id} did not become ready, so it was not switched: ${last}.\nLast lines of its log (${this.checkLog}):\n${this.tailAsApp(this.checkLog, 15).trimEnd()}`);
     } finally {
-      if (!exited) {
-        child.kill('SIGTERM');
-        await Promise.race([new Promise((r) => child.once('exit', r)), sleep(10000)]);
-        if (!exited) child.kill('SIGKILL');
-      }
+      const stopped = exited
+        ? Promise.resolve()
+        : (child.kill('SIGTERM'), Promise.race([new Promise((r) => child.once('exit', r)), sleep(10000)]).then(() => void (exited || child.kill('SIGKILL'))));
+      // A release that answered stops while PM2 reloads (its graceful stop takes a few seconds); one that did not, now.
+      if (ready) this.candidateStopped = stopped;
+      else await stopped;
     }
   }
 
@@ -281,7 +292,10 @@ export class SystemReleaseHost implements ReleaseHost {
   async reload() {
     const processFile = path.join(this.home, 'current', 'ecosystem.config.js');
     const script = path.join(this.home, 'current', 'dist', 'server.js');
-    let workers = this.workers();
+    const candidateStopped = this.candidateStopped;
+    this.candidateStopped = undefined;
+    let workers = await (this.listBeforeReload ?? this.pm2Async(['jlist']).then((out) => appProcesses(parseJlist(out), this.name)));
+    this.listBeforeReload = undefined;
     // The process list must run `current`, not a release's own path: PM2 keeps script and cwd from the first start.
     if (workers.length && workers.some((w) => w.pm2_env.pm_exec_path !== script)) {
       this.log(`PM2 runs ${workers[0].pm2_env.pm_exec_path}: replacing the process list entry to run ${script} (a brief restart, once)`);
@@ -293,8 +307,12 @@ export class SystemReleaseHost implements ReleaseHost {
       this.log(`started ${this.name}`);
     } else {
       this.log(`reloading ${this.name}, one worker at a time`);
-      await this.pm2Streamed('startOrReload', processFile, '--env', 'production');
+      await this.pm2Async(['startOrReload', processFile, '--env', 'production'], (line) => {
+        const done = workerDone(line, this.name);
+        if (done !== undefined) this.log(`worker ${done} reloaded`);
+      });
     }
+    await candidateStopped;
     const want = this.wantedWorkers();
     const after = this.workers();
     if (after.length !== want) {
