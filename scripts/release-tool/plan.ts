@@ -34,9 +34,16 @@ export function formatReleases(releases: InstalledRelease[], live?: string, prev
 }
 
 /**
+ * How PM2 paces a reload of `workers` processes: one at a time for up to two, else two at a time
+ * (pm2 7.0.4 lib/API.js _operate: concurrent_actions is `--parallel` or CONCURRENT_ACTIONS, lines 1321
+ * and 1346-1347; constants.js 90-91: PM2_CONCURRENT_ACTIONS or 2, unset under the tool's `env -i`).
+ * Each new worker takes traffic once it says ready, before its old one is retired, so none is short.
+ */
+export const reloadPace = (workers: number) => (workers <= 2 ? 'one worker at a time' : 'two workers at a time');
+
+/**
  * The worker a line of `pm2 reload`/`startOrReload` says is done, or undefined: PM2 prints
- * `[PM2] [<name>](<id>) ✓` as each process's action completes, one at a time for up to two
- * (pm2 v7.0.3 lib/API.js _operate, lines 1343-1352 and 1407).
+ * `[PM2] [<name>](<id>) ✓` as each process's action completes (pm2 7.0.4 lib/API.js _operate, line 1410).
  */
 export function workerDone(line: string, name: string): number | undefined {
   // PM2 colours its prefix even on a pipe.

@@ -15,7 +15,7 @@ import { parseJlist, type Pm2Process } from '../lib/pm2-list.cjs';
 import { freePort } from '../lib/ports.cjs';
 import { sleep } from '../lib/wait.cjs';
 import type { LinkName, ReleaseHost } from './activate';
-import { appProcesses, describeExit, desiredWorkers, lastLines, ReleaseError, releasesToPrune, workerDone, type InstalledRelease } from './plan';
+import { appProcesses, describeExit, desiredWorkers, lastLines, ReleaseError, releasesToPrune, reloadPace, workerDone, type InstalledRelease } from './plan';
 
 export type HostOptions = { appUser: string; appHome: string; appName: string; appPort: number; uploads: string };
 
@@ -306,7 +306,7 @@ export class SystemReleaseHost implements ReleaseHost {
       this.pm2('start', processFile, '--env', 'production');
       this.log(`started ${this.name}`);
     } else {
-      this.log(`reloading ${this.name}, one worker at a time`);
+      this.log(`reloading ${this.name}, ${reloadPace(workers.length)}`);
       await this.pm2Async(['startOrReload', processFile, '--env', 'production'], (line) => {
         const done = workerDone(line, this.name);
         if (done !== undefined) this.log(`worker ${done} reloaded`);
