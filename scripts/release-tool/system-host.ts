@@ -149,6 +149,11 @@ export class SystemReleaseHost implements ReleaseHost {
     return appProcesses(parseJlist(this.pm2('jlist')), this.name);
   }
 
+  /** workers(), without blocking the tool. */
+  private workersAsync(): Promise<Pm2Process[]> {
+    return this.pm2Async(['jlist']).then((out) => appProcesses(parseJlist(out), this.name));
+  }
+
   readEnv(file: string) {
     return readRegularFile(file);
   }
@@ -236,7 +241,7 @@ export class SystemReleaseHost implements ReleaseHost {
   async gate(id: string, envFile: string, timeoutSeconds: number) {
     const port = await freePort();
     // PM2's list for reload(), read meanwhile: the gate mostly waits.
-    this.listBeforeReload = this.pm2Async(['jlist']).then((out) => appProcesses(parseJlist(out), this.name));
+    this.listBeforeReload = this.workersAsync();
     this.listBeforeReload.catch(() => {}); // a failure is reload()'s to report, if it comes to that
     this.log(`release ${id} started on port ${port}: waiting up to ${timeoutSeconds} s for /readyz`);
     // The app user opens its own log in its own logs directory, a link there removed first (as that user).
@@ -294,7 +299,7 @@ export class SystemReleaseHost implements ReleaseHost {
     const script = path.join(this.home, 'current', 'dist', 'server.js');
     const candidateStopped = this.candidateStopped;
     this.candidateStopped = undefined;
-    let workers = await (this.listBeforeReload ?? this.pm2Async(['jlist']).then((out) => appProcesses(parseJlist(out), this.name)));
+    let workers = await (this.listBeforeReload ?? this.workersAsync());
     this.listBeforeReload = undefined;
     // The process list must run `current`, not a release's own path: PM2 keeps script and cwd from the first start.
     if (workers.length && workers.some((w) => w.pm2_env.pm_exec_path !== script)) {
