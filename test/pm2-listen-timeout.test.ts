@@ -7,13 +7,11 @@
  * to the release's health timeout. Real PM2, the real app and process file;
  * the workers boot slowly through a preload given as node_args (only the workers run it).
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { pm2Async, pm2List } from '../scripts/lib/pm2.cjs';
 import { waitUntil } from '../scripts/lib/wait.cjs';
 import { createMigratedDatabase } from './support/db';
 import { startLoad } from './support/load';
-import { APP_NAME, ECOSYSTEM, startCluster } from './support/pm2-cluster';
+import { APP_NAME, processFileWithPreload, startCluster } from './support/pm2-cluster';
 import { tempDir } from './support/temp-dir';
 
 jest.setTimeout(120000);
@@ -30,13 +28,7 @@ beforeAll(async () => {
   // One worker: the window, if any, is not covered by a second one.
   cluster = await startCluster(db.url, 1);
   // The real process file, its workers started with a preload that sleeps (node_args reach only the workers).
-  const dir = tempDir('slow-boot');
-  writeFileSync(path.join(dir, 'slow-boot.js'), `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`);
-  slowProcessFile = path.join(dir, 'ecosystem.config.js');
-  writeFileSync(
-    slowProcessFile,
-    `const file = require(${JSON.stringify(ECOSYSTEM)});\nfile.apps[0].node_args = ['--require', ${JSON.stringify(path.join(dir, 'slow-boot.js'))}];\nmodule.exports = file;\n`,
-  );
+  slowProcessFile = processFileWithPreload(tempDir('slow-boot'), 'slow-boot', `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`);
 });
 
 afterAll(async () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pm2, pm2Async } from '../scripts/lib/pm2.cjs';
 import { reloadPace } from '../scripts/release-tool/plan';
 import { createMigratedDatabase } from './support/db';
-import { APP_NAME, ECOSYSTEM, startCluster } from './support/pm2-cluster';
+import { APP_NAME, processFileWithPreload, startCluster } from './support/pm2-cluster';
 import { tempDir } from './support/temp-dir';
 
 jest.setTimeout(120000);
@@ -23,7 +23,6 @@ let dir: string;
 beforeAll(async () => {
   db = await createMigratedDatabase('pm2_pace');
   cluster = await startCluster(db.url, 4);
-  await cluster.ready();
   dir = tempDir('reload-pace');
 });
 
@@ -36,10 +35,11 @@ afterAll(async () => {
 async function reloadedAtOnce(label: string, instances: number) {
   const starts = path.join(dir, `${label}.starts`);
   writeFileSync(starts, '');
-  const preload = path.join(dir, `${label}.js`);
-  writeFileSync(preload, `require('fs').appendFileSync(${JSON.stringify(starts)}, Date.now() + '\\n');\nAtomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`);
-  const processFile = path.join(dir, `${label}.config.js`);
-  writeFileSync(processFile, `const file = require(${JSON.stringify(ECOSYSTEM)});\nfile.apps[0].node_args = ['--require', ${JSON.stringify(preload)}];\nmodule.exports = file;\n`);
+  const processFile = processFileWithPreload(
+    dir,
+    label,
+    `require('fs').appendFileSync(${JSON.stringify(starts)}, Date.now() + '\\n');\nAtomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`,
+  );
   await pm2Async(['startOrReload', processFile], { env: { ...cluster.env, PM2_INSTANCES: String(instances) } });
   const times = readFileSync(starts, 'utf8').trim().split('\n').map(Number);
   return { reloaded: times.length, atOnce: times.filter((t) => t < times[0] + BOOT_DELAY_MS).length };

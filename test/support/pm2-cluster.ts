@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -65,4 +66,16 @@ export async function startCluster(databaseUrl: string, instances = 2, extraEnv:
     throw err;
   });
   return cluster;
+}
+
+/**
+ * The real process file, with `preloadSource` required first by its workers (node_args reach only them, not
+ * PM2): in `dir`, as `<name>.config.js`.
+ */
+export function processFileWithPreload(dir: string, name: string, preloadSource: string) {
+  const preload = path.join(dir, `${name}.js`);
+  writeFileSync(preload, preloadSource);
+  const processFile = path.join(dir, `${name}.config.js`);
+  writeFileSync(processFile, `const file = require(${JSON.stringify(ECOSYSTEM)});\nfile.apps[0].node_args = ['--require', ${JSON.stringify(preload)}];\nmodule.exports = file;\n`);
+  return processFile;
 }
