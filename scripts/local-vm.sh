@@ -12,6 +12,7 @@
 #   scripts/local-vm.sh ssh [cmd] a shell (or a command) on the VM as admin
 #   scripts/local-vm.sh host-key  the VM's SSH host key, for sshHostKey
 #   scripts/local-vm.sh stop      power it off
+#   scripts/local-vm.sh discard   power it off at once (qemu killed), for a VM no one boots again
 #   scripts/local-vm.sh status
 #
 # Needs (as root, for mmdebstrap and mkfs): mmdebstrap, qemu-system-x86,
@@ -49,7 +50,7 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 # The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=5 # bump when the image recipe below changes
+IMAGE_VERSION=6 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -88,9 +89,11 @@ fi
 sed -i "s/^127\.0\.1\.1 .*/127.0.1.1 $(hostname)/" /etc/hosts
 SH
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
+  # locales (Debian's standard priority, which PostgreSQL needs): its postinst checks each of ~500 locale names
+  # with a grep of its own, 45 s of the first provisioning's critical path under emulation, a second on a real host.
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
-    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables \
+    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables,locales \
     --customize-hook='echo cemetery-vm > "$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 cemetery-vm\n" > "$1/etc/hosts"' \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --groups sudo admin' \
     --customize-hook='echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/admin" && chmod 0440 "$1/etc/sudoers.d/admin"' \
@@ -165,16 +168,23 @@ start() {
   echo "local-vm: $HOSTNAME_ up in $((SECONDS - started)) s: ssh -p $SSH_PORT admin@$ADDRESS (key $KEY); ports 80, 443, 3000 -> $ADDRESS:$HTTP_PORT, $HTTPS_PORT, $APP_PORT"
 }
 
+# stop: the guest shuts down (up to 30 s), then qemu goes with the VM's disks (a snapshot's FILE stays).
+# discard: qemu goes at once, as a power cut would, with the disks: for a VM no one boots again (the VM tier's
+# VMs: a guest's shutdown is 10-12 s under emulation, and nothing of it is kept).
 stop() {
   if ! running; then echo "local-vm: not running"; return; fi
   local pid
   pid=$(cat "$STATE/qemu.pid")
-  # shellcheck disable=SC2046
-  ssh $(ssh_opts) "admin@$ADDRESS" sudo systemctl poweroff >/dev/null 2>&1 || true
-  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  if [ "${1:-}" != discard ]; then
+    # shellcheck disable=SC2046
+    ssh $(ssh_opts) "admin@$ADDRESS" sudo systemctl poweroff >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  fi
   kill "$pid" 2>/dev/null || true
+  # Its open files (the disks) go only once qemu is gone.
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$STATE/qemu.pid" "$STATE"/run*.qcow2 "$STATE/root-top" "$STATE/qmp.sock" "$STATE/data.raw"
-  echo "local-vm: stopped"
+  if [ "${1:-}" = discard ]; then echo "local-vm: discarded"; else echo "local-vm: stopped"; fi
 }
 
 # qmp COMMAND...: QMP commands (JSON) to the running VM's monitor, in order; the first error answer fails.
@@ -222,6 +232,7 @@ case "${1:-}" in
   build) build ;;
   start) start ;;
   stop) stop ;;
+  discard) stop discard ;;
   snapshot) snapshot "${2:-}" ;;
   ssh) shift; running || die "not running"
     # shellcheck disable=SC2046
@@ -233,5 +244,5 @@ case "${1:-}" in
   # trusting the first answer is sound): the value for the stack's sshHostKey.
   host-key) running || die "not running"
     ssh-keyscan -t ed25519 -p "$SSH_PORT" "$ADDRESS" 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on $ADDRESS:$SSH_PORT" ;;
-  *) die "usage: $0 build|start|stop|snapshot FILE|ssh [command]|status|key|host-key" ;;
+  *) die "usage: $0 build|start|stop|discard|snapshot FILE|ssh [command]|status|key|host-key" ;;
 esac
