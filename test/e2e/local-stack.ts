@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseProjectConfig, type StackConfig } from '../../infra/config';
 import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
-import { parseJlist } from '../../scripts/lib/pm2.cjs';
+import { parseJlist, type Pm2Process } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
 import { Engine, succeeded, type OutputLine, type Step, type UpResult } from '../standin/engine';
@@ -86,6 +86,9 @@ export function rebuildCheckedOut() {
 export type VmPorts = { ssh: number; app: number; http: number; https: number };
 export const freeVmPorts = async (): Promise<VmPorts> => ({ ssh: await freePort(), app: await freePort(), http: await freePort(), https: await freePort() });
 
+/** The app's online workers in a PM2 process list. */
+export const appWorkers = (list: Pm2Process[]) => list.filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
+
 /**
  * A Debian VM booted (scripts/local-vm.sh start) with the harness's CA plumbing done, nothing provisioned.
  * - `address`: the loopback address its ports are forwarded on (127.0.0.1); VMs on addresses of their own may share
@@ -126,9 +129,12 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
   /** A bash script on stdin, as root or as the app user: its $variables and $(commands) are its own, not the login shell's. */
   const rootScript = (script: string) => ssh(target, 'sudo bash -s', script);
   const appScript = (script: string) => ssh(target, `sudo -u ${appUser} -H env PATH=${HOST_LAYOUT.nodeBin}:/usr/local/bin:/usr/bin:/bin bash -s`, script);
-  /** Powers the VM off; its state (its console log; the overlay went with the VM) goes too, unless KEEP_VM_STATE keeps a failed run's. */
+  /**
+   * Powers the VM off at once (discard: no guest shutdown, 10-12 s each under emulation; no one boots this disk
+   * again); its state (its console log; the overlay went with the VM) goes too, unless KEEP_VM_STATE keeps a failed run's.
+   */
   const stop = () => {
-    spawnSync('bash', [VM, 'stop'], { env: vmEnv, stdio: 'inherit' });
+    spawnSync('bash', [VM, 'discard'], { env: vmEnv, stdio: 'inherit' });
     if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
   };
 
@@ -161,7 +167,7 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     throw err;
   }
   const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
-  const workers = async () => (await pm2List()).filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
+  const workers = async () => appWorkers(await pm2List());
 
   return {
     state,
@@ -213,9 +219,20 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
       await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
     },
 
-    /** The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on. */
-    keepRootDisk(file: string) {
-      vm('snapshot', file);
+    /**
+     * The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on.
+     * `unitsOff`: disabled on the kept disk only (enabled again here at once), as on an image baked with the host's
+     * packages and its services off: a VM from it boots without starting them, and its first up starts them (every
+     * step enables what it needs). Started, the copy's PM2 would bring back this host's app, which finds no
+     * database there and restarts until the copy's own release replaces it.
+     */
+    async keepRootDisk(file: string, { unitsOff = [] }: { unitsOff?: string[] } = {}) {
+      if (unitsOff.length) await root(`systemctl disable --quiet ${unitsOff.join(' ')}`);
+      try {
+        vm('snapshot', file);
+      } finally {
+        if (unitsOff.length) await root(`systemctl enable --quiet ${unitsOff.join(' ')}`);
+      }
     },
 
     /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */

@@ -20,7 +20,7 @@ import { getFresh } from '../support/http';
 import { stopAllLoads, type LoadResult } from '../support/load';
 import { MOCK_PASSWORD } from '../support/pulumi-mocks';
 import { TAMPERED_VERSION } from './node-mirror';
-import { buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
+import { appWorkers, buildRelease, E2E_MIGRATION, ran, rebuildCheckedOut, seconds, startLocalStack, writeReport, type LocalStack, type Release } from './local-stack';
 import { ssh } from './vm-ssh';
 import type { UpResult } from '../standin/engine';
 import { S3_TEST_NAME, startS3Server, type S3Server } from './s3-server';
@@ -45,9 +45,9 @@ const root = (command: string, opts: { fresh?: boolean } = {}) => stack.root(com
 const asApp = (command: string) => stack.asApp(command);
 const up = (label: string, opts: { replace?: 'all' } = {}) => stack.up(label, opts);
 /**
- * The first host's root disk as its first up left it: the lost host's replacement boots from it (its own SSH host
- * keys, a blank data disk) instead of provisioning Debian's bare image a second time. The first up is the one run
- * from nothing.
+ * The first host's root disk as its first up left it, with PM2's and Caddy's units off: the lost host's replacement
+ * and the fleet boot from it (their own SSH host keys, a blank data disk) instead of provisioning Debian's bare image
+ * again. The first up is the one run from nothing.
  */
 const provisionedRoot = path.join(tempDir('e2e-disk'), 'provisioned-root.qcow2');
 
@@ -88,7 +88,9 @@ async function checkHost() {
   // (No $ in the command: root() passes it to bash -c in double quotes.)
   const pm2Daemons = (await root(`ps -eo pid=,user=,args= | grep '[P]M2 v'`)).trim().split('\n').map((line) => line.trim().split(/\s+/).slice(0, 2).join(' '));
   expect(pm2Daemons).toEqual([`${daemonPid} ${appUser}`]);
-  const running = await stack.workers();
+  // One `pm2 jlist` (2-3 s under emulation) for the workers and, below, the module.
+  const processes = await stack.pm2List();
+  const running = appWorkers(processes);
   for (const pid of [daemonPid, ...running.map((w) => String(w.pid))]) {
     expect(await root(`grep 'Max open files' /proc/${pid}/limits`)).toMatch(new RegExp(`Max open files\\s+${nofile}\\s+${nofile}\\s+files`));
   }
@@ -118,7 +120,7 @@ async function checkHost() {
   expect(Object.keys(moduleConf['tar-modules'] ?? {})).toEqual(['pm2-logrotate']);
   expect(moduleConf['module-db-v2']?.['pm2-logrotate']).toBeUndefined();
   expect((await root(`cat ${appHome}/.pm2/modules/pm2-logrotate/.cemetery-lock`)).trim()).toBe(lockId('pm2-logrotate-module'));
-  expect((await stack.pm2List()).filter((p) => p.name === 'pm2-logrotate').map((p) => p.pm2_env.status)).toEqual(['online']);
+  expect(processes.filter((p) => p.name === 'pm2-logrotate').map((p) => p.pm2_env.status)).toEqual(['online']);
   const logrotate = moduleConf['pm2-logrotate'];
   expect(logrotate).toMatchObject({
     max_size: stack.stackConfig.logrotateMaxSize,
@@ -151,7 +153,7 @@ test('the first up creates every remote resource the program registers, in depen
   const steps = await up('first');
   report.firstRunSeconds = seconds(started);
   provisioned = true;
-  stack.keepRootDisk(provisionedRoot);
+  await stack.keepRootDisk(provisionedRoot, { unitsOff: [`pm2-${appUser}`, 'caddy'] });
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
     ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'data-volume', 'postgres', 'proxy', 'release']
