@@ -219,20 +219,9 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
       await root(`cat /usr/local/share/ca-certificates/${name}.crt >> /etc/ssl/certs/ca-certificates.crt && echo '10.0.2.2 ${name}' >> /etc/hosts`);
     },
 
-    /**
-     * The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on.
-     * `unitsOff`: disabled on the kept disk only (enabled again here at once), as on an image baked with the host's
-     * packages and its services off: a VM from it boots without starting them, and its first up starts them (every
-     * step enables what it needs). Started, the copy's PM2 would bring back this host's app, which finds no
-     * database there and restarts until the copy's own release replaces it.
-     */
-    async keepRootDisk(file: string, { unitsOff = [] }: { unitsOff?: string[] } = {}) {
-      if (unitsOff.length) await root(`systemctl disable --quiet ${unitsOff.join(' ')}`);
-      try {
-        vm('snapshot', file);
-      } finally {
-        if (unitsOff.length) await root(`systemctl enable --quiet ${unitsOff.join(' ')}`);
-      }
+    /** The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on. */
+    keepRootDisk(file: string) {
+      vm('snapshot', file);
     },
 
     /** The VM lost at once, as a host whose hardware died: qemu killed, nothing flushed or shut down. */

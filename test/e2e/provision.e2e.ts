@@ -45,9 +45,9 @@ const root = (command: string, opts: { fresh?: boolean } = {}) => stack.root(com
 const asApp = (command: string) => stack.asApp(command);
 const up = (label: string, opts: { replace?: 'all' } = {}) => stack.up(label, opts);
 /**
- * The first host's root disk as its first up left it, with PM2's and Caddy's units off: the lost host's replacement
- * and the fleet boot from it (their own SSH host keys, a blank data disk) instead of provisioning Debian's bare image
- * again. The first up is the one run from nothing.
+ * The first host's root disk as its first up left it: the lost host's replacement and the fleet boot from it (their
+ * own SSH host keys, a blank data disk) instead of provisioning Debian's bare image again. The first up is the one
+ * run from nothing.
  */
 const provisionedRoot = path.join(tempDir('e2e-disk'), 'provisioned-root.qcow2');
 
@@ -153,7 +153,7 @@ test('the first up creates every remote resource the program registers, in depen
   const steps = await up('first');
   report.firstRunSeconds = seconds(started);
   provisioned = true;
-  await stack.keepRootDisk(provisionedRoot, { unitsOff: [`pm2-${appUser}`, 'caddy'] });
+  stack.keepRootDisk(provisionedRoot);
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
     ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'data-volume', 'postgres', 'proxy', 'release']
