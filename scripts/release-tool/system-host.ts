@@ -328,13 +328,13 @@ export class SystemReleaseHost implements ReleaseHost {
     // path). What PM2 saves names `current`, not a release, and no secret (the app reads its env file at each start):
     // it differs from the last save only when the PM2 settings changed, and if the workers then fail the check,
     // activate's undo saves the old list again at once.
-    this.saving = this.startSave();
+    this.saving = this.pm2Async(['save', '--force']);
     const after = await this.workersAsync();
     if (after.length !== want) {
       await this.saving.catch(() => {});
       this.pm2('scale', this.name, String(want));
       this.log(`scaled ${this.name} from ${after.length} to ${want} workers`);
-      this.saving = this.startSave();
+      this.saving = this.pm2Async(['save', '--force']);
     } else {
       this.listAfterReload = after;
     }
@@ -348,13 +348,6 @@ export class SystemReleaseHost implements ReleaseHost {
     this.listAfterReload = undefined;
     const wrong = workers.filter((w) => w.pm2_env.status !== 'online' || cwdOf(w.pid) !== dir);
     return workers.length === want && wrong.length === 0 ? '' : `${workers.length} of ${want} workers; not online on ${id}: ${wrong.map((w) => `${w.pid} (${w.pm2_env.status}, ${cwdOf(w.pid)})`).join(', ')}`;
-  }
-
-  /** `pm2 save`, not awaited yet: a failure is save()'s to report (unhandled until then, it would end the tool mid-switch). */
-  private startSave() {
-    const saving = this.pm2Async(['save', '--force']);
-    saving.catch(() => {});
-    return saving;
   }
 
   async save() {
