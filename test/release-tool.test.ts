@@ -142,7 +142,7 @@ class FakeHost implements ReleaseHost {
     this.record('serving', id);
     return this.serves === id ? '' : `not on ${id}`;
   }
-  async save() {
+  save() {
     this.record('save');
   }
   log() {}

@@ -35,7 +35,7 @@ export interface ReleaseHost {
   /** '' when `want` workers are online on release `id`, else what is wrong. */
   serving(id: string, want: number): Promise<string>;
   /** PM2's process list saved, for the next boot. */
-  save(): Promise<void>;
+  save(): void;
   log(line: string): void;
 }
 
@@ -101,7 +101,7 @@ export async function activate(host: ReleaseHost, id: string, { envText, migrate
     const want = await host.reload();
     const problem = await waitFor(() => host.serving(id, want), settleSeconds);
     if (problem) throw new ReleaseError(`release ${id} did not come up under PM2: ${problem}`);
-    await host.save();
+    host.save();
     host.remove(prevEnv);
     host.log(`release ${id} is live on ${want} workers${live && live !== id ? ` (was ${live})` : ''}; PM2's process list saved`);
   } catch (err) {
@@ -111,7 +111,7 @@ export async function activate(host: ReleaseHost, id: string, { envText, migrate
     try {
       const want = await host.reload();
       const problem = await waitFor(() => host.serving(live, want), settleSeconds);
-      await host.save();
+      host.save();
       outcome = problem ? `switching back to ${live} did not work either: ${problem}` : `switched back to ${live}, which serves`;
     } catch (backErr) {
       outcome = `switching back to ${live} failed too: ${(backErr as Error).message}`;

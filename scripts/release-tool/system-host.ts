@@ -90,8 +90,6 @@ export class SystemReleaseHost implements ReleaseHost {
   private listBeforeReload?: Promise<Pm2Process[]>;
   /** The gate's process, once it answered: told to stop, and awaited by reload() while PM2 reloads. */
   private candidateStopped?: Promise<void>;
-  /** `pm2 save`, started by reload() once the process list is final; save() awaits it. */
-  private saving?: Promise<unknown>;
 
   constructor(opts: HostOptions) {
     this.user = opts.appUser;
@@ -301,9 +299,6 @@ export class SystemReleaseHost implements ReleaseHost {
     const script = path.join(this.home, 'current', 'dist', 'server.js');
     const candidateStopped = this.candidateStopped;
     this.candidateStopped = undefined;
-    // A save an earlier reload started (its workers then failed the check) ends before this one changes the list.
-    await this.saving?.catch(() => {});
-    this.saving = undefined;
     let workers = await (this.listBeforeReload ?? this.workersAsync());
     this.listBeforeReload = undefined;
     // The process list must run `current`, not a release's own path: PM2 keeps script and cwd from the first start.
@@ -324,17 +319,10 @@ export class SystemReleaseHost implements ReleaseHost {
     }
     await candidateStopped;
     const want = this.wantedWorkers();
-    // The list saved for the next boot while it is read (one `pm2` start, 2-5 s on a small host, off every deploy's
-    // path). What PM2 saves names `current`, not a release, and no secret (the app reads its env file at each start):
-    // it differs from the last save only when the PM2 settings changed, and if the workers then fail the check,
-    // activate's undo saves the old list again at once.
-    this.saving = this.pm2Async(['save', '--force']);
-    const after = await this.workersAsync();
+    const after = this.workers();
     if (after.length !== want) {
-      await this.saving.catch(() => {});
       this.pm2('scale', this.name, String(want));
       this.log(`scaled ${this.name} from ${after.length} to ${want} workers`);
-      this.saving = this.pm2Async(['save', '--force']);
     } else {
       this.listAfterReload = after;
     }
@@ -350,10 +338,8 @@ export class SystemReleaseHost implements ReleaseHost {
     return workers.length === want && wrong.length === 0 ? '' : `${workers.length} of ${want} workers; not online on ${id}: ${wrong.map((w) => `${w.pid} (${w.pm2_env.status}, ${cwdOf(w.pid)})`).join(', ')}`;
   }
 
-  async save() {
-    const saving = this.saving ?? this.pm2Async(['save', '--force']);
-    this.saving = undefined;
-    await saving;
+  save() {
+    this.pm2('save', '--force');
   }
 
   /** One line on the host's audit trail (cemetery-audit, written by the release step): who is read from the session. */
