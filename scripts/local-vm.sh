@@ -50,7 +50,7 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 # The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=6 # bump when the image recipe below changes
+IMAGE_VERSION=5 # bump when the image recipe below changes
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -89,11 +89,9 @@ fi
 sed -i "s/^127\.0\.1\.1 .*/127.0.1.1 $(hostname)/" /etc/hosts
 SH
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
-  # locales (Debian's standard priority, which PostgreSQL needs): its postinst checks each of ~500 locale names
-  # with a grep of its own, 45 s of the first provisioning's critical path under emulation, a second on a real host.
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
-    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables,locales \
+    --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables \
     --customize-hook='echo cemetery-vm > "$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 cemetery-vm\n" > "$1/etc/hosts"' \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --groups sudo admin' \
     --customize-hook='echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/admin" && chmod 0440 "$1/etc/sudoers.d/admin"' \
