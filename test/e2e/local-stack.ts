@@ -16,6 +16,7 @@ import { APP_DIST_DIR, HOST_LAYOUT, releaseId } from '../../infra/host-steps';
 import { parseJlist, type Pm2Process } from '../../scripts/lib/pm2.cjs';
 import { freePort } from '../../scripts/lib/ports.cjs';
 import { sleep, waitUntil } from '../../scripts/lib/wait.cjs';
+import { appProcesses } from '../../scripts/release-tool/plan';
 import { Engine, succeeded, type OutputLine, type Step, type UpResult } from '../standin/engine';
 import { ROOT } from '../support/db';
 import { runProgram, stackFiles } from '../support/pulumi-mocks';
@@ -87,7 +88,7 @@ export type VmPorts = { ssh: number; app: number; http: number; https: number };
 export const freeVmPorts = async (): Promise<VmPorts> => ({ ssh: await freePort(), app: await freePort(), http: await freePort(), https: await freePort() });
 
 /** The app's online workers in a PM2 process list. */
-export const appWorkers = (list: Pm2Process[]) => list.filter((p) => p.name === HOST_LAYOUT.appName && p.pm2_env.status === 'online');
+export const appWorkers = (list: Pm2Process[]) => appProcesses(list, HOST_LAYOUT.appName).filter((p) => p.pm2_env.status === 'online');
 
 /**
  * A Debian VM booted (scripts/local-vm.sh start) with the harness's CA plumbing done, nothing provisioned.
