@@ -66,6 +66,9 @@ push_current_wal() {
   local why
   why=$(psql_admin -c "SELECT coalesce('its last failure: ' || last_failed_wal || ' at ' || to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ', ' || failed_count || ' failed in all', 'no push failed') FROM pg_stat_archiver")
   tail -n 5 "/var/log/pgbackrest/$STANZA-archive-push.log" 2>/dev/null | sed 's/^/  /' >&2 || true
+  # What the archiver is at: a push that hangs shows with its age (s), and the segments waiting their turn.
+  ps -o pid=,etimes=,args= -p "$(pgrep -d, -u postgres -f 'archiver|archive-push')" 2>/dev/null | sed 's/^ */  /' >&2 || true
+  echo "  segments waiting to be archived: $(find "$PG_DATA/pg_wal/archive_status" -name '*.ready' 2>/dev/null | sort | sed 's|.*/||' | tr '\n' ' ')" >&2
   fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for $ARCHIVE_STALL_SECONDS s (last archived: ${last:-none}; $why), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
 }
 
