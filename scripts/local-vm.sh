@@ -14,6 +14,7 @@
 #   scripts/local-vm.sh stop      power it off
 #   scripts/local-vm.sh discard   power it off at once (qemu killed), for a VM no one boots again
 #   scripts/local-vm.sh status
+#   scripts/local-vm.sh jit       qemu's translation buffer: how full, how many times flushed
 #
 # Needs (as root, for mmdebstrap and mkfs): mmdebstrap, qemu-system-x86,
 # qemu-utils, e2fsprogs, openssh-client. Runs under software emulation (TCG).
@@ -203,6 +204,8 @@ qmp() {
       for (let i; (i = buffered.indexOf("\n")) >= 0; buffered = buffered.slice(i + 1)) {
         const answer = JSON.parse(buffered.slice(0, i));
         if (answer.error) { console.error(`local-vm: qemu refused: ${answer.error.desc}`); process.exit(1); }
+        // A human-monitor-command answers with text: shown as it is.
+        if (typeof answer.return === "string") process.stdout.write(answer.return);
         if (answer.QMP || "return" in answer) next();
       }
     });
@@ -236,6 +239,9 @@ case "${1:-}" in
   stop) stop ;;
   discard) stop discard ;;
   snapshot) snapshot "${2:-}" ;;
+  # How full qemu's translation buffer is and how often it was flushed (each flush: all code translated again).
+  jit) running || die "not running"
+    qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info jit"}}' | grep -E '^(gen code size|TB flush count)' ;;
   ssh) shift; running || die "not running"
     # shellcheck disable=SC2046
     exec ssh $(ssh_opts) -t "admin@$ADDRESS" "$@" ;;
@@ -246,5 +252,5 @@ case "${1:-}" in
   # trusting the first answer is sound): the value for the stack's sshHostKey.
   host-key) running || die "not running"
     ssh-keyscan -t ed25519 -p "$SSH_PORT" "$ADDRESS" 2>/dev/null | cut -d' ' -f2- | grep . || die "no ed25519 host key on $ADDRESS:$SSH_PORT" ;;
-  *) die "usage: $0 build|start|stop|discard|snapshot FILE|ssh [command]|status|key|host-key" ;;
+  *) die "usage: $0 build|start|stop|discard|snapshot FILE|jit|ssh [command]|status|key|host-key" ;;
 esac

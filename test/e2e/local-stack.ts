@@ -135,6 +135,9 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
    * again); its state (its console log; the overlay went with the VM) goes too, unless KEEP_VM_STATE keeps a failed run's.
    */
   const stop = () => {
+    // For the log: a flush of qemu's translation buffer means every process's code is translated again.
+    const jit = spawnSync('bash', [VM, 'jit'], { env: vmEnv, encoding: 'utf8' }).stdout.trim().replace(/\s+/g, ' ');
+    if (jit) process.stdout.write(`local-vm: ${opts.hostname ?? 'cemetery-vm'}'s translation buffer at the end: ${jit}\n`);
     spawnSync('bash', [VM, 'discard'], { env: vmEnv, stdio: 'inherit' });
     if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
   };
