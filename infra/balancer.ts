@@ -29,10 +29,11 @@ export type BalancerArgs = {
  * - It returns after 2 passing checks (20 s): a rebooted host serves once PM2
  *   resurrected its workers.
  * - A release does not take the host out: the release tool's gate tries the
- *   new release on a port of its own, then PM2 reloads the workers one at a
- *   time (Caddy retries a GET meanwhile), so /readyz keeps answering 200; the
- *   check never sees a deploy. That is also why the gate's timeout
- *   (releaseHealthTimeoutSeconds) needs no room here.
+ *   new release on a port of its own, then PM2 reloads the workers, one or two
+ *   at a time (reloadPace, scripts/release-tool/plan.ts), each old worker going
+ *   once its new one is ready (Caddy retries a GET meanwhile), so /readyz
+ *   keeps answering 200; the check never sees a deploy. That is also why the
+ *   gate's timeout (releaseHealthTimeoutSeconds) needs no room here.
  * - Maintenance mode leaves /readyz to the app: hosts stay in, and every
  *   visitor gets the same 503 page.
  */
