@@ -11,7 +11,7 @@ import { pm2Async, pm2List } from '../scripts/lib/pm2.cjs';
 import { waitUntil } from '../scripts/lib/wait.cjs';
 import { createMigratedDatabase } from './support/db';
 import { startLoad } from './support/load';
-import { APP_NAME, processFileWithPreload, startCluster } from './support/pm2-cluster';
+import { APP_NAME, processFileWithPreload, sleepingPreload, startCluster } from './support/pm2-cluster';
 import { tempDir } from './support/temp-dir';
 
 jest.setTimeout(120000);
@@ -28,7 +28,7 @@ beforeAll(async () => {
   // One worker: the window, if any, is not covered by a second one.
   cluster = await startCluster(db.url, 1);
   // The real process file, its workers started with a preload that sleeps (node_args reach only the workers).
-  slowProcessFile = processFileWithPreload(tempDir('slow-boot'), 'slow-boot', `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`);
+  slowProcessFile = processFileWithPreload(tempDir('slow-boot'), 'slow-boot', sleepingPreload(BOOT_DELAY_MS));
 });
 
 afterAll(async () => {

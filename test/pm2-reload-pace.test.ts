@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pm2, pm2Async } from '../scripts/lib/pm2.cjs';
 import { reloadPace } from '../scripts/release-tool/plan';
 import { createMigratedDatabase } from './support/db';
-import { APP_NAME, processFileWithPreload, startCluster } from './support/pm2-cluster';
+import { APP_NAME, processFileWithPreload, sleepingPreload, startCluster } from './support/pm2-cluster';
 import { tempDir } from './support/temp-dir';
 
 jest.setTimeout(120000);
@@ -38,7 +38,7 @@ async function reloadedAtOnce(label: string, instances: number) {
   const processFile = processFileWithPreload(
     dir,
     label,
-    `require('fs').appendFileSync(${JSON.stringify(starts)}, Date.now() + '\\n');\nAtomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${BOOT_DELAY_MS});\n`,
+    `require('fs').appendFileSync(${JSON.stringify(starts)}, Date.now() + '\\n');\n${sleepingPreload(BOOT_DELAY_MS)}`,
   );
   await pm2Async(['startOrReload', processFile], { env: { ...cluster.env, PM2_INSTANCES: String(instances) } });
   const times = readFileSync(starts, 'utf8').trim().split('\n').map(Number);

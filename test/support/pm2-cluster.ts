@@ -68,6 +68,9 @@ export async function startCluster(databaseUrl: string, instances = 2, extraEnv:
   return cluster;
 }
 
+/** Preload source that holds a worker's start for `ms` (a slow boot) without a busy loop. */
+export const sleepingPreload = (ms: number) => `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${ms});\n`;
+
 /**
  * The real process file, with `preloadSource` required first by its workers (node_args reach only them, not
  * PM2): in `dir`, as `<name>.config.js`.
