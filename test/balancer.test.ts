@@ -45,9 +45,15 @@ withHaproxy('two hosts behind HAProxy with the target group\'s health check', ()
       for (let i = 0; i < n; i++) pids.push(JSON.parse((await getFresh(`${balancer.url}/version`)).body).pid as number);
       return pids;
     };
-    // Both hosts serve, round robin.
+    // Both hosts serve, round robin; the balancer's session count (what the fleet's VM test reads) agrees with the pids.
+    const sessionsBefore = await balancer.sessions();
     const before = await served(8);
+    const sessionsAfter = await balancer.sessions();
     expect(before.some((p) => pidsOf(first).has(p)) && before.some((p) => pidsOf(second).has(p))).toBe(true);
+    expect({ host1: sessionsAfter.host1 - sessionsBefore.host1, host2: sessionsAfter.host2 - sessionsBefore.host2 }).toEqual({
+      host1: before.filter((p) => pidsOf(first).has(p)).length,
+      host2: before.filter((p) => pidsOf(second).has(p)).length,
+    });
 
     const load = startLoad(balancer.url, ['/api/sections?limit=5', '/version', '/healthz'], { connections: 4, pauseMs: 10 });
     await new Promise((r) => setTimeout(r, 2000));

@@ -81,7 +81,7 @@ export async function startHaproxy(haproxy: string, backends: Backend[]) {
       socket.on('end', () => resolve(out));
       socket.on('error', reject);
     });
-  /** Each server's row of `show stat` (CSV: svname 1, wretr 15, wredis 16, status 17), by server name. */
+  /** Each server's row of `show stat` (CSV: svname 1, stot 7, wretr 15, wredis 16, status 17), by server name. */
   const servers = async (): Promise<Record<string, string[]>> =>
     Object.fromEntries(
       (await admin('show stat'))
@@ -124,6 +124,13 @@ export async function startHaproxy(haproxy: string, backends: Backend[]) {
           return changes;
         },
       };
+    },
+    /**
+     * Sessions each server has taken so far (`stot`; health checks are not sessions): which host answered, in the
+     * balancer's own count, where a worker's pid cannot tell (two hosts provisioned alike can give theirs the same pids).
+     */
+    async sessions(): Promise<Record<string, number>> {
+      return Object.fromEntries(Object.entries(await servers()).map(([name, f]) => [name, Number(f[7])]));
     },
     /** Requests HAProxy sent again (retries) and sent to another server (redispatches), per server. */
     async retries(): Promise<Record<string, { retried: number; redispatched: number }>> {
