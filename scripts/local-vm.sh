@@ -241,6 +241,7 @@ case "${1:-}" in
   snapshot) snapshot "${2:-}" ;;
   # How full qemu's translation buffer is and how often it was flushed (each flush: all code translated again).
   jit) running || die "not running"
+    echo "$HOSTNAME_'s translation buffer:"
     qmp '{"execute":"human-monitor-command","arguments":{"command-line":"info jit"}}' | grep -E '^(gen code size|TB flush count)' ;;
   ssh) shift; running || die "not running"
     # shellcheck disable=SC2046

@@ -68,7 +68,7 @@ push_current_wal() {
   tail -n 5 "/var/log/pgbackrest/$STANZA-archive-push.log" 2>/dev/null | sed 's/^/  /' >&2 || true
   # What the archiver is at: a push that hangs shows with its age (s), and the segments waiting their turn.
   ps -o pid=,etimes=,args= -p "$(pgrep -d, -u postgres -f 'archiver|archive-push')" 2>/dev/null | sed 's/^ */  /' >&2 || true
-  echo "  segments waiting to be archived: $(find "$PG_DATA/pg_wal/archive_status" -name '*.ready' 2>/dev/null | sort | sed 's|.*/||' | tr '\n' ' ')" >&2
+  echo "  segments waiting to be archived: $(find "$PG_DATA/pg_wal/archive_status" -name '*.ready' -printf '%f\n' 2>/dev/null | sort | tr '\n' ' ')" >&2
   fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for $ARCHIVE_STALL_SECONDS s (last archived: ${last:-none}; $why), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
 }
 

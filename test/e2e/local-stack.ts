@@ -137,7 +137,7 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
   const stop = () => {
     // For the log: a flush of qemu's translation buffer means every process's code is translated again.
     const jit = spawnSync('bash', [VM, 'jit'], { env: vmEnv, encoding: 'utf8' }).stdout.trim().replace(/\s+/g, ' ');
-    if (jit) process.stdout.write(`local-vm: ${opts.hostname ?? 'cemetery-vm'}'s translation buffer at the end: ${jit}\n`);
+    if (jit) process.stdout.write(`local-vm: at the end, ${jit}\n`);
     spawnSync('bash', [VM, 'discard'], { env: vmEnv, stdio: 'inherit' });
     if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
   };
