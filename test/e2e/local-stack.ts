@@ -138,6 +138,15 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     // For the log: a flush of qemu's translation buffer means every process's code is translated again.
     const jit = spawnSync('bash', [VM, 'jit'], { env: vmEnv, encoding: 'utf8' }).stdout.trim().replace(/\s+/g, ' ');
     if (jit) process.stdout.write(`local-vm: at the end, ${jit}\n`);
+    // A guest kernel that panicked booted again (panic=1, scripts/local-vm.sh): never silently.
+    let consoleLog = '';
+    try {
+      consoleLog = readFileSync(path.join(state, 'console.log'), 'utf8');
+    } catch {
+      // no console log: the VM never started
+    }
+    const panics = (consoleLog.match(/\] Kernel panic - not syncing: [^\r\n]*/g) ?? []).map((line) => line.slice(2));
+    if (panics.length) process.stdout.write(`local-vm: ${opts.hostname ?? 'the VM'}'s kernel panicked ${panics.length} time(s) and booted again: ${panics.join('; ')} (trace: ${path.join(state, 'console.log')}, kept with KEEP_VM_STATE)\n`);
     spawnSync('bash', [VM, 'discard'], { env: vmEnv, stdio: 'inherit' });
     if (!process.env.KEEP_VM_STATE) rmSync(state, { recursive: true, force: true });
   };
