@@ -10,6 +10,8 @@ module.exports = {
   globalSetup: '<rootDir>/test/support/global-setup.mjs',
   globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
   testTimeout: 60000,
+  // A failed run ends with why each test failed, short enough to survive a log cut to its head and tail.
+  reporters: ['default', '<rootDir>/test/support/failure-digest.cjs'],
   // More than the two cores: several files mostly wait (PM2's timeouts, HAProxy's checks); 3 took 113 s here, 2 took 138 s.
   maxWorkers: 3,
 };

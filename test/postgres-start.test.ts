@@ -9,14 +9,18 @@
  *   "shutting down because restart_after_crash is off", exit 1), which systemd's Restart=on-failure sees;
  * - after a segment's push failed three times the archiver sleeps until its latch is set or a minute has passed
  *   (pgarch.c: NUM_ARCHIVE_RETRIES, PGARCH_AUTOWAKE_INTERVAL), and a reload sets it (what cemetery-db's
- *   push_current_wal relies on before a restore).
+ *   push_current_wal relies on before a restore);
+ * - a push that hangs, ended by cemetery-archive-push's bound (exit 124), is a failure PostgreSQL counts and tries
+ *   again, not one that ends the archiver (pgarch.c pgarch_archiveXlog: only a signal or a status over 125 does).
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { sleep, waitUntil } from '../scripts/lib/wait.cjs';
 import { startPostgresServer } from './support/postgres-server';
 import { tempDir } from './support/temp-dir';
+
+const ROOT = path.join(__dirname, '..');
 
 const ARCHIVE_TIMEOUT_SECONDS = 1;
 
@@ -113,6 +117,37 @@ test('after a push failed three times the archiver waits a minute before trying 
     expect(await pgs.one('SELECT failed_count FROM pg_stat_archiver')).toBe('3');
     await pgs.one('SELECT pg_reload_conf()');
     expect(await pgs.archivedWithin(segment, 10000)).toBe(true);
+  } finally {
+    await pgs.stop();
+  }
+});
+
+test('a push that hangs is ended after cemetery-archive-push\'s bound: PostgreSQL counts it failed, and the next try archives the segment', async () => {
+  const dir = tempDir('archive-push');
+  chmodSync(dir, 0o777); // the archiver runs as the postgres user when the tests run as root
+  const archive = path.join(dir, 'archive');
+  mkdirSync(archive);
+  chmodSync(archive, 0o777);
+  const hungPid = path.join(dir, 'hung.pid');
+  // pgBackRest's part, on PATH: its first push hangs (as one to a bucket that never answers), the next copies.
+  writeFileSync(path.join(dir, 'pgbackrest'), `#!/bin/sh
+[ "$1 $2 $3" = "--stanza=cemetery --log-level-file=info archive-push" ] || exit 97
+if [ ! -e ${hungPid} ]; then echo $$ > ${hungPid}; exec sleep 600; fi
+cp "$4" ${archive}/
+`, { mode: 0o755 });
+  // Built as backups.sh installs it: its settings' lines (a 2 s bound here), then the script.
+  const command = path.join(dir, 'cemetery-archive-push');
+  writeFileSync(command, `#!/bin/bash\nSTANZA=cemetery\nPUSH_SECONDS=2\n${readFileSync(path.join(ROOT, 'scripts/host/cemetery-archive-push.sh'), 'utf8')}`, { mode: 0o755 });
+  const pgs = await startArchiving({ archive_timeout: '0', archive_command: `PATH=${dir}:$PATH ${command} %p` });
+  try {
+    await pgs.write();
+    const segment = await pgs.one('SELECT pg_walfile_name(pg_switch_wal())');
+    expect(await pgs.archivedWithin(segment, 30000)).toBe(true);
+    expect(existsSync(path.join(archive, segment))).toBe(true);
+    expect(await pgs.one("SELECT failed_count || ' ' || last_failed_wal FROM pg_stat_archiver")).toBe(`1 ${segment}`);
+    // The hung push is gone, not left behind.
+    const pid = Number(readFileSync(hungPid, 'utf8'));
+    expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
   } finally {
     await pgs.stop();
   }

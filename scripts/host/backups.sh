@@ -107,12 +107,18 @@ pg1-path=$PG_DATA
 CONF
 conf_written=$WROTE
 
+# The longest one WAL segment's push may take before it counts as failed (cemetery-archive-push): a 16 MiB segment,
+# compressed, goes in a few requests, each of which pgBackRest gives io-timeout (60 s) to make progress.
+ARCHIVE_PUSH_SECONDS=120
+
 # The host's command (its settings first, then the cluster helpers, then the command itself).
 write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
-  printf '#!/bin/bash\nSTANZA=%q\nDB_NAME=%q\nAUDIT_LOG=%q\nMAINTENANCE_FLAG=%q\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG"
+  printf '#!/bin/bash\nSTANZA=%q\nDB_NAME=%q\nAUDIT_LOG=%q\nMAINTENANCE_FLAG=%q\nARCHIVE_PUSH_SECONDS=%q\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG" "$ARCHIVE_PUSH_SECONDS"
   cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
 )"
-# PostgreSQL's restore_command during a restore (pgBackRest's recovery-option above).
+# PostgreSQL's archive_command (archive_conf below), and its restore_command during a restore (pgBackRest's
+# recovery-option above).
+write_file /usr/local/sbin/cemetery-archive-push 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\nPUSH_SECONDS=%q\n' "$STANZA" "$ARCHIVE_PUSH_SECONDS"; cat "$here/cemetery-archive-push.sh")"
 write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\nUNREADABLE_MARK=%q\n' "$STANZA" "$ARCHIVE_UNREADABLE_MARK"; cat "$here/cemetery-archive-get.sh")"
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
@@ -137,7 +143,7 @@ archive_conf() {
   write_file "$PG_CONF_DIR/cemetery-backups.conf" 0644 postgres:postgres <<CONF
 # cemetery-backend: WAL archived to the backup bucket by pgBackRest (scripts/host/backups.sh)
 archive_mode = on
-archive_command = 'pgbackrest --stanza=$STANZA archive-push %p'
+archive_command = '/usr/local/sbin/cemetery-archive-push %p'
 archive_timeout = ${ARCHIVE_TIMEOUT}s
 # A backend's crash (the OOM killer's pick) ends the postmaster, which systemd starts again: see the unit's drop-in.
 restart_after_crash = off

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # STANZA, DB_NAME, AUDIT_LOG and MAINTENANCE_FLAG are set by the lines backups.sh writes above
+# shellcheck disable=SC2154 # STANZA, DB_NAME, AUDIT_LOG, MAINTENANCE_FLAG, ARCHIVE_PUSH_SECONDS: the lines backups.sh writes above
 # cemetery-db: the register's backups on a host with on-host PostgreSQL and backupBucket (installed as
 # /usr/local/sbin/cemetery-db by the backups step, after its settings and scripts/host/postgres-lib.sh).
 #   cemetery-db info                    the backups, the WAL archive's window, and whether archiving works
@@ -36,12 +36,12 @@ backup() {
 
 # push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory. The
 # archiver may have a backlog (after an outage, or on a slow host each push takes seconds): it waits while the
-# archive moves on, and gives up after ARCHIVE_STALL_SECONDS without progress, longer than one push may take
-# (pgBackRest waits io-timeout, 60 s by default, for an answer from the bucket).
+# archive moves on, and gives up after ARCHIVE_STALL_SECONDS without progress: longer than one push may take
+# (cemetery-archive-push ends one after ARCHIVE_PUSH_SECONDS, and PostgreSQL tries it again at once).
 # A push that failed is not retried for a minute: PostgreSQL's archiver tries a segment three times, a second apart,
 # then sleeps until its latch is set or 60 s have passed (src/backend/postmaster/pgarch.c: NUM_ARCHIVE_RETRIES,
 # PGARCH_AUTOWAKE_INTERVAL). A reload's SIGHUP sets that latch, so each new failure is tried again at once.
-ARCHIVE_STALL_SECONDS=180
+ARCHIVE_STALL_SECONDS=$((ARCHIVE_PUSH_SECONDS + 60))
 push_current_wal() {
   local segment archived failed last='' failed_before='' since=$SECONDS told=$SECONDS
   segment=$(psql_admin -c 'SELECT pg_walfile_name(pg_switch_wal())')
