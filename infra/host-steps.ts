@@ -286,7 +286,7 @@ function backupStep(cfg: StackConfig, stack: string): HostStep {
     stdin: 'backupCredentials',
     // pgBackRest's progress and the restore's are shown as they happen; none prints a credential (a VM test checks).
     printsNoSecret: true,
-    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-archive-get.sh', 'cemetery-archive-push.sh', 'cemetery-audit.sh', ...(cfg.target === 'aws' ? ['cemetery-s3-credentials.sh'] : [])],
+    uses: ['postgres-lib.sh', 'cemetery-db.sh', 'cemetery-archive-get.sh', 'cemetery-audit.sh', ...(cfg.target === 'aws' ? ['cemetery-s3-credentials.sh'] : [])],
   };
 }
 

@@ -10,7 +10,7 @@
  * - after a segment's push failed three times the archiver sleeps until its latch is set or a minute has passed
  *   (pgarch.c: NUM_ARCHIVE_RETRIES, PGARCH_AUTOWAKE_INTERVAL), and a reload sets it (what cemetery-db's
  *   push_current_wal relies on before a restore);
- * - a push that hangs, ended by cemetery-archive-push's bound (exit 124), is a failure PostgreSQL counts and tries
+ * - a push that hangs, ended by archive_command's bound (timeout's exit 124), is a failure PostgreSQL counts and tries
  *   again, not one that ends the archiver (pgarch.c pgarch_archiveXlog: only a signal or a status over 125 does).
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -122,7 +122,7 @@ test('after a push failed three times the archiver waits a minute before trying 
   }
 });
 
-test('a push that hangs is ended after cemetery-archive-push\'s bound: PostgreSQL counts it failed, and the next try archives the segment', async () => {
+test('a push that hangs is ended after archive_command\'s bound: PostgreSQL counts it failed, and the next try archives the segment', async () => {
   const dir = tempDir('archive-push');
   chmodSync(dir, 0o777); // the archiver runs as the postgres user when the tests run as root
   const archive = path.join(dir, 'archive');
@@ -135,10 +135,11 @@ test('a push that hangs is ended after cemetery-archive-push\'s bound: PostgreSQ
 if [ ! -e ${hungPid} ]; then echo $$ > ${hungPid}; exec sleep 600; fi
 cp "$4" ${archive}/
 `, { mode: 0o755 });
-  // Built as backups.sh installs it: its settings' lines (a 2 s bound here), then the script.
-  const command = path.join(dir, 'cemetery-archive-push');
-  writeFileSync(command, `#!/bin/bash\nSTANZA=cemetery\nPUSH_SECONDS=2\n${readFileSync(path.join(ROOT, 'scripts/host/cemetery-archive-push.sh'), 'utf8')}`, { mode: 0o755 });
-  const pgs = await startArchiving({ archive_timeout: '0', archive_command: `PATH=${dir}:$PATH ${command} %p` });
+  // The command as backups.sh writes it, with a 2 s bound here.
+  const written = /^archive_command = '(.+)'$/m.exec(readFileSync(path.join(ROOT, 'scripts/host/backups.sh'), 'utf8'))![1];
+  const archiveCommand = written.replace('$ARCHIVE_PUSH_SECONDS', '2').replace('$STANZA', 'cemetery');
+  expect(archiveCommand).toBe('timeout --foreground 2 pgbackrest --stanza=cemetery --log-level-file=info archive-push %p');
+  const pgs = await startArchiving({ archive_timeout: '0', archive_command: `PATH=${dir}:$PATH ${archiveCommand}` });
   try {
     await pgs.write();
     const segment = await pgs.one('SELECT pg_walfile_name(pg_switch_wal())');

@@ -107,7 +107,7 @@ pg1-path=$PG_DATA
 CONF
 conf_written=$WROTE
 
-# The longest one WAL segment's push may take before it counts as failed (cemetery-archive-push): a 16 MiB segment,
+# The longest one WAL segment's push may take before it counts as failed (archive_command, below): a 16 MiB segment,
 # compressed, goes in a few requests, each of which pgBackRest gives io-timeout (60 s) to make progress.
 ARCHIVE_PUSH_SECONDS=120
 
@@ -116,9 +116,7 @@ write_file /usr/local/sbin/cemetery-db 0755 root:root <<<"$(
   printf '#!/bin/bash\nSTANZA=%q\nDB_NAME=%q\nAUDIT_LOG=%q\nMAINTENANCE_FLAG=%q\nARCHIVE_PUSH_SECONDS=%q\n' "$STANZA" "$DB_NAME" "$AUDIT_LOG" "$MAINTENANCE_FLAG" "$ARCHIVE_PUSH_SECONDS"
   cat "$here/postgres-lib.sh" "$here/cemetery-db.sh"
 )"
-# PostgreSQL's archive_command (archive_conf below), and its restore_command during a restore (pgBackRest's
-# recovery-option above).
-write_file /usr/local/sbin/cemetery-archive-push 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\nPUSH_SECONDS=%q\n' "$STANZA" "$ARCHIVE_PUSH_SECONDS"; cat "$here/cemetery-archive-push.sh")"
+# PostgreSQL's restore_command during a restore (pgBackRest's recovery-option above).
 write_file /usr/local/sbin/cemetery-archive-get 0755 root:root <<<"$(printf '#!/bin/bash\nSTANZA=%q\nUNREADABLE_MARK=%q\n' "$STANZA" "$ARCHIVE_UNREADABLE_MARK"; cat "$here/cemetery-archive-get.sh")"
 # The audit trail's command, as the release step installs it (a restore before the first release records too).
 write_file /usr/local/sbin/cemetery-audit 0755 root:root <<<"$(printf '#!/bin/bash\nAUDIT_LOG=%s\n' "$AUDIT_LOG"; cat "$here/cemetery-audit.sh")"
@@ -138,12 +136,24 @@ UNIT
 
 # Archiving's settings: written once the repository is known to take this database's WAL (before a restore, or
 # after the stanza's check), so a refused bucket leaves PostgreSQL as it was, not piling up WAL it cannot push.
+# archive_command: pgBackRest's push of one WAL segment,
+# - bounded in time. pgBackRest's io-timeout bounds each wait for the bucket, not a whole push, and a push that
+#   neither ends nor fails holds the archiver, and every segment after it, with nothing counted as failed
+#   (pgbackrest/pgbackrest#2800). The VM tier saw archiving stop that way in 4 of about 12 runs, its cause not found:
+#   each time cemetery-db restore refused, and archiving went on only once PostgreSQL was restarted. Ended after
+#   ARCHIVE_PUSH_SECONDS, a push fails with 124: PostgreSQL counts the failure (pg_stat_archiver, which cemetery-db
+#   info reads) and tries the segment again; only a signal or a status over 125 would end the archiver itself
+#   (src/backend/postmaster/pgarch.c pgarch_archiveXlog). --foreground keeps the push in the archiver's process
+#   group, where PostgreSQL's own signals at a shutdown reach it.
+# - logged to /var/log/pgbackrest/$STANZA-archive-push.log: pgBackRest writes archive-push's log file only when
+#   log-level-file is on its command line, not from its configuration file (src/config/config.c cfgLogFile).
+# pgBackRest's check and backup refuse an archive_command without "pgbackrest" in it (src/command/check/common.c).
 archive_conf_written=0
 archive_conf() {
   write_file "$PG_CONF_DIR/cemetery-backups.conf" 0644 postgres:postgres <<CONF
 # cemetery-backend: WAL archived to the backup bucket by pgBackRest (scripts/host/backups.sh)
 archive_mode = on
-archive_command = '/usr/local/sbin/cemetery-archive-push %p'
+archive_command = 'timeout --foreground $ARCHIVE_PUSH_SECONDS pgbackrest --stanza=$STANZA --log-level-file=info archive-push %p'
 archive_timeout = ${ARCHIVE_TIMEOUT}s
 # A backend's crash (the OOM killer's pick) ends the postmaster, which systemd starts again: see the unit's drop-in.
 restart_after_crash = off

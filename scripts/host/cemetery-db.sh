@@ -37,7 +37,7 @@ backup() {
 # push_current_wal: the WAL written so far is in the repository before a restore replaces the data directory. The
 # archiver may have a backlog (after an outage, or on a slow host each push takes seconds): it waits while the
 # archive moves on, and gives up after ARCHIVE_STALL_SECONDS without progress: longer than one push may take
-# (cemetery-archive-push ends one after ARCHIVE_PUSH_SECONDS, and PostgreSQL tries it again at once).
+# (archive_command ends one after ARCHIVE_PUSH_SECONDS, and PostgreSQL tries it again at once).
 # A push that failed is not retried for a minute: PostgreSQL's archiver tries a segment three times, a second apart,
 # then sleeps until its latch is set or 60 s have passed (src/backend/postmaster/pgarch.c: NUM_ARCHIVE_RETRIES,
 # PGARCH_AUTOWAKE_INTERVAL). A reload's SIGHUP sets that latch, so each new failure is tried again at once.
@@ -66,8 +66,9 @@ push_current_wal() {
   local why
   why=$(psql_admin -c "SELECT coalesce('its last failure: ' || last_failed_wal || ' at ' || to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ', ' || failed_count || ' failed in all', 'no push failed') FROM pg_stat_archiver")
   tail -n 5 "/var/log/pgbackrest/$STANZA-archive-push.log" 2>/dev/null | sed 's/^/  /' >&2 || true
-  # What the archiver is at: a push that hangs shows with its age (s), and the segments waiting their turn.
-  ps -o pid=,etimes=,args= -p "$(pgrep -d, -u postgres -f 'archiver|archive-push')" 2>/dev/null | sed 's/^ */  /' >&2 || true
+  # What the archiver is at: a push that hangs shows with its age (s), its state and where the kernel has it waiting
+  # (R: running; S with a poll or read: waiting on the bucket), and the segments waiting their turn.
+  ps -o pid=,etimes=,stat=,wchan:24=,args= -p "$(pgrep -d, -u postgres -f 'archiver|archive-push')" 2>/dev/null | sed 's/^ */  /' >&2 || true
   echo "  segments waiting to be archived: $(find "$PG_DATA/pg_wal/archive_status" -name '*.ready' -printf '%f\n' 2>/dev/null | sort | tr '\n' ' ')" >&2
   fail "PostgreSQL could not archive its current WAL ($segment): the archive has not moved on for $ARCHIVE_STALL_SECONDS s (last archived: ${last:-none}; $why), so a restore now would lose the writes since then; nothing was changed. See cemetery-db info and /var/log/pgbackrest"
 }

@@ -983,8 +983,8 @@ describe('the register survives: on-host backups to S3 (backupBucket)', () => {
     expect(info).toMatch(/status: ok/);
     expect(info).toMatch(/full backup: \d{8}-\d{6}F/);
     expect(info).toMatch(/^archiving: last WAL [0-9A-F]{24}\S* at \S+, \d+ failed/m);
-    // PostgreSQL pushes through the bounded wrapper, and each push leaves its lines where cemetery-db points.
-    expect(await sql('SHOW archive_command')).toBe('/usr/local/sbin/cemetery-archive-push %p');
+    // Each push is bounded, and leaves its lines where cemetery-db points.
+    expect(await sql('SHOW archive_command')).toBe('timeout --foreground 120 pgbackrest --stanza=cemetery --log-level-file=info archive-push %p');
     expect(await root('cat /var/log/pgbackrest/cemetery-archive-push.log')).toMatch(/archive-push command end: completed successfully/);
     expect((await root('stat -c "%U:%G %a" /etc/pgbackrest/pgbackrest.conf')).trim()).toBe('root:postgres 640');
     expect(await asApp('cat /etc/pgbackrest/pgbackrest.conf 2>&1 || true')).toMatch(/Permission denied/);
