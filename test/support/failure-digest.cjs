@@ -4,10 +4,10 @@
  * tier prints thousands of lines) then still shows why each test failed, and the diagnostics the product printed
  * last (cemetery-db's, for one) before it gave up.
  */
+const { stripVTControlCharacters } = require('node:util');
+
 const LINES_PER_FAILURE = 14;
 
-// eslint-disable-next-line no-control-regex
-const stripColours = (s) => s.replace(/\u001b\[[0-9;]*m/g, '');
 const isNoise = (line) => /^\s*(>?\s*\d+ \||\|\s*\^|at .+:\d+:\d+\)?$|at .+ \(.+\)$)/.test(line) || !line.trim();
 
 class FailureDigest {
@@ -20,7 +20,7 @@ class FailureDigest {
     if (failed.length === 0) return;
     const out = [`\nfailure digest: ${failed.length} test(s) failed, the last ${LINES_PER_FAILURE} lines of each message`];
     for (const a of failed) {
-      const lines = stripColours(a.failureMessages.join('\n')).split('\n').filter((l) => !isNoise(l));
+      const lines = stripVTControlCharacters(a.failureMessages.join('\n')).split('\n').filter((l) => !isNoise(l));
       // The same line said again and again (a wait's progress) once, with its count.
       const folded = [];
       for (const line of lines) {
