@@ -29,7 +29,10 @@
 # VM_ROOT_FROM (a root disk kept by `snapshot` to start from instead of the base image: a provisioned host's
 # packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same),
 # VM_ADDRESS (127.0.0.1: the loopback address its ports are forwarded on; another one, e.g. 127.0.0.2, lets
-# VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm).
+# VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm), VM_KERNEL_ARGS
+# (more of the guest kernel's command line, e.g. systemd's fstab=no).
+# This machine's own CAs (/usr/local/share/ca-certificates: an intercepting proxy's) go into the image, for
+# apt, curl and Node.js (NODE_EXTRA_CA_CERTS): a normal host does not need them, and provisioning never adds any.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,7 +54,10 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 # The data disk's serial: the guest names it /dev/disk/by-id/virtio-<serial> (Pulumi.local.yaml, dataVolumeDevice).
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
-IMAGE_VERSION=5 # bump when the image recipe below changes
+IMAGE_VERSION=7 # bump when the image recipe below changes
+LOCAL_CAS=/usr/local/share/ca-certificates
+# The image is this machine's: its name says which CAs it trusts, so another set builds another image.
+BASE="$CACHE/debian-13-v$IMAGE_VERSION-$(cat "$LOCAL_CAS"/*.crt 2>/dev/null | sha256sum | cut -c1-8).raw"
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
@@ -62,7 +68,7 @@ ssh_opts() {
 build() {
   mkdir -p "$CACHE"
   [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C cemetery-local-vm -f "$KEY"
-  local base="$CACHE/debian-13-v$IMAGE_VERSION.raw"
+  local base=$BASE
   if [ -f "$base" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/initrd.img" ]; then
     echo "local-vm: base image ready: $base"
     return
@@ -85,11 +91,16 @@ if [ "$(cat /etc/ssh/cemetery-identity 2>/dev/null)" != "$id" ]; then
   rm -f /etc/ssh/ssh_host_*
   echo "$id" >/etc/ssh/cemetery-identity
 fi
-[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A
+# ed25519 alone (the key sshHostKey pins): an RSA key is seconds of every first boot under emulation.
+[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 # The name given on the command line (systemd.hostname), resolvable as Debian's installer makes it: sudo looks it up.
 sed -i "s/^127\.0\.1\.1 .*/127.0.1.1 $(hostname)/" /etc/hosts
 SH
+  mkdir "$work/ca"
+  find "$LOCAL_CAS" -maxdepth 1 -name '*.crt' -exec cp {} "$work/ca/" \; 2>/dev/null || true
   echo "local-vm: building the Debian 13 rootfs (mmdebstrap, about a minute)"
+  # The initramfs holds only what finds the root disk (virtio_blk, ext4): Debian's MODULES=most is 36 MB, which the
+  # guest kernel took 7 s to unpack under emulation, then more to probe, at every boot.
   # shellcheck disable=SC2016 # mmdebstrap's hooks expand $1 (the rootfs) themselves
   mmdebstrap --quiet --variant=important \
     --include=systemd-sysv,openssh-server,linux-image-amd64,ca-certificates,curl,sudo,iproute2,dbus,procps,iptables \
@@ -105,6 +116,11 @@ SH
     --customize-hook='chmod 0755 "$1/usr/local/sbin/vm-identity"' \
     --customize-hook='printf "[Unit]\nDescription=SSH host keys of this VM\nBefore=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/vm-identity\n\n[Install]\nWantedBy=multi-user.target\n" > "$1/etc/systemd/system/ssh-hostkeys.service" && chroot "$1" systemctl enable ssh-hostkeys' \
     --customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
+    --customize-hook="sync-in $work/ca /usr/local/share/ca-certificates" \
+    --customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1' \
+    --customize-hook='echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> "$1/etc/environment"' \
+    --customize-hook='echo "Defaults env_keep += \"NODE_EXTRA_CA_CERTS\"" > "$1/etc/sudoers.d/local-ca" && chmod 0440 "$1/etc/sudoers.d/local-ca"' \
+    --customize-hook='sed -i "s/^MODULES=.*/MODULES=list/" "$1/etc/initramfs-tools/initramfs.conf" && printf "virtio_blk\next4\ncrc32c_generic\n" >> "$1/etc/initramfs-tools/modules" && chroot "$1" update-initramfs -u -k all >/dev/null 2>&1' \
     trixie "$work/rootfs.tar" "$MIRROR"
   mkdir "$work/rootfs"
   tar -xpf "$work/rootfs.tar" -C "$work/rootfs" --numeric-owner
@@ -139,7 +155,7 @@ start() {
     [ -f "$VM_ROOT_FROM" ] || die "no root disk at $VM_ROOT_FROM (VM_ROOT_FROM)"
     qemu-img create -q -f qcow2 -F qcow2 -b "$(readlink -f "$VM_ROOT_FROM")" "$STATE/run.qcow2"
   else
-    qemu-img create -q -f qcow2 -F raw -b "$CACHE/debian-13-v$IMAGE_VERSION.raw" "$STATE/run.qcow2"
+    qemu-img create -q -f qcow2 -F raw -b "$BASE" "$STATE/run.qcow2"
   fi
   # The file the VM writes its root disk to (snapshot moves it on).
   echo "$STATE/run.qcow2" >"$STATE/root-top"
@@ -163,7 +179,7 @@ start() {
   # every panic's trace (qemu appends across resets), and the VM tier logs how many there were.
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 norandmaps panic=1 cemetery.identity=$identity systemd.machine_id=$identity systemd.hostname=$HOSTNAME_" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 norandmaps panic=1 cemetery.identity=$identity systemd.machine_id=$identity systemd.hostname=$HOSTNAME_${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}" \
     -drive "file=$STATE/run.qcow2,if=none,id=root,format=qcow2,cache=$DISK_CACHE" -device virtio-blk-pci,drive=root,addr=0x4 \
     -drive "file=$data,if=none,id=data,format=raw,cache=$DISK_CACHE" -device "virtio-blk-pci,drive=data,addr=0x5,serial=$DATA_DISK_SERIAL" \
     -netdev "user,id=net0,hostfwd=tcp:$ADDRESS:$SSH_PORT-:22,hostfwd=tcp:$ADDRESS:$APP_PORT-:3000,hostfwd=tcp:$ADDRESS:$HTTP_PORT-:80,hostfwd=tcp:$ADDRESS:$HTTPS_PORT-:443" \

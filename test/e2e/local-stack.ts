@@ -6,7 +6,7 @@
  * (provision.e2e.ts) and npm run bench:deploy.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
@@ -98,7 +98,7 @@ export const appWorkers = (list: Pm2Process[]) => appProcesses(list, HOST_LAYOUT
  * - `rootFrom`: a root disk kept by another VM's keepRootDisk to boot from instead of Debian's bare image
  *   (VM_ROOT_FROM): that host's packages, a blank data disk.
  */
-export async function bootVm(opts: { report: Record<string, unknown>; address?: string; hostname?: string; ports?: VmPorts; rootFrom?: string }) {
+export async function bootVm(opts: { report: Record<string, unknown>; address?: string; hostname?: string; ports?: VmPorts; rootFrom?: string; kernelArgs?: string }) {
   const { report } = opts;
   const address = opts.address ?? '127.0.0.1';
   const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
@@ -114,6 +114,7 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     VM_HTTPS_PORT: String(ports.https),
     ...(opts.hostname ? { VM_HOSTNAME: opts.hostname } : {}),
     ...(opts.rootFrom ? { VM_ROOT_FROM: opts.rootFrom } : {}),
+    ...(opts.kernelArgs ? { VM_KERNEL_ARGS: opts.kernelArgs } : {}),
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
   /** The same, without blocking this process: a second VM boots while the first one's scenarios (and their load) go on. */
@@ -157,28 +158,8 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
   t = Date.now();
   await vmAsync('start');
   report.bootToSshSeconds = seconds(t);
-  // From here on the VM runs: a failure before it is handed over stops it, or nothing would.
-  try {
-    // Test-only plumbing: this machine's HTTPS goes through an intercepting proxy.
-    // A normal host does not need this; the product never does it.
-    t = Date.now();
-    for (const file of readdirSync('/usr/local/share/ca-certificates').filter((f) => f.endsWith('.crt'))) {
-      await ssh(target, `sudo tee /usr/local/share/ca-certificates/${file} >/dev/null`, readFileSync(path.join('/usr/local/share/ca-certificates', file), 'utf8'));
-    }
-    // Node.js (npm, PM2) carries its own CA list: point it at the system's, through
-    // SSH sessions (/etc/environment) and sudo (env_keep).
-    // Appended to the system bundle rather than `update-ca-certificates` (35 s under emulation); a package's
-    // later run of it keeps them, since the files are in /usr/local/share/ca-certificates too.
-    await root(
-      'cat /usr/local/share/ca-certificates/*.crt >> /etc/ssl/certs/ca-certificates.crt' +
-        ' && echo NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt >> /etc/environment' +
-        ' && echo \'Defaults env_keep += "NODE_EXTRA_CA_CERTS"\' > /etc/sudoers.d/test-ca && chmod 0440 /etc/sudoers.d/test-ca',
-    );
-    report.caPlumbingSeconds = seconds(t);
-  } catch (err) {
-    stop();
-    throw err;
-  }
+  // This machine's CAs (its HTTPS goes through an intercepting proxy) are in the image already (scripts/local-vm.sh):
+  // test-only plumbing, which the product never does.
   const pm2List = async () => parseJlist(await asApp('pm2 jlist'));
   const workers = async () => appWorkers(await pm2List());
 
@@ -225,7 +206,7 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
 
     /**
      * Test-only plumbing for a server of the harness's own on this machine's loopback: the guest resolves `name`
-     * to 10.0.2.2 (qemu's gateway, this machine) and trusts `caPem`, as it trusts the intercepting proxy's CA above.
+     * to 10.0.2.2 (qemu's gateway, this machine) and trusts `caPem`, as it trusts the intercepting proxy's CA (in the image).
      */
     async trustTestService(name: string, caPem: string) {
       await ssh(target, `sudo tee /usr/local/share/ca-certificates/${name}.crt >/dev/null`, caPem);
