@@ -29,8 +29,7 @@
 # VM_ROOT_FROM (a root disk kept by `snapshot` to start from instead of the base image: a provisioned host's
 # packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same),
 # VM_ADDRESS (127.0.0.1: the loopback address its ports are forwarded on; another one, e.g. 127.0.0.2, lets
-# VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm), VM_KERNEL_ARGS
-# (more of the guest kernel's command line, e.g. systemd's fstab=no).
+# VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm).
 # This machine's own CAs (/usr/local/share/ca-certificates: an intercepting proxy's) go into the image, for
 # apt, curl and Node.js (NODE_EXTRA_CA_CERTS): a normal host does not need them, and provisioning never adds any.
 set -euo pipefail
@@ -179,7 +178,7 @@ start() {
   # every panic's trace (qemu appends across resets), and the VM tier logs how many there were.
   qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 norandmaps panic=1 cemetery.identity=$identity systemd.machine_id=$identity systemd.hostname=$HOSTNAME_${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}" \
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 norandmaps panic=1 cemetery.identity=$identity systemd.machine_id=$identity systemd.hostname=$HOSTNAME_" \
     -drive "file=$STATE/run.qcow2,if=none,id=root,format=qcow2,cache=$DISK_CACHE" -device virtio-blk-pci,drive=root,addr=0x4 \
     -drive "file=$data,if=none,id=data,format=raw,cache=$DISK_CACHE" -device "virtio-blk-pci,drive=data,addr=0x5,serial=$DATA_DISK_SERIAL" \
     -netdev "user,id=net0,hostfwd=tcp:$ADDRESS:$SSH_PORT-:22,hostfwd=tcp:$ADDRESS:$APP_PORT-:3000,hostfwd=tcp:$ADDRESS:$HTTP_PORT-:80,hostfwd=tcp:$ADDRESS:$HTTPS_PORT-:443" \

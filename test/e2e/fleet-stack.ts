@@ -65,16 +65,6 @@ async function startExternalDatabase() {
   };
 }
 
-/**
- * The fleet's hosts boot from the single host's disk, which has its PostgreSQL and an /etc/fstab naming its data
- * volume; a fleet host has neither (its database is external). Waiting for that volume would hold each boot 90 s
- * (data-volume.sh's x-systemd.device-timeout), and the wait-for-host step with it. So systemd reads no /etc/fstab on
- * them (its `fstab=no`; the root is mounted read-write from the kernel's command line) and PostgreSQL's unit is
- * masked: without its volume it would fail at once, and its Restart=on-failure (postgres.sh) would start it again
- * every 2 s for good (a first try of fstab=no alone: the fleet's scenarios took a third longer).
- */
-const AS_HOST_WITHOUT_DATABASE = 'fstab=no systemd.mask=postgresql@17-main.service';
-
 /** `hosts` VMs from `rootFrom`, provisioned as one fleet by the `local` stack with sshHosts; nothing run yet. */
 export async function startFleet(opts: { hosts: number; rootFrom: string; report: Record<string, unknown>; log?: (line: string) => void; overrides?: Record<string, string> }) {
   const { report } = opts;
@@ -83,7 +73,7 @@ export async function startFleet(opts: { hosts: number; rootFrom: string; report
   if (!haproxy) throw new Error('haproxy is required for the fleet scenarios (apt-get install haproxy; .ci/run installs it)');
   const ports = await freeVmPorts();
   const booted = await Promise.allSettled(
-    Array.from({ length: opts.hosts }, (_, i) => bootVm({ report: (report[`host${i + 1}`] = {}) as Record<string, unknown>, address: `127.0.0.${i + 2}`, hostname: `cemetery-fleet-${i + 1}`, ports, rootFrom: opts.rootFrom, kernelArgs: AS_HOST_WITHOUT_DATABASE })),
+    Array.from({ length: opts.hosts }, (_, i) => bootVm({ report: (report[`host${i + 1}`] = {}) as Record<string, unknown>, address: `127.0.0.${i + 2}`, hostname: `cemetery-fleet-${i + 1}`, ports, rootFrom: opts.rootFrom })),
   );
   const hosts = booted.flatMap((b) => (b.status === 'fulfilled' ? [b.value] : []));
   const cleanups: Array<() => unknown> = hosts.map((h) => h.stop);

@@ -98,7 +98,7 @@ export const appWorkers = (list: Pm2Process[]) => appProcesses(list, HOST_LAYOUT
  * - `rootFrom`: a root disk kept by another VM's keepRootDisk to boot from instead of Debian's bare image
  *   (VM_ROOT_FROM): that host's packages, a blank data disk.
  */
-export async function bootVm(opts: { report: Record<string, unknown>; address?: string; hostname?: string; ports?: VmPorts; rootFrom?: string; kernelArgs?: string }) {
+export async function bootVm(opts: { report: Record<string, unknown>; address?: string; hostname?: string; ports?: VmPorts; rootFrom?: string }) {
   const { report } = opts;
   const address = opts.address ?? '127.0.0.1';
   const state = mkdtempSync(path.join(os.tmpdir(), 'cemetery-vm-'));
@@ -114,7 +114,6 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
     VM_HTTPS_PORT: String(ports.https),
     ...(opts.hostname ? { VM_HOSTNAME: opts.hostname } : {}),
     ...(opts.rootFrom ? { VM_ROOT_FROM: opts.rootFrom } : {}),
-    ...(opts.kernelArgs ? { VM_KERNEL_ARGS: opts.kernelArgs } : {}),
   };
   const vm = (...args: string[]) => execFileSync('bash', [VM, ...args], { env: vmEnv, stdio: 'inherit' });
   /** The same, without blocking this process: a second VM boots while the first one's scenarios (and their load) go on. */
