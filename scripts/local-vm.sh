@@ -30,7 +30,7 @@
 # packages without provisioning them again; the VM makes its own SSH host keys at its first boot all the same),
 # VM_ADDRESS (127.0.0.1: the loopback address its ports are forwarded on; another one, e.g. 127.0.0.2, lets
 # VMs share the port numbers, as a fleet's hosts share sshPort), VM_HOSTNAME (cemetery-vm).
-# This machine's own CAs (/usr/local/share/ca-certificates: an intercepting proxy's) go into the image, for
+# This machine's own CAs (VM_LOCAL_CAS, /usr/local/share/ca-certificates: an intercepting proxy's) go into the image, for
 # apt, curl and Node.js (NODE_EXTRA_CA_CERTS): a normal host does not need them, and provisioning never adds any.
 set -euo pipefail
 
@@ -54,9 +54,10 @@ DATA_DISK_SIZE=${VM_DATA_DISK_SIZE:-4G}
 DATA_DISK_SERIAL=cemetery-data
 KEY="$CACHE/id_ed25519"
 IMAGE_VERSION=7 # bump when the image recipe below changes
-LOCAL_CAS=/usr/local/share/ca-certificates
+LOCAL_CAS=${VM_LOCAL_CAS:-/usr/local/share/ca-certificates}
 # The image is this machine's: its name says which CAs it trusts, so another set builds another image.
-BASE="$CACHE/debian-13-v$IMAGE_VERSION-$(cat "$LOCAL_CAS"/*.crt 2>/dev/null | sha256sum | cut -c1-8).raw"
+# (`|| true`: a machine without any is the usual case, and pipefail would otherwise end the script here.)
+BASE="$CACHE/debian-13-v$IMAGE_VERSION-$( (cat "$LOCAL_CAS"/*.crt 2>/dev/null || true) | sha256sum | cut -c1-8).raw"
 
 die() { echo "local-vm: $*" >&2; exit 1; }
 ssh_opts() {
