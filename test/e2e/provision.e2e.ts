@@ -153,7 +153,7 @@ test('the first up creates every remote resource the program registers, in depen
   const steps = await up('first');
   report.firstRunSeconds = seconds(started);
   provisioned = true;
-  stack.keepRootDisk(provisionedRoot);
+  await stack.keepRootDisk(provisionedRoot);
   // Each after its dependencies (Engine.plan); their relative order otherwise is the engine's to choose.
   expect(ran(steps).sort()).toEqual(
     ['host-scripts', 'release-bundle', 'release-process-file', 'wait-for-host', 'ssh-authorized-keys', 'system-limits', 'app-user', 'nodejs', 'pm2', 'pm2-logrotate', 'data-volume', 'postgres', 'proxy', 'release']
