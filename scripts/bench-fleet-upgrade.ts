@@ -22,7 +22,7 @@ async function provisionedRoot(report: Record<string, unknown>, dir: string): Pr
   const single = await startLocalStack({ report: (report.provisioning = {}) as Record<string, unknown>, log });
   try {
     await single.up('first');
-    single.keepRootDisk(file);
+    await single.keepRootDisk(file);
   } finally {
     await single.stop();
   }
