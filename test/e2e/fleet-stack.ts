@@ -72,19 +72,23 @@ export async function startFleet(opts: { hosts: number; rootFrom: string; report
   const haproxy = findHaproxy();
   if (!haproxy) throw new Error('haproxy is required for the fleet scenarios (apt-get install haproxy; .ci/run installs it)');
   const ports = await freeVmPorts();
+  // The database starts on this machine while the VMs boot.
+  const databaseStarted = Promise.allSettled([startExternalDatabase()]);
   const booted = await Promise.allSettled(
     Array.from({ length: opts.hosts }, (_, i) => bootVm({ report: (report[`host${i + 1}`] = {}) as Record<string, unknown>, address: `127.0.0.${i + 2}`, hostname: `cemetery-fleet-${i + 1}`, ports, rootFrom: opts.rootFrom })),
   );
+  const [database] = await databaseStarted;
   const hosts = booted.flatMap((b) => (b.status === 'fulfilled' ? [b.value] : []));
   const cleanups: Array<() => unknown> = hosts.map((h) => h.stop);
+  if (database.status === 'fulfilled') cleanups.push(database.value.stop);
   const cleanUp = async () => {
     for (const c of cleanups.reverse()) await c();
   };
   try {
     const failedBoot = booted.find((b) => b.status === 'rejected');
-    if (failedBoot) throw (failedBoot as PromiseRejectedResult).reason;
-    const db = await startExternalDatabase();
-    cleanups.push(db.stop);
+    if (failedBoot) throw failedBoot.reason;
+    if (database.status === 'rejected') throw database.reason;
+    const db = database.value;
     for (const h of hosts) await h.trustTestService(FLEET_DB_HOST, db.caPem);
     const mirror = await startStackMirror();
     cleanups.push(mirror.close);

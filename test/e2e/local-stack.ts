@@ -214,18 +214,32 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
 
     /**
      * The root disk as it is now, kept in `file` (a new file) for another VM's `rootFrom`; this VM runs on.
-     * One line differs in the copy: a VM booted from it has a blank data disk, whose UUID never appears, and with the
-     * data volume's `x-systemd.device-timeout=90s` its boot, and the wait-for-host step with it, ended only when that
-     * timeout did (the lost host's wait-for-host: 35 s in CI run 77). In the copy the wait is 1 s, with the same outcome
-     * (the mount and PostgreSQL's unit fail once, nothing restarts); the data-volume step on that VM writes the line anew.
+     * The copy is this host's packages, not its running app. Two things differ in it, put back here after the snapshot:
+     * - The data volume's `x-systemd.device-timeout=90s` is 1 s. A VM booted from the copy has a blank data disk, whose
+     *   UUID never appears, so its boot, and the wait-for-host step with it, ended only when that timeout did (the lost
+     *   host's wait-for-host: 35 s in CI run 77). With 1 s the outcome is the same (the mount and PostgreSQL's unit fail
+     *   once, nothing restarts); the data-volume step on that VM writes the line anew.
+     * - PM2's saved process list is not there, as on a new host from an image. With it, `pm2 resurrect` at boot started
+     *   this host's workers on the new VM, which then ran beside its first up, failing /readyz for want of a database,
+     *   until its release step reloaded them one by one. Without it PM2 starts with none, and that step starts them.
      */
     async keepRootDisk(file: string) {
-      await root("cp -p /etc/fstab /run/fstab.kept && sed -i 's/x-systemd.device-timeout=[0-9]*s/x-systemd.device-timeout=1s/' /etc/fstab");
+      const pm2Home = `${appHome}/.pm2`;
+      await rootScript(`set -e
+cp -p /etc/fstab /run/fstab.kept
+sed -i 's/x-systemd.device-timeout=[0-9]*s/x-systemd.device-timeout=1s/' /etc/fstab
+mkdir /run/pm2-dump.kept
+for f in ${pm2Home}/dump.pm2 ${pm2Home}/dump.pm2.bak; do [ ! -e "$f" ] || mv "$f" /run/pm2-dump.kept/; done
+sync`);
       try {
         vm('snapshot', file);
       } finally {
-        // cp -p: this host's own file again, content and times, as the data-volume step left it.
-        await root('cp -p /run/fstab.kept /etc/fstab && rm /run/fstab.kept && sync');
+        // cp -p and mv: this host's own files again, content, owner and times, as its steps left them.
+        await rootScript(`set -e
+cp -p /run/fstab.kept /etc/fstab && rm /run/fstab.kept
+find /run/pm2-dump.kept -mindepth 1 -exec mv -t ${pm2Home}/ {} +
+rmdir /run/pm2-dump.kept
+sync`);
       }
     },
 
