@@ -7,9 +7,10 @@
  * no service), or caddy on PATH; CI requires it, elsewhere these are skipped
  * with a notice.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -62,6 +63,51 @@ function adapt(caddyfile: string, home: string): any {
 }
 
 const BALANCED: FrontDoor = { domain: 'cemetery.example.org', balancerRanges: PUBLIC_SUBNET_CIDRS.join(' ') };
+
+/** The proxy step's check of the running front door (caddyfile.sh front_door_answer): what it printed, or null when it failed. */
+function frontDoorAnswer(url: string, balancerRanges: string): Promise<string | null> {
+  return new Promise((resolve) =>
+    execFile('bash', ['-c', `source ${HOST_SCRIPTS_DIR}/caddyfile.sh && front_door_answer "$0" cemetery.example.org`, url], { env: { PATH: process.env.PATH, balancer_ranges: balancerRanges } }, (err, stdout) =>
+      resolve(err ? null : stdout.trim()),
+    ),
+  );
+}
+
+// A new host behind the balancer has no app until its release step, which comes after the proxy step: there Caddy
+// closes a GET unanswered (below), and the proxy step's check once took that for "caddy does not answer" and failed
+// the host's first up (the VM tier's fleet, once its hosts no longer started with the first host's workers).
+describe("the proxy step's check of port 80", () => {
+  let closer: net.Server;
+  let answering: http.Server;
+  const urls = { closer: '', answering: '', nothing: '' };
+  beforeAll(async () => {
+    // Takes each connection and closes it without a word, as Caddy's abort does.
+    closer = net.createServer((socket) => socket.once('data', () => socket.destroy()));
+    answering = http.createServer((_req, res) => res.writeHead(503).end());
+    for (const [name, server] of [['closer', closer], ['answering', answering]] as const) {
+      const port = await freePort();
+      await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+      urls[name] = `http://127.0.0.1:${port}/readyz`;
+    }
+    // A port nothing listens on.
+    urls.nothing = `http://127.0.0.1:${await freePort()}/readyz`;
+  });
+  afterAll(() => {
+    closer?.close();
+    answering?.close();
+  });
+
+  test('any HTTP answer is one; behind the balancer a connection taken and closed unanswered is one too ("none"); nothing listening never is', async () => {
+    const ranges = PUBLIC_SUBNET_CIDRS.join(' ');
+    expect(await frontDoorAnswer(urls.answering, '')).toBe('503');
+    expect(await frontDoorAnswer(urls.answering, ranges)).toBe('503');
+    expect(await frontDoorAnswer(urls.closer, ranges)).toBe('none');
+    // Without a balancer nothing is closed on purpose: an empty reply is a broken front door.
+    expect(await frontDoorAnswer(urls.closer, '')).toBeNull();
+    expect(await frontDoorAnswer(urls.nothing, ranges)).toBeNull();
+    expect(await frontDoorAnswer(urls.nothing, '')).toBeNull();
+  });
+});
 
 withCaddy('the Caddyfile, as Caddy 2.6.2 reads it', () => {
   let home: string;
@@ -173,7 +219,7 @@ withCaddy('behind the load balancer, a real Caddy in front of the real app: the 
   });
 
   // Last: it stops the app.
-  test("once the app cannot be reached (PM2 down), a GET is closed unanswered after Caddy's tries, for the balancer to send to another host; a POST is answered 502, never left for a second host to run again", async () => {
+  test("once the app cannot be reached (PM2 down, or none yet), a GET is closed unanswered after Caddy's tries, for the balancer to send to another host, and the proxy step's check takes that as Caddy's answer; a POST is answered 502, never left for a second host to run again", async () => {
     await app.close();
     const post = new Promise<number>((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port, path: '/api/sections', method: 'POST', localAddress: NODE, headers: { host: '10.40.0.17', 'content-type': 'application/json' }, agent: false }, (res) => {
@@ -183,7 +229,10 @@ withCaddy('behind the load balancer, a real Caddy in front of the real app: the 
       req.on('error', reject);
       req.end('{"name":"x"}');
     });
+    // The proxy step's check on a new host, before its first release, at the same time: Caddy's own answer.
+    const check = frontDoorAnswer(`http://127.0.0.1:${port}/readyz`, `${NODE}/32`);
     await expect(get('/api/sections?limit=1', NODE)).rejects.toThrow(/socket hang up|ECONNRESET/);
     expect(await post).toBe(502);
+    expect(await check).toBe('none');
   }, 60_000);
 });

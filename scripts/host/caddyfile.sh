@@ -3,6 +3,7 @@
 # local test can print it and run it with a real Caddy (test/caddyfile.test.ts).
 # caddyfile reads: APP_PORT, ISSUER, MAINTENANCE_FLAG, ADMIN_SOCKET, and the
 # optional domain, acme_email, balancer_ranges (empty when unset).
+# front_door_answer, the proxy step's check of the running Caddy, reads balancer_ranges.
 
 caddyfile() {
   echo "# cemetery-backend's front door (written by provisioning: scripts/host/proxy.sh)"
@@ -112,4 +113,21 @@ UPSTREAM
 UNANSWERED
   fi
   echo "}"
+}
+
+# front_door_answer URL HOST: how Caddy answered a GET of URL (Host: HOST): its HTTP status; or, behind the balancer,
+# "none": the request taken and the connection closed unanswered, which is what Caddy does there while no app
+# answers (handle_errors above), as on a new host, whose app the release step starts after the proxy step. Nothing,
+# and status 1, when nothing took the request (or, without a balancer, nothing answered it).
+front_door_answer() {
+  local url=$1 host=$2 code status=0
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$url") || status=$?
+  if [ "$code" != 000 ]; then
+    echo "$code"
+  elif [ -n "$balancer_ranges" ] && [ "$status" = 52 ]; then
+    # curl's 52: "Empty reply from server", the connection closed with no answer.
+    echo none
+  else
+    return 1
+  fi
 }

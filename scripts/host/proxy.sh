@@ -57,18 +57,19 @@ elif [ "$WROTE" = 1 ]; then
   log "reloaded caddy"
 fi
 
-# Caddy answers on port 80: the redirect to HTTPS, or (no domain, or behind the balancer) the app itself.
+# Caddy answers on port 80: the redirect to HTTPS, or (no domain, or behind the balancer) the app itself; behind the
+# balancer, before the app's first release, with a closed connection (caddyfile.sh front_door_answer).
 host=${domain:-localhost}
+answer=""
 for _ in $(seq 1 30); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" http://127.0.0.1/readyz || true)
-  [ "$code" != 000 ] && break
+  answer=$(front_door_answer http://127.0.0.1/readyz "$host") && break
   sleep 1
 done
-[ "$code" != 000 ] || fail "caddy does not answer on port 80 (journalctl -u caddy)"
+[ -n "$answer" ] || fail "caddy does not answer on port 80 (journalctl -u caddy)"
 if [ -n "$balancer_ranges" ]; then
-  log "serving http on port 80 to the load balancer (X-Forwarded-For believed from $balancer_ranges)"
+  log "serving http on port 80 to the load balancer (X-Forwarded-For believed from $balancer_ranges)$([ "$answer" != none ] || echo "; no app answers yet: Caddy closes GETs unanswered until the release step starts it")"
 elif [ -n "$domain" ]; then
-  [ "$code" = 308 ] || fail "expected port 80 to redirect to https://$domain, got HTTP $code"
+  [ "$answer" = 308 ] || fail "expected port 80 to redirect to https://$domain, got HTTP $answer"
   log "serving https://$domain (certificates: $ISSUER)"
 else
   log "serving http on port 80"
