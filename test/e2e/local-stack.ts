@@ -229,8 +229,8 @@ export async function bootVm(opts: { report: Record<string, unknown>; address?: 
 cp -p /etc/fstab /run/fstab.kept
 sed -i 's/x-systemd.device-timeout=[0-9]*s/x-systemd.device-timeout=1s/' /etc/fstab
 mkdir /run/pm2-dump.kept
-for f in ${pm2Home}/dump.pm2 ${pm2Home}/dump.pm2.bak; do [ ! -e "$f" ] || mv "$f" /run/pm2-dump.kept/; done
-sync`);
+for f in ${pm2Home}/dump.pm2 ${pm2Home}/dump.pm2.bak; do [ ! -e "$f" ] || mv "$f" /run/pm2-dump.kept/; done`);
+      // scripts/local-vm.sh snapshot syncs the guest's disks before it takes the copy.
       try {
         vm('snapshot', file);
       } finally {
